@@ -1,0 +1,158 @@
+// `camnode check`: the config and the environment, one row per check with a one-line fix.
+// Each capability adds its rows.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import ffmpeg from 'fluent-ffmpeg';
+import type { Config } from './config/schema.js';
+import { parseSource } from './config/schema.js';
+import { redactUrl } from './config/redact.js';
+import { formatBytes } from './config/units.js';
+import { clockSynced, deviceModel } from './platform/device.js';
+import { diskUsage, FRAGILE_FILESYSTEMS } from './platform/disk.js';
+import { ffmpegVersion, MIN_FFMPEG, versionAtLeast } from './platform/ffmpeg.js';
+import { probeWritable } from './platform/storage.js';
+import { buildSampleArgs, chooseH264Encoder, type H264Encoder } from './recorder/args.js';
+import { quotaBytes } from './store/eviction.js';
+
+export type Verdict = 'pass' | 'warn' | 'fail';
+export interface CheckRow { check: string; verdict: Verdict; detail: string; fix?: string }
+
+export interface CheckDeps {
+  ffmpegPath?: string;
+  deviceRoot?: string;
+  /** How long each camera is sampled for its bitrate. */
+  sampleSeconds?: number;
+}
+
+interface CameraProbe { codec: string; width: number; height: number }
+
+function ffprobeStream(input: string, inputOptions: string[]): Promise<CameraProbe> {
+  return new Promise((resolve, reject) => {
+    ffmpeg.ffprobe(input, inputOptions, (err, data) => {
+      if (err) return reject(err instanceof Error ? err : new Error(String(err)));
+      const video = data.streams.find((s) => s.codec_type === 'video');
+      if (!video) return reject(new Error('no video stream'));
+      resolve({ codec: video.codec_name ?? 'unknown', width: video.width ?? 0, height: video.height ?? 0 });
+    });
+  });
+}
+
+/** Bits per second measured from a short sample of the stream as the recorder would store it. */
+function sampleBitrate(args: string[], seconds: number, ffmpegPath: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let bytes = 0;
+    const child = execFile(ffmpegPath, args, { encoding: 'buffer', maxBuffer: 512 * 1024 * 1024, timeout: (seconds + 20) * 1000 }, (err, _out, stderr) => {
+      if (err) return reject(new Error(redactUrl(stderr.toString().trim().split('\n').pop() || err.message)));
+      resolve((bytes * 8) / seconds);
+    });
+    child.stdout?.on('data', (chunk: Buffer) => { bytes += chunk.length; });
+  });
+}
+
+function probeInput(source: ReturnType<typeof parseSource>): { input: string; options: string[] } | null {
+  if (typeof source === 'string') return null;
+  switch (source.kind) {
+    case 'rtsp': return { input: source.url, options: ['-rtsp_transport', 'tcp', '-timeout', '5000000'] };
+    case 'file': return { input: source.path, options: [] };
+    case 'v4l2': return { input: source.device, options: ['-f', 'v4l2'] };
+    case 'testsrc': return null;
+  }
+}
+
+async function cameraRows(config: Config, deps: CheckDeps, encoder: H264Encoder): Promise<{ rows: CheckRow[]; bitrate: number }> {
+  const rows: CheckRow[] = [];
+  let bitrate = 0;
+  const ffmpegPath = deps.ffmpegPath ?? 'ffmpeg';
+  const seconds = deps.sampleSeconds ?? 3;
+  await Promise.all(config.cameras.map(async (camera) => {
+    const name = `camera ${camera.id}`;
+    if (!camera.enabled) { rows.push({ check: name, verdict: 'pass', detail: 'disabled' }); return; }
+    const source = parseSource(camera.source);
+    if (typeof source === 'string') return;
+    try {
+      const probeIn = probeInput(source);
+      const probe = probeIn ? await ffprobeStream(probeIn.input, probeIn.options) : { codec: 'h264', width: 640, height: 360 };
+      const bps = await sampleBitrate(buildSampleArgs({ source, segmentSeconds: config.recording.segmentSeconds, rtspTimeoutMs: 5_000, encoder }, seconds), seconds, ffmpegPath);
+      bitrate += bps;
+      const encoded = source.kind === 'v4l2' || source.kind === 'testsrc' ? `, encoded with ${encoder}` : '';
+      const verdict: Verdict = probe.codec === 'h264' || probe.codec === 'hevc' ? 'pass' : 'warn';
+      rows.push({
+        check: name, verdict,
+        detail: `${redactUrl(camera.source)}: ${probe.codec} ${probe.width}x${probe.height}, ${Math.round(bps / 1000)} kbit/s${encoded}`,
+        ...(verdict === 'warn' ? { fix: 'set the camera to H.264 or H.265' } : {}),
+      });
+    } catch (err) {
+      rows.push({ check: name, verdict: 'fail', detail: `${redactUrl(camera.source)}: ${redactUrl((err as Error).message.split('\n')[0] ?? '')}`, fix: 'check the camera is powered, reachable and the URL/credentials are right' });
+    }
+  }));
+  rows.sort((a, b) => a.check.localeCompare(b.check));
+  return { rows, bitrate };
+}
+
+export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<CheckRow[]> {
+  const rows: CheckRow[] = [{ check: 'config', verdict: 'pass', detail: `node ${config.node.id}, ${config.cameras.length} camera(s)` }];
+
+  let ffmpegOk = false;
+  try {
+    const version = await ffmpegVersion(deps.ffmpegPath);
+    ffmpegOk = versionAtLeast(version, MIN_FFMPEG);
+    rows.push(ffmpegOk
+      ? { check: 'ffmpeg', verdict: 'pass', detail: `ffmpeg ${version}` }
+      : { check: 'ffmpeg', verdict: 'fail', detail: `ffmpeg ${version} is older than ${MIN_FFMPEG.join('.')}`, fix: 'install ffmpeg 5.0 or newer' });
+  } catch (err) {
+    rows.push({ check: 'ffmpeg', verdict: 'fail', detail: (err as Error).message, fix: 'apt-get install ffmpeg' });
+  }
+
+  let quota: number | null = null;
+  try {
+    await probeWritable(join(config.storage.path, 'segments'));
+    const disk = await diskUsage(config.storage.path);
+    const fragile = FRAGILE_FILESYSTEMS.has(disk.type);
+    rows.push({
+      check: 'storage', verdict: fragile ? 'warn' : 'pass',
+      detail: `${config.storage.path}: writable, ${disk.type}, ${formatBytes(disk.sizeBytes)} (${formatBytes(disk.freeBytes)} free)`,
+      ...(fragile ? { fix: `reformat the media disk as ext4: ${disk.type} has no journal and loses more than the last write on power loss` } : {}),
+    });
+    quota = quotaBytes({ sizeBytes: disk.sizeBytes, usedBytes: disk.usedBytes, ownBytes: 0, maxUsePercent: config.storage.maxUsePercent, reserveBytes: config.storage.reserve, maxBytes: config.storage.maxBytes });
+  } catch (err) {
+    rows.push({ check: 'storage', verdict: 'fail', detail: (err as Error).message, fix: 'mount a writable disk at storage.path (ext4 recommended)' });
+  }
+
+  const encoder = chooseH264Encoder(await deviceModel(deps.deviceRoot));
+  if (ffmpegOk) {
+    const cams = await cameraRows(config, deps, encoder);
+    rows.push(...cams.rows);
+    if (quota !== null && cams.bitrate > 0) {
+      const days = quota / (cams.bitrate / 8) / 86_400;
+      const maxAgeDays = config.storage.maxAge === undefined ? null : config.storage.maxAge / 86_400_000;
+      const short = maxAgeDays !== null && days < maxAgeDays;
+      rows.push({
+        check: 'retention', verdict: short ? 'warn' : 'pass',
+        detail: `quota ${formatBytes(quota)} holds ${days >= 2 ? `${days.toFixed(1)} days` : `${(days * 24).toFixed(1)} hours`} at ${Math.round(cams.bitrate / 1000)} kbit/s`,
+        ...(short ? { fix: `maxAge is ${maxAgeDays} days but the disk holds fewer: add storage or lower camera bitrates` } : {}),
+      });
+    }
+  }
+
+  const synced = await clockSynced();
+  rows.push(synced === true
+    ? { check: 'clock', verdict: 'pass', detail: 'synchronised (NTP)' }
+    : synced === false
+      ? { check: 'clock', verdict: 'warn', detail: 'not synchronised', fix: 'enable NTP (timedatectl set-ntp true); until then footage time is uncertain' }
+      : { check: 'clock', verdict: 'warn', detail: 'the OS does not report whether the clock is synchronised', fix: 'run systemd-timesyncd or chrony' });
+  return rows;
+}
+
+export function renderChecks(rows: readonly CheckRow[], color: boolean): string {
+  const paint = (v: Verdict): string => {
+    if (!color) return v;
+    return v === 'pass' ? `\x1b[32m${v}\x1b[0m` : v === 'warn' ? `\x1b[33m${v}\x1b[0m` : `\x1b[31m${v}\x1b[0m`;
+  };
+  const width = Math.max(...rows.map((r) => r.check.length), 5);
+  const lines = [`${'CHECK'.padEnd(width)}  RESULT  DETAIL`];
+  for (const r of rows) {
+    lines.push(`${r.check.padEnd(width)}  ${paint(r.verdict)}${' '.repeat(6 - r.verdict.length)}  ${r.detail}`);
+    if (r.fix) lines.push(`${' '.repeat(width)}          fix: ${r.fix}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,172 @@
+// The one config schema (CONTRACT §2): types, defaults, ranges and the documentation of each
+// field come from here. `docs/config.md` is generated from it (npm run docs:config).
+import { z } from 'zod';
+import { parseDuration, parseRate, parseSize } from './units.js';
+
+/** Zones where policy forbids cameras, and the reason quoted back to the installer. */
+export const PRIVATE_ZONES = ['restroom', 'changing-room', 'lactation-room', 'private-office'] as const;
+export const PUBLIC_ZONES = [
+  'entrance', 'collections', 'seating', 'service-desk', 'delivery', 'parking', 'staff-area', 'other-public',
+] as const;
+export const PRIVACY_POLICY =
+  'district camera policy: cameras are placed only in public areas, never in restrooms, changing rooms, lactation rooms or private offices';
+
+function unit(kind: string, parse: (v: unknown) => number | null, example: string) {
+  return z.union([z.string(), z.number()]).transform((v, ctx) => {
+    const n = parse(v);
+    if (n === null) {
+      ctx.addIssue({ code: 'custom', message: `not a ${kind}: ${JSON.stringify(v)} (e.g. ${example})` });
+      return z.NEVER;
+    }
+    return n;
+  });
+}
+/** Milliseconds. */
+const duration = () => unit('duration', parseDuration, '90s, 5m, 2h, 30d');
+/** Bytes. */
+const size = () => unit('size', parseSize, '512MB, 2GiB');
+/** Bits per second. */
+const rate = () => unit('rate', parseRate, '500kbit, 4Mbit');
+
+export const SOURCE_FORMS = 'rtsp://, rtsps://, v4l2:/dev/videoN, file:PATH, testsrc';
+
+export type Source =
+  | { kind: 'rtsp'; url: string }
+  | { kind: 'v4l2'; device: string }
+  | { kind: 'file'; path: string }
+  | { kind: 'testsrc' };
+
+/** Parses a camera source string; returns an error message for the field when it is not one. */
+export function parseSource(source: string): Source | string {
+  if (source === 'testsrc') return { kind: 'testsrc' };
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(source)?.[1]?.toLowerCase();
+  if (scheme === 'rtsp' || scheme === 'rtsps') {
+    try {
+      const url = new URL(source);
+      if (!url.hostname) return 'rtsp URL has no host';
+    } catch {
+      return `not a valid ${scheme} URL`;
+    }
+    return { kind: 'rtsp', url: source };
+  }
+  if (scheme === 'v4l2') {
+    const device = source.slice('v4l2:'.length);
+    if (!/^\/dev\/video\d+$/.test(device)) return `v4l2 source must name a device like v4l2:/dev/video0, got "${device}"`;
+    return { kind: 'v4l2', device };
+  }
+  if (scheme === 'file') {
+    const path = source.slice('file:'.length);
+    if (!path) return 'file source needs a path, e.g. file:/srv/loop.mp4';
+    return { kind: 'file', path };
+  }
+  if (scheme) return `unsupported scheme "${scheme}" (use ${SOURCE_FORMS})`;
+  return `unsupported source "${source}" (use ${SOURCE_FORMS})`;
+}
+
+const camera = z.strictObject({
+  id: z.string().regex(/^[a-z0-9-]{1,32}$/, 'must match [a-z0-9-]{1,32}').describe('Camera id; names its folder and its clips.'),
+  name: z.string().optional().describe('Display name. Default: the id.'),
+  source: z.string().superRefine((s, ctx) => {
+    const parsed = parseSource(s);
+    if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
+  }).describe(`Where the video comes from: ${SOURCE_FORMS}.`),
+  zone: z.string().superRefine((zone, ctx) => {
+    if ((PRIVATE_ZONES as readonly string[]).includes(zone)) {
+      ctx.addIssue({ code: 'custom', message: `"${zone}" is a private area and cannot be recorded (${PRIVACY_POLICY})` });
+    } else if (!(PUBLIC_ZONES as readonly string[]).includes(zone)) {
+      ctx.addIssue({ code: 'custom', message: `unknown zone "${zone}" (use one of ${PUBLIC_ZONES.join(', ')})` });
+    }
+  }).describe(`Public area the camera covers: ${PUBLIC_ZONES.join(' | ')}. Private areas (${PRIVATE_ZONES.join(', ')}) are refused.`),
+  enabled: z.boolean().default(true).describe('Record this camera.'),
+});
+
+const node = z.strictObject({
+  id: z.string().regex(/^[a-z0-9-]{1,64}$/, 'must match [a-z0-9-]{1,64}').describe('Node id: the MQTT identity and the upstream folder.'),
+  site: z.string().optional().describe('Branch name. Default: the id.'),
+  stateDir: z.string().min(1).default('/var/lib/camnode').describe('Incident book, outbox, audit log and keys (kept off the media disk).'),
+});
+
+const storage = z.strictObject({
+  path: z.string().min(1).describe('Segments and sealed clips (a USB SSD on a Pi).'),
+  maxUsePercent: z.number().int().min(10).max(99).default(90).describe('The filesystem\'s used bytes never exceed this share of its size.'),
+  reserve: size().default(2 ** 30).describe('Free bytes never fall below this.'),
+  maxBytes: size().optional().describe('Optional cap on what camnode itself stores here.'),
+  maxAge: duration().optional().describe('Optional: footage older than this is deleted even with room left.'),
+});
+
+const recording = z.strictObject({
+  segmentSeconds: z.number().int().min(1).max(60).default(10).describe('Length of each ring segment in seconds (1–60).'),
+});
+
+const incident = z.strictObject({
+  preRoll: duration().default(120_000).describe('How far back a lock reaches.'),
+  postRoll: duration().default(300_000).describe('How long after a trigger it keeps locking.'),
+  maxLength: duration().default(3_600_000).describe('A lock extended by later triggers stops growing here.'),
+});
+
+const button = z.strictObject({
+  backend: z.enum(['auto', 'onoff', 'gpiod', 'fake', 'none']).default('auto').describe('Panic-button backend.'),
+  pin: z.number().int().min(0).max(63).optional().default(17).describe('BCM number of the panic button.'),
+  activeLow: z.boolean().default(true).describe('The button pulls the line low when pressed.'),
+  debounce: duration().default(50).describe('Edges closer than this count once.'),
+  ledPin: z.number().int().min(0).max(63).optional().describe('Optional BCM number of the status LED.'),
+});
+
+const mqtt = z.strictObject({
+  url: z.string().regex(/^(mqtts?|wss?):\/\/[^/]+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL').describe('Broker URL.'),
+  protocolVersion: z.union([z.literal(5), z.literal('3.1.1')]).default(5).describe('MQTT protocol version: 5 or "3.1.1".'),
+  keepalive: duration().default(30_000).describe('MQTT keepalive.'),
+  ca: z.string().optional().describe('CA certificate (required for mqtts:// and wss://).'),
+  cert: z.string().optional().describe('Client certificate, CN = node id (required for mqtts:// and wss://).'),
+  key: z.string().optional().describe('Client key (required for mqtts:// and wss://).'),
+  prefix: z.string().regex(/^[^#+]+$/, 'must not contain MQTT wildcards').default('camnode').describe('Topic prefix.'),
+  stateInterval: duration().default(60_000).describe('Publish the state at least this often.'),
+}).superRefine((m, ctx) => {
+  if (/^(mqtts|wss):/.test(m.url)) {
+    for (const field of ['ca', 'cert', 'key'] as const) {
+      if (!m[field]) ctx.addIssue({ code: 'custom', path: [field], message: `required for ${m.url.split(':')[0]}:// URLs` });
+    }
+  }
+});
+
+const control = z.strictObject({
+  socket: z.string().min(1).default('/run/camnode/control.sock').describe('Local control socket (mode 0660).'),
+});
+
+const upstream = z.strictObject({
+  type: z.enum(['s3', 'dir', 'none']).default('none').describe('Where sealed incidents go.'),
+  endpoint: z.string().url().optional().describe('S3 endpoint; omit for AWS.'),
+  region: z.string().default('us-east-1').describe('S3 region.'),
+  bucket: z.string().optional().describe('S3 bucket (required for type s3).'),
+  prefix: z.string().default('incidents').describe('Key prefix.'),
+  credentials: z.string().optional().describe('File with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; else the environment.'),
+  path: z.string().optional().describe('Folder (required for type dir).'),
+  maxRate: rate().optional().describe('Optional bandwidth cap.'),
+  window: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$/, 'must be "HH:MM-HH:MM" local time').optional()
+    .describe('Optional local-time window for incidents locked with urgent: false.'),
+}).superRefine((u, ctx) => {
+  if (u.type === 's3' && !u.bucket) ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'required for type s3' });
+  if (u.type === 'dir' && !u.path) ctx.addIssue({ code: 'custom', path: ['path'], message: 'required for type dir' });
+});
+
+export const configSchema = z.strictObject({
+  node,
+  storage,
+  recording: recording.prefault({}),
+  cameras: z.array(camera).min(1, 'at least one camera is required').superRefine((cams, ctx) => {
+    const seen = new Map<string, number>();
+    cams.forEach((c, i) => {
+      const first = seen.get(c.id);
+      if (first !== undefined) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicate camera id "${c.id}" (also cameras[${first}])` });
+      else seen.set(c.id, i);
+    });
+  }),
+  incident: incident.prefault({}),
+  button: button.prefault({}),
+  mqtt: mqtt.optional(),
+  control: control.prefault({}),
+  upstream: upstream.prefault({}),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type CameraConfig = Config['cameras'][number];

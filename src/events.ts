@@ -1,0 +1,36 @@
+// The agent's typed event bus (CONTRACT §3 event types). Listeners cannot throw into the
+// emitter: a failing listener is logged and the others still run.
+import type { Logger } from './platform/logger.js';
+
+export interface AgentEvents {
+  'camera.up': { camera: string; reason: string };
+  'camera.down': { camera: string; reason: string };
+  'storage.pressure': { shortfallBytes: number; quotaBytes: number; usedBytes: number };
+  'storage.full': { shortfallBytes: number; quotaBytes: number; usedBytes: number; lockedBytes: number };
+  'segment.finished': { camera: string; seq: number; startMs: number; durationMs: number; bytes: number };
+  'segments.deleted': { camera: string; startMs: number; endMs: number; bytes: number; count: number; reason: string };
+}
+
+type Listener<T> = (payload: T) => void;
+
+export class EventBus {
+  private readonly listeners = new Map<keyof AgentEvents, Set<Listener<never>>>();
+  constructor(private readonly log: Logger) {}
+
+  on<K extends keyof AgentEvents>(type: K, listener: Listener<AgentEvents[K]>): () => void {
+    let set = this.listeners.get(type);
+    if (!set) this.listeners.set(type, (set = new Set()));
+    set.add(listener as Listener<never>);
+    return () => set.delete(listener as Listener<never>);
+  }
+
+  emit<K extends keyof AgentEvents>(type: K, payload: AgentEvents[K]): void {
+    for (const listener of this.listeners.get(type) ?? []) {
+      try {
+        (listener as Listener<AgentEvents[K]>)(payload);
+      } catch (err) {
+        this.log.error({ err, event: type }, 'event listener failed');
+      }
+    }
+  }
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+// The only place that touches argv, signals and exit codes (CONTRACT §1):
+// 0 success; 1 runtime failure; 2 bad usage or bad config; 3 timed out.
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Agent } from './agent.js';
+import { runChecks, renderChecks } from './check.js';
+import { ConfigError, loadConfig, resolveConfigPath } from './config/load.js';
+import { runDemo } from './demo/demo.js';
+import { createLogger } from './platform/logger.js';
+import { MissingToolError } from './platform/ffmpeg.js';
+import { StorageError } from './platform/storage.js';
+import { AgentAlreadyRunning } from './platform/processes.js';
+import { VERSION } from './version.js';
+
+/** Errors the user can fix: printed as a message, never a stack trace. */
+function exitCodeFor(err: unknown): number {
+  if (err instanceof ConfigError) return 2;
+  if (err instanceof CommanderError) return 2;
+  return 1;
+}
+
+function fail(err: unknown): never {
+  if (err instanceof ConfigError) {
+    for (const line of err.problems) process.stderr.write(`${line}\n`);
+  } else if (err instanceof MissingToolError || err instanceof StorageError || err instanceof AgentAlreadyRunning) {
+    process.stderr.write(`camnode: ${err.message}\n`);
+  } else {
+    process.stderr.write(`camnode: ${(err as Error)?.message ?? String(err)}\n`);
+    if (process.env['CAMNODE_DEBUG']) process.stderr.write(`${(err as Error)?.stack}\n`);
+  }
+  process.exit(exitCodeFor(err));
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a whole number above 0');
+  return n;
+}
+
+async function run(opts: { config?: string }): Promise<void> {
+  const config = loadConfig(resolveConfigPath(opts.config));
+  const log = createLogger();
+  const agent = new Agent({ config, log });
+  const controller = new AbortController();
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    controller.abort();
+    agent.stop().then(() => process.exit(0), (err: unknown) => fail(err));
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  try {
+    await agent.start(controller.signal);
+  } catch (err) {
+    await agent.stop().catch(() => {});
+    throw err;
+  }
+}
+
+async function check(opts: { config?: string }): Promise<void> {
+  const config = loadConfig(resolveConfigPath(opts.config));
+  const rows = await runChecks(config);
+  process.stdout.write(`${renderChecks(rows, process.stdout.isTTY === true && !process.env['NO_COLOR'])}\n`);
+  process.exitCode = rows.some((r) => r.verdict === 'fail') ? 1 : 0;
+}
+
+const program = new Command()
+  .name('camnode')
+  .description('Records branch cameras into a ring buffer sized to the disk.')
+  .version(VERSION)
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+program.command('run').description('run the agent until SIGTERM/SIGINT')
+  .option('--config <path>', 'config file (else $CAMNODE_CONFIG, else /etc/camnode/config.yaml)')
+  .action(run);
+program.command('check').description('validate the config and the environment; exit 0 only if nothing failed')
+  .option('--config <path>', 'config file (else $CAMNODE_CONFIG, else /etc/camnode/config.yaml)')
+  .action(check);
+program.command('demo').description('run on embedded defaults: two synthetic cameras and a small ring')
+  .option('--dir <dir>', 'where the demo keeps its data', './demo-data')
+  .option('--seconds <n>', 'stop after this many seconds', positiveInt)
+  .action((opts: { dir: string; seconds?: number }) => runDemo(opts));
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof CommanderError) {
+    // --help and --version end here too, successfully.
+    if (err.exitCode === 0) process.exit(0);
+    process.exit(2);
+  }
+  fail(err);
+});

@@ -1,0 +1,33 @@
+// Is the media disk usable? Tests run as root, so permissions prove nothing: the probe writes,
+// fsyncs and removes a real file, which a read-only mount refuses with EROFS.
+import { mkdir, open, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export class StorageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StorageError';
+  }
+}
+
+export async function probeWritable(dir: string, field = 'storage.path'): Promise<void> {
+  const probe = join(dir, `.camnode-write-probe-${process.pid}`);
+  try {
+    await mkdir(dir, { recursive: true });
+    const handle = await open(probe, 'w');
+    try {
+      await handle.writeFile('probe');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await unlink(probe);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EROFS' ? 'is on a read-only filesystem'
+      : code === 'EACCES' || code === 'EPERM' ? 'is not writable (permission denied)'
+        : code === 'ENOSPC' ? 'has no space left'
+          : `cannot be written (${code ?? (err as Error).message})`;
+    throw new StorageError(`${field} ${dir} ${why}`);
+  }
+}
