@@ -12,7 +12,7 @@ export const PRIVACY_POLICY =
   'district camera policy: cameras are placed only in public areas, never in restrooms, changing rooms, lactation rooms or private offices';
 
 function unit(kind: string, parse: (v: unknown) => number | null, example: string) {
-  return z.union([z.string(), z.number()]).transform((v, ctx) => {
+  return z.union([z.string(), z.number()]).meta({ unit: kind }).transform((v, ctx) => {
     const n = parse(v);
     if (n === null) {
       ctx.addIssue({ code: 'custom', message: `not a ${kind}: ${JSON.stringify(v)} (e.g. ${example})` });
@@ -89,7 +89,7 @@ const node = z.strictObject({
 const storage = z.strictObject({
   path: z.string().min(1).describe('Segments and sealed clips (a USB SSD on a Pi).'),
   maxUsePercent: z.number().int().min(10).max(99).default(90).describe('The filesystem\'s used bytes never exceed this share of its size.'),
-  reserve: size().default(2 ** 30).describe('Free bytes never fall below this.'),
+  reserve: size().prefault('1GiB').describe('Free bytes never fall below this.'),
   maxBytes: size().optional().describe('Optional cap on what camnode itself stores here.'),
   maxAge: duration().optional().describe('Optional: footage older than this is deleted even with room left.'),
 });
@@ -99,28 +99,28 @@ const recording = z.strictObject({
 });
 
 const incident = z.strictObject({
-  preRoll: duration().default(120_000).describe('How far back a lock reaches.'),
-  postRoll: duration().default(300_000).describe('How long after a trigger it keeps locking.'),
-  maxLength: duration().default(3_600_000).describe('A lock extended by later triggers stops growing here.'),
+  preRoll: duration().prefault('2m').describe('How far back a lock reaches.'),
+  postRoll: duration().prefault('5m').describe('How long after a trigger it keeps locking.'),
+  maxLength: duration().prefault('1h').describe('A lock extended by later triggers stops growing here.'),
 });
 
 const button = z.strictObject({
   backend: z.enum(['auto', 'onoff', 'gpiod', 'fake', 'none']).default('auto').describe('Panic-button backend.'),
   pin: z.number().int().min(0).max(63).optional().default(17).describe('BCM number of the panic button.'),
   activeLow: z.boolean().default(true).describe('The button pulls the line low when pressed.'),
-  debounce: duration().default(50).describe('Edges closer than this count once.'),
+  debounce: duration().prefault('50ms').describe('Edges closer than this count once.'),
   ledPin: z.number().int().min(0).max(63).optional().describe('Optional BCM number of the status LED.'),
 });
 
 const mqtt = z.strictObject({
   url: z.string().regex(/^(mqtts?|wss?):\/\/[^/]+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL').describe('Broker URL.'),
   protocolVersion: z.union([z.literal(5), z.literal('3.1.1')]).default(5).describe('MQTT protocol version: 5 or "3.1.1".'),
-  keepalive: duration().default(30_000).describe('MQTT keepalive.'),
+  keepalive: duration().prefault('30s').describe('MQTT keepalive.'),
   ca: z.string().optional().describe('CA certificate (required for mqtts:// and wss://).'),
   cert: z.string().optional().describe('Client certificate, CN = node id (required for mqtts:// and wss://).'),
   key: z.string().optional().describe('Client key (required for mqtts:// and wss://).'),
   prefix: z.string().regex(/^[^#+]+$/, 'must not contain MQTT wildcards').default('camnode').describe('Topic prefix.'),
-  stateInterval: duration().default(60_000).describe('Publish the state at least this often.'),
+  stateInterval: duration().prefault('60s').describe('Publish the state at least this often.'),
 }).superRefine((m, ctx) => {
   if (/^(mqtts|wss):/.test(m.url)) {
     for (const field of ['ca', 'cert', 'key'] as const) {
@@ -150,9 +150,9 @@ const upstream = z.strictObject({
 });
 
 export const configSchema = z.strictObject({
-  node,
-  storage,
-  recording: recording.prefault({}),
+  node: node.describe('This box.'),
+  storage: storage.describe('The media disk and the ring\'s quota on it.'),
+  recording: recording.prefault({}).describe('How footage is cut.'),
   cameras: z.array(camera).min(1, 'at least one camera is required').superRefine((cams, ctx) => {
     const seen = new Map<string, number>();
     cams.forEach((c, i) => {
@@ -160,12 +160,12 @@ export const configSchema = z.strictObject({
       if (first !== undefined) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicate camera id "${c.id}" (also cameras[${first}])` });
       else seen.set(c.id, i);
     });
-  }),
-  incident: incident.prefault({}),
-  button: button.prefault({}),
-  mqtt: mqtt.optional(),
-  control: control.prefault({}),
-  upstream: upstream.prefault({}),
+  }).describe('The cameras this node records (at least one, ids unique).'),
+  incident: incident.prefault({}).describe('Incident windows (locks).'),
+  button: button.prefault({}).describe('The panic button and its LED. Omitted: backend auto.'),
+  mqtt: mqtt.optional().describe('The fleet link. Omitted: no fleet link.'),
+  control: control.prefault({}).describe('Local commands.'),
+  upstream: upstream.prefault({}).describe('Where sealed incidents are synced. Omitted: type none.'),
 });
 
 export type Config = z.output<typeof configSchema>;
