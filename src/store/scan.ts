@@ -90,7 +90,16 @@ export async function scanRing(root: string, log: Logger): Promise<ScanResult> {
 
   segments.sort((a, b) => a.seq - b.seq);
   const nextSeq = segments.length > 0 ? segments[segments.length - 1]!.seq + 1 : 1;
-  const withTimes = await mapLimit(partials, 8, async (p) => ({ ...p, mtimeMs: (await stat(p.path).catch(() => null))?.mtimeMs ?? 0 }));
-  withTimes.sort((a, b) => a.mtimeMs - b.mtimeMs);
-  return { segments, partials: withTimes.map(({ camera, path }) => ({ camera, path })), problems, nextSeq };
+  const withStats = await mapLimit(partials, 8, async (p) => ({ ...p, st: await stat(p.path).catch(() => null) }));
+  const adoptable: typeof withStats = [];
+  for (const p of withStats) {
+    if (p.st?.size === 0) {
+      report({ path: p.path, kind: 'zero-length', action: 'deleted' });
+      await unlink(p.path).catch(() => {});
+    } else if (p.st) {
+      adoptable.push(p);
+    }
+  }
+  adoptable.sort((a, b) => a.st!.mtimeMs - b.st!.mtimeMs);
+  return { segments, partials: adoptable.map(({ camera, path }) => ({ camera, path })), problems, nextSeq };
 }
