@@ -82,7 +82,9 @@ async function cameraRows(config: Config, deps: CheckDeps, encoder: H264Encoder)
         ...(verdict === 'warn' ? { fix: 'set the camera to H.264 or H.265' } : {}),
       });
     } catch (err) {
-      rows.push({ check: name, verdict: 'fail', detail: `${redactUrl(camera.source)}: ${redactUrl((err as Error).message.split('\n')[0] ?? '')}`, fix: 'check the camera is powered, reachable and the URL/credentials are right' });
+      // fluent-ffmpeg puts ffprobe's stderr after its own first line; the last line says why.
+      const lines = (err as Error).message.split('\n').map((l) => l.trim()).filter(Boolean);
+      rows.push({ check: name, verdict: 'fail', detail: `${redactUrl(camera.source)}: ${redactUrl((lines[lines.length - 1] ?? 'no answer').replace(`${camera.source}: `, ''))}`, fix: 'check the camera is powered, reachable and the URL/credentials are right' });
     }
   }));
   rows.sort((a, b) => a.check.localeCompare(b.check));
