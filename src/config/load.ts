@@ -106,7 +106,9 @@ export function parseConfigText(text: string, source = 'config'): Config {
   if (document.errors.length > 0) {
     throw new ConfigError(document.errors.map((e) => {
       const at = e.linePos?.[0];
-      return `${source}${at ? `:${at.line}:${at.col}` : ''}: ${e.message.split('\n')[0]}`;
+      // yaml's pretty message repeats the position and ends in ':' before a code frame.
+      const message = (e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+      return `${source}${at ? `:${at.line}:${at.col}` : ''}: ${message}`;
     }));
   }
   const doc: unknown = document.toJS();

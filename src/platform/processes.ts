@@ -61,20 +61,41 @@ export class AgentAlreadyRunning extends Error {
   }
 }
 
-/** Takes the storage's agent lock; a stale lock (dead pid) is taken over. */
-export async function acquireAgentLock(lockFile: string, procRoot = '/proc'): Promise<() => Promise<void>> {
+/** The kernel's start time of a process (field 22 of /proc/PID/stat): a pid plus this names one process. */
+export async function processStartTime(pid: number, procRoot = '/proc'): Promise<string | null> {
   try {
-    const pid = Number.parseInt(await readFile(lockFile, 'utf8'), 10);
-    if (pid > 0 && pid !== process.pid && alive(pid)) {
-      const cmdline = await readFile(join(procRoot, String(pid), 'cmdline'), 'utf8').catch(() => '');
-      if (/camnode|main\.js/.test(cmdline)) throw new AgentAlreadyRunning(pid, lockFile);
-    }
-  } catch (err) {
-    if (err instanceof AgentAlreadyRunning) throw err;
+    const stat = await readFile(join(procRoot, String(pid), 'stat'), 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
   }
-  await writeFile(lockFile, `${process.pid}\n`);
-  return async () => {
-    const pid = await readFile(lockFile, 'utf8').catch(() => '');
-    if (Number.parseInt(pid, 10) === process.pid) await unlink(lockFile).catch(() => {});
-  };
+}
+
+/**
+ * Takes the storage's agent lock: created exclusively, holding "PID STARTTIME". A lock whose
+ * process is gone — or whose pid now names another process — is stale and taken over.
+ */
+export async function acquireAgentLock(lockFile: string, procRoot = '/proc'): Promise<() => Promise<void>> {
+  const me = `${process.pid} ${await processStartTime(process.pid, procRoot) ?? ''}`.trim();
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await writeFile(lockFile, `${me}\n`, { flag: 'wx' });
+      return async () => {
+        const held = (await readFile(lockFile, 'utf8').catch(() => '')).trim();
+        if (held === me) await unlink(lockFile).catch(() => {});
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const [pidText, started] = (await readFile(lockFile, 'utf8').catch(() => '')).trim().split(' ');
+    const pid = Number.parseInt(pidText ?? '', 10);
+    if (pid > 0 && pid !== process.pid && alive(pid)) {
+      const current = await processStartTime(pid, procRoot);
+      // Same pid, same start time: the very agent that took the lock is still running.
+      if (!started || current === null || current === started) throw new AgentAlreadyRunning(pid, lockFile);
+    }
+    await unlink(lockFile).catch(() => {});
+  }
+  throw new Error(`could not take the agent lock ${lockFile}`);
 }

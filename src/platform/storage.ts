@@ -1,7 +1,7 @@
 // Is the media disk usable? Tests run as root, so permissions prove nothing: the probe writes,
 // fsyncs and removes a real file, which a read-only mount refuses with EROFS.
 import { mkdir, open, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export class StorageError extends Error {
   constructor(message: string) {
@@ -10,10 +10,24 @@ export class StorageError extends Error {
   }
 }
 
+/**
+ * `mkdir -p` that reports the real reason: Node 20's recursive mkdir turns EROFS (and other
+ * errors on a missing component) into ENOENT, so retry component by component without it.
+ */
+async function makeDirs(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(dir) === dir) throw err;
+    await makeDirs(dirname(dir));
+    await mkdir(dir);
+  }
+}
+
 export async function probeWritable(dir: string, field = 'storage.path'): Promise<void> {
   const probe = join(dir, `.camnode-write-probe-${process.pid}`);
   try {
-    await mkdir(dir, { recursive: true });
+    await makeDirs(dir);
     const handle = await open(probe, 'w');
     try {
       await handle.writeFile('probe');

@@ -169,7 +169,9 @@ export class CameraRecorder implements Component {
     this.lastSegmentMono = this.deps.clock.monotonic();
     this.runSegments++;
     this.longestSegmentMs = Math.max(this.longestSegmentMs * 0.9, durationMs);
-    if (this.state !== 'recording') {
+    // A stalled run told to quit still closes (and reports) its last segment on the way out:
+    // that is footage to keep, not a recovery, and the stall stays the reason it went down.
+    if (this.state !== 'recording' && this.state !== 'stalled') {
       this.state = 'recording';
       this.lastError = null;
       this.deps.log.info('recording');

@@ -38,6 +38,15 @@ export interface RingDeps {
   locks: LockSource;
   /** Segments being written right now (their bytes count against the quota). */
   inProgressFiles(): string[];
+  /** camnode's bytes on this disk outside the ring: sealed clips. */
+  heldOutsideRing?(): number;
+  /** Room to keep free for footage already promised to a lock (an open incident's post-roll). */
+  promisedBytes?(): number;
+  /**
+   * Whether the OS reports the clock synchronised (null: cannot tell). While it says no, nothing
+   * is aged out: a clock months ahead at boot would make all footage look expired.
+   */
+  clockSynced?(): boolean | null;
   probeDurationMs(path: string): Promise<number | null>;
   /** How often the pruner runs besides after each finished segment. */
   pruneIntervalMs?: number;
@@ -192,22 +201,27 @@ export class Ring implements Component {
   }
 
   private async prune(): Promise<void> {
-    await this.checkClock();
     const { options, clock, log, events } = this.deps;
     const disk = await this.deps.disk(options.storagePath);
-    const inProgress = await this.inProgressBytes();
-    let held = inProgress;
+    const outside = (await this.inProgressBytes()) + (this.deps.heldOutsideRing?.() ?? 0);
+    const promised = this.deps.promisedBytes?.() ?? 0;
+    let held = outside;
     for (const s of this.segments) held += s.bytes;
     const quota = quotaBytes({
       sizeBytes: disk.sizeBytes, usedBytes: disk.usedBytes, ownBytes: held,
       maxUsePercent: options.maxUsePercent, reserveBytes: options.reserveBytes, maxBytes: options.maxBytes,
     });
     const locks = this.deps.locks.lockedRanges();
+    // Read the time, check the clock and plan in one synchronous step (checkClock marks a jump
+    // before its first await): with an await in between, a clock step landing there would have
+    // footage judged on a time the ring has not checked, and aged out by the jump.
     const now = clock.now();
+    const clockChecked = this.checkClock();
     const plan = planEviction({
-      segments: this.segments, locks, quotaBytes: quota, otherOwnBytes: inProgress, now,
-      maxAgeMs: options.maxAgeMs, uncertainBeforeSeq: this.uncertainBeforeSeq(),
+      segments: this.segments, locks, quotaBytes: quota, otherOwnBytes: outside + promised, now,
+      maxAgeMs: this.deps.clockSynced?.() === false ? undefined : options.maxAgeMs, uncertainBeforeSeq: this.uncertainBeforeSeq(),
     });
+    await clockChecked;
     if (plan.evict.length > 0) await this.delete(plan.evict, plan.reasons);
 
     let lockedBytes = 0;
@@ -216,7 +230,7 @@ export class Ring implements Component {
     const newest = this.segments[this.segments.length - 1];
     this.lastStats = {
       quotaBytes: quota,
-      usedBytes: plan.bytesAfter,
+      usedBytes: plan.bytesAfter - promised,
       lockedBytes,
       freeBytes: disk.freeBytes,
       segments: this.segments.length,
@@ -228,7 +242,7 @@ export class Ring implements Component {
       // Locked footage is never deleted to make room; say so loudly instead.
       if (!this.fullReported) log.error({ shortfallBytes: plan.shortfallBytes, lockedBytes, quotaBytes: quota }, 'storage full: locked footage leaves no room within the quota');
       this.fullReported = true;
-      events.emit('storage.full', { shortfallBytes: plan.shortfallBytes, quotaBytes: quota, usedBytes: plan.bytesAfter, lockedBytes });
+      events.emit('storage.full', { shortfallBytes: plan.shortfallBytes, quotaBytes: quota, usedBytes: plan.bytesAfter - promised, lockedBytes });
     } else {
       this.fullReported = false;
     }
@@ -287,6 +301,7 @@ export class Ring implements Component {
     if (implausible) await this.markUncertain('footage stamped in the future or before 2024; its age cannot be judged');
   }
 
+  /** Marks a jump synchronously, before the first await (prune relies on that); then persists it. */
   private async checkClock(): Promise<void> {
     const jump = this.clockWatch?.check() ?? 0;
     if (jump !== 0) await this.markUncertain(`wall clock jumped by ${Math.round(jump / 1000)} s`);

@@ -7,7 +7,7 @@ import type { Logger } from '../platform/logger.js';
 import { isInProgressFileName, parseSegmentFileName, type Segment } from './segment.js';
 
 export const CAMERA_DIR = /^[a-z0-9-]{1,32}$/;
-/** Files of the ring's own in the segments folder. */
+/** Files of the ring's own in the segments folder (besides `.camnode-*` probes and temp files). */
 export const RING_FILES = new Set(['clock.json', 'agent.pid']);
 
 export interface ScanProblem {
@@ -79,7 +79,7 @@ export async function scanRing(root: string, log: Logger): Promise<ScanResult> {
         if (bytes > 0) segments.push({ camera, bytes, ...f.parsed });
         else if (bytes === 0) problems.push({ path: join(dir, f.name), kind: 'zero-length', action: 'deleted' });
       });
-    } else if (!(entry.isFile() && RING_FILES.has(entry.name))) {
+    } else if (!(entry.isFile() && (RING_FILES.has(entry.name) || entry.name.startsWith('.camnode-')))) {
       report({ path: join(root, entry.name), kind: 'foreign', action: 'left alone' });
     }
   }

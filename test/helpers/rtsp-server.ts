@@ -70,7 +70,9 @@ export async function startRtspServer(opts: RtspServerOptions = {}): Promise<Rts
     '--exit-on-stdin-eof',
   ];
 
-  let { child, url } = await launch(args);
+  const first = await launch(args);
+  let child = first.child;
+  const url = first.url;
   const port = Number(new URL(url).port);
   // Restarts must come back on the same port, not a fresh random one.
   const portIdx = args.indexOf('--port') + 1;
@@ -98,7 +100,7 @@ export async function startRtspServer(opts: RtspServerOptions = {}): Promise<Rts
     },
     async restart() {
       await terminate(child);
-      ({ child, url } = await launch(args));
+      child = (await launch(args)).child;
       running.add(server);
     },
   };
