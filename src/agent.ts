@@ -7,6 +7,7 @@ import { EventBus } from './events.js';
 import { ComponentGroup, type Component } from './lifecycle/component.js';
 import type { Clock } from './platform/clock.js';
 import { systemClock } from './platform/clock.js';
+import { ClockStatus } from './platform/clock-status.js';
 import { diskUsage, type DiskUsageReader } from './platform/disk.js';
 import { deviceModel } from './platform/device.js';
 import { ffmpegVersion, MIN_FFMPEG, MissingToolError, probeDurationMs, versionAtLeast } from './platform/ffmpeg.js';
@@ -16,13 +17,22 @@ import { probeWritable } from './platform/storage.js';
 import { buildRecorderArgs, chooseH264Encoder } from './recorder/args.js';
 import { CameraRecorder, type CameraStatus } from './recorder/camera-recorder.js';
 import { Ring, type LockSource, type RingStats } from './store/ring.js';
+import { AuditLog, AUDIT_LOG_FILE } from './audit/log.js';
+import { loadOrCreateNodeKey, type NodeKey } from './audit/keys.js';
+import { DeletionAudit } from './audit/deletions.js';
+import { IncidentBook } from './incidents/book.js';
+import { isOpen, type Incident } from './incidents/incident.js';
+import { Sealer } from './incidents/sealer.js';
+import { CommandHandlers } from './commands/handlers.js';
+import { ControlSocket } from './control/socket.js';
+import { VERSION } from './version.js';
 
 export interface AgentDeps {
   config: Config;
   log: Logger;
   clock?: Clock;
   disk?: DiskUsageReader;
-  /** Ranges the ring must keep (the incident book, once built). */
+  /** More ranges the ring must keep, beside the incident book's. */
   locks?: LockSource;
   ffmpegPath?: string;
   procRoot?: string;
@@ -31,37 +41,78 @@ export interface AgentDeps {
   testsrc?: { width: number; height: number; fps: number; bitrate: number };
 }
 
+export interface IncidentCounts { active: number; held: number; unsynced: number }
+
 export interface AgentStatus {
   cameras: CameraStatus[];
   storage: RingStats | undefined;
+  incidents: IncidentCounts;
 }
 
-const NO_LOCKS: LockSource = { lockedRanges: () => [] };
+/** CONTRACT §3: active = window open, held = sealed or synced and not released, unsynced = sealed. */
+export function countIncidents(incidents: readonly Incident[], nowMs: number): IncidentCounts {
+  let active = 0;
+  let held = 0;
+  let unsynced = 0;
+  for (const i of incidents) {
+    if (isOpen(i, nowMs)) active++;
+    if (i.state === 'sealed' || i.state === 'synced') held++;
+    if (i.state === 'sealed') unsynced++;
+  }
+  return { active, held, unsynced };
+}
 
 export class Agent {
   readonly events: EventBus;
   private ring: Ring | undefined;
   private recorders: CameraRecorder[] = [];
+  private book: IncidentBook | undefined;
+  private sealer: Sealer | undefined;
+  private commandHandlers: CommandHandlers | undefined;
+  private nodeKey: NodeKey | undefined;
   private group: ComponentGroup | undefined;
   private releaseLock: (() => Promise<void>) | undefined;
   private stopped: Promise<void> | undefined;
+  private readonly clock: Clock;
 
   constructor(private readonly deps: AgentDeps) {
     this.events = new EventBus(deps.log.child({ component: 'events' }));
+    this.clock = deps.clock ?? systemClock;
   }
 
   async start(signal: AbortSignal): Promise<void> {
     const { config, log } = this.deps;
-    const clock = this.deps.clock ?? systemClock;
+    const clock = this.clock;
     const version = await ffmpegVersion(this.deps.ffmpegPath);
     if (!versionAtLeast(version, MIN_FFMPEG)) throw new MissingToolError('ffmpeg', `ffmpeg ${version} is too old; camnode needs ${MIN_FFMPEG.join('.')} or newer`);
     await probeWritable(config.storage.path);
+    await probeWritable(config.node.stateDir, 'node.stateDir');
     this.logIgnoredSections();
 
     const segmentsRoot = join(config.storage.path, 'segments');
+    const sealedDir = join(config.storage.path, 'incidents');
     await probeWritable(segmentsRoot);
     this.releaseLock = await acquireAgentLock(join(segmentsRoot, 'agent.pid'), this.deps.procRoot);
     await this.stopOrphans(segmentsRoot);
+    this.nodeKey = await loadOrCreateNodeKey(config.node.stateDir, log.child({ component: 'keys' }));
+
+    const clockStatus = new ClockStatus();
+    const audit = new AuditLog({ stateDir: config.node.stateDir, log: log.child({ component: 'audit' }), clock });
+    const enabled = config.cameras.filter((c) => c.enabled).map((c) => c.id);
+    const book = new IncidentBook({
+      stateDir: config.node.stateDir,
+      sealedDir,
+      nodeId: config.node.id,
+      policy: { preRollMs: config.incident.preRoll, postRollMs: config.incident.postRoll, maxLengthMs: config.incident.maxLength },
+      enabledCameras: () => enabled,
+      releaseNeedsSync: config.upstream.type !== 'none',
+      clock,
+      log: log.child({ component: 'incidents' }),
+      events: this.events,
+      audit,
+      auditLogPath: join(config.node.stateDir, AUDIT_LOG_FILE),
+    });
+    this.book = book;
 
     const encoder = chooseH264Encoder(await deviceModel(this.deps.deviceRoot));
     const ring = new Ring({
@@ -77,8 +128,11 @@ export class Agent {
       log: log.child({ component: 'ring' }),
       events: this.events,
       disk: this.deps.disk ?? diskUsage,
-      locks: this.deps.locks ?? NO_LOCKS,
+      locks: this.deps.locks ? { lockedRanges: () => [...book.lockedRanges(), ...this.deps.locks!.lockedRanges()] } : book,
       inProgressFiles: () => this.recorders.map((r) => r.currentFile()).filter((f): f is string => f !== null),
+      heldOutsideRing: () => this.sealer?.sealedBytes() ?? 0,
+      promisedBytes: () => this.promisedBytes(),
+      clockSynced: () => clockStatus.synced(),
       probeDurationMs: (path) => probeDurationMs(path),
     });
     this.ring = ring;
@@ -102,10 +156,34 @@ export class Agent {
       });
     });
     for (const camera of config.cameras.filter((c) => !c.enabled)) log.info({ camera: camera.id }, 'camera disabled in config');
-    const components: Component[] = [ring, ...this.recorders];
+
+    const sealer = new Sealer({
+      book, ring, sealedDir,
+      segmentSeconds: config.recording.segmentSeconds,
+      clock,
+      log: log.child({ component: 'sealer' }),
+      events: this.events,
+      audit,
+      key: this.nodeKey,
+      clockSynced: async () => clockStatus.synced(),
+      version: VERSION,
+      ...(this.deps.ffmpegPath ? { ffmpegPath: this.deps.ffmpegPath } : {}),
+    });
+    this.sealer = sealer;
+    this.events.on('incident.released', () => void sealer.measureHeld());
+
+    const handlers = new CommandHandlers({ book, clock, log: log.child({ component: 'commands' }), version: VERSION });
+    this.commandHandlers = handlers;
+    const control = new ControlSocket({ path: config.control.socket, handlers, log: log.child({ component: 'control' }) });
+
+    const components: Component[] = [
+      clockStatus, audit, book, ring, ...this.recorders, sealer,
+      new DeletionAudit({ events: this.events, audit, log: log.child({ component: 'audit' }) }),
+      control,
+    ];
     this.group = new ComponentGroup(components, log);
     await this.group.start(signal);
-    log.info({ cameras: this.recorders.length, storage: config.storage.path, ffmpeg: version }, 'agent started');
+    log.info({ cameras: this.recorders.length, storage: config.storage.path, ffmpeg: version, publicKey: this.nodeKey.publicKeyBase64 }, 'agent started');
   }
 
   stop(): Promise<void> {
@@ -122,7 +200,33 @@ export class Agent {
     const recording = new Map(this.recorders.map((r) => [r.status().id, r.status()]));
     const cameras = config.cameras.map((c): CameraStatus => recording.get(c.id)
       ?? { id: c.id, state: 'disabled', lastSegmentAt: null, kbps: null, restarts: 0, lastError: null });
-    return { cameras, storage: this.ring?.stats() };
+    return { cameras, storage: this.ring?.stats(), incidents: countIncidents(this.book?.list() ?? [], this.clock.now()) };
+  }
+
+  /** The command handlers (shared by the control socket and, later, MQTT). */
+  handlers(): CommandHandlers | undefined {
+    return this.commandHandlers;
+  }
+
+  incidents(): Incident[] {
+    return this.book?.list() ?? [];
+  }
+
+  publicKey(): string | undefined {
+    return this.nodeKey?.publicKeyBase64;
+  }
+
+  /** Bytes the open incident will still lock: its cameras' bitrates over the rest of its window. */
+  private promisedBytes(): number {
+    const incident = this.book?.openIncident();
+    if (!incident) return 0;
+    const remainingMs = Math.max(0, Date.parse(incident.window.end) - this.clock.now());
+    let bytes = 0;
+    for (const r of this.recorders) {
+      const s = r.status();
+      if (incident.cameras.includes(s.id)) bytes += ((s.kbps ?? 0) * 1000 / 8) * (remainingMs / 1000);
+    }
+    return Math.round(bytes);
   }
 
   private async stopOrphans(segmentsRoot: string): Promise<void> {
@@ -137,7 +241,5 @@ export class Agent {
     const later = 'not built in this release; section validated and ignored';
     if (config.mqtt) log.info({ section: 'mqtt' }, `fleet link ${later}`);
     if (config.upstream.type !== 'none') log.info({ section: 'upstream' }, `upstream sync ${later}`);
-    if (config.button.backend !== 'none') log.info({ section: 'button' }, `panic button ${later}`);
-    log.info({ section: 'incident' }, `incident locks ${later}`);
   }
 }

@@ -7,6 +7,11 @@ export interface AgentEvents {
   'camera.down': { camera: string; reason: string };
   'storage.pressure': { shortfallBytes: number; quotaBytes: number; usedBytes: number };
   'storage.full': { shortfallBytes: number; quotaBytes: number; usedBytes: number; lockedBytes: number };
+  'incident.locked': { incident: string };
+  'incident.extended': { incident: string };
+  'incident.sealed': { incident: string };
+  'incident.released': { incident: string };
+  'button.pressed': { at: string };
   'segment.finished': { camera: string; seq: number; startMs: number; durationMs: number; bytes: number };
   'segments.deleted': { camera: string; startMs: number; endMs: number; bytes: number; count: number; reason: string };
 }

@@ -3,6 +3,7 @@
 // 0 success; 1 runtime failure; 2 bad usage or bad config; 3 timed out.
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { Agent } from './agent.js';
+import { auditVerifyCommand, evidenceVerifyCommand } from './audit/cli.js';
 import { runChecks, renderChecks } from './check.js';
 import { ConfigError, loadConfig, resolveConfigPath } from './config/load.js';
 import { runDemo } from './demo/demo.js';
@@ -11,9 +12,11 @@ import { MissingToolError } from './platform/ffmpeg.js';
 import { StorageError } from './platform/storage.js';
 import { AgentAlreadyRunning } from './platform/processes.js';
 import { VERSION } from './version.js';
+import { ctlCommand, CtlExit } from './ctl.js';
 
 /** Errors the user can fix: printed as a message, never a stack trace. */
 function exitCodeFor(err: unknown): number {
+  if (err instanceof CtlExit) return err.exitCode;
   if (err instanceof ConfigError) return 2;
   if (err instanceof CommanderError) return 2;
   return 1;
@@ -22,6 +25,8 @@ function exitCodeFor(err: unknown): number {
 function fail(err: unknown): never {
   if (err instanceof ConfigError) {
     for (const line of err.problems) process.stderr.write(`${line}\n`);
+  } else if (err instanceof CtlExit) {
+    process.stderr.write(`camnode ctl: ${err.message}\n`);
   } else if (err instanceof MissingToolError || err instanceof StorageError || err instanceof AgentAlreadyRunning) {
     process.stderr.write(`camnode: ${err.message}\n`);
   } else {
@@ -84,6 +89,24 @@ program.command('demo').description('run on embedded defaults: two synthetic cam
   .option('--dir <dir>', 'where the demo keeps its data', './demo-data')
   .option('--seconds <n>', 'stop after this many seconds', positiveInt)
   .action((opts: { dir: string; seconds?: number }) => runDemo(opts));
+
+// Usage errors anywhere below exit 2 (commander's own default is 1).
+const withExitOverride = (cmd: Command): Command => {
+  cmd.exitOverride();
+  cmd.commands.forEach(withExitOverride);
+  return cmd;
+};
+program.addCommand(withExitOverride(ctlCommand()));
+program.command('audit').description('the node\'s hash-chained audit log')
+  .command('verify').description('walk the audit log and report the first broken link; exit 0 only if whole')
+  .option('--config <path>', 'config file (else $CAMNODE_CONFIG, else /etc/camnode/config.yaml)')
+  .action(async (opts: { config?: string }) => { process.exitCode = await auditVerifyCommand(opts); });
+program.command('evidence').description('sealed incident folders')
+  .command('verify').description('check an incident folder offline: files, signature under the trusted key, and the audit anchor')
+  .argument('<dir>', 'the incident folder (holding manifest.json)')
+  .requiredOption('--key <pubkey>', 'the trusted public key (base64, as `camnode check` prints it) or a file holding it')
+  .option('--audit <file>', 'the node\'s audit log: check the manifest\'s anchor and seal entry in it')
+  .action(async (dir: string, opts: { key: string; audit?: string }) => { process.exitCode = await evidenceVerifyCommand(dir, opts); });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -12,7 +12,7 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-export async function writeFileDurable(path: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileDurable(path: string, data: string | Uint8Array, hooks: { beforeRename?: () => void } = {}): Promise<void> {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
   const handle = await open(tmp, 'w', 0o600);
@@ -25,6 +25,7 @@ export async function writeFileDurable(path: string, data: string | Uint8Array):
     throw err;
   }
   await handle.close();
+  hooks.beforeRename?.();
   await rename(tmp, path);
   await fsyncDir(dir);
 }

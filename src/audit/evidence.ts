@@ -1,0 +1,205 @@
+// `camnode evidence verify DIR --key PUBKEY [--audit FILE]` (CONTRACT §1): checks an incident
+// folder offline. Trust comes only from the key the verifier is given, never from the key the
+// manifest names; the manifest's key is only compared with it to give a clearer message.
+// Folder rules: every listed file must exist with its size and SHA-256; an .mp4 the manifest
+// does not list fails too (it would look like evidence without being covered by the
+// signature); any other unlisted file is noted and ignored.
+import { createHash, createPublicKey } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ChainWalker, GENESIS_PREV, readRawLines, type AuditHead } from './chain.js';
+import { isPublicKeyBase64, publicKeyBase64 } from './keys.js';
+import { manifestSha256, verifyManifestSignature } from './manifest.js';
+
+export const MANIFEST_FILE = 'manifest.json';
+
+export interface EvidenceCheck { ok: boolean; check: string; detail: string }
+export interface EvidenceReport { ok: boolean; checks: EvidenceCheck[]; notes: string[] }
+
+/** Bad usage (exit 2): a --key that is neither a key nor a file holding one. */
+export class EvidenceUsageError extends Error {}
+
+/** `--key`: the base64 key itself, or a file holding it (or a PEM public key). */
+export async function resolveTrustedKey(arg: string): Promise<string> {
+  const value = arg.trim();
+  if (isPublicKeyBase64(value)) return value;
+  let text: string;
+  try {
+    text = (await readFile(value, 'utf8')).trim();
+  } catch (err) {
+    throw new EvidenceUsageError(`--key ${JSON.stringify(arg)}: not a base64 Ed25519 public key (44 characters), nor a readable file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  if (isPublicKeyBase64(text)) return text;
+  if (text.startsWith('-----BEGIN')) {
+    try {
+      return publicKeyBase64(createPublicKey(text));
+    } catch { /* fall through to the message below */ }
+  }
+  throw new EvidenceUsageError(`--key ${value}: the file holds no base64 Ed25519 public key (44 characters) or Ed25519 PEM key`);
+}
+
+async function hashFile(path: string): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return { bytes, sha256: hash.digest('hex') };
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const isPlainName = (n: unknown): n is string => typeof n === 'string' && n !== '' && n !== '.' && n !== '..' && !/[/\\\0]/.test(n);
+
+interface ParsedFile { name: string; bytes: number; sha256: string }
+
+export async function verifyEvidence(opts: { dir: string; trustedKey: string; auditPath?: string }): Promise<EvidenceReport> {
+  const checks: EvidenceCheck[] = [];
+  const notes: string[] = [];
+  const add = (ok: boolean, check: string, detail: string): void => { checks.push({ ok, check, detail }); };
+  const done = (): EvidenceReport => ({ ok: checks.every((c) => c.ok), checks, notes });
+
+  let manifestBytes: Buffer;
+  let manifest: Record<string, unknown>;
+  try {
+    manifestBytes = await readFile(join(opts.dir, MANIFEST_FILE));
+  } catch (err) {
+    add(false, 'manifest', `cannot read ${join(opts.dir, MANIFEST_FILE)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    return done();
+  }
+  try {
+    const parsed = JSON.parse(manifestBytes.toString('utf8')) as unknown;
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
+    manifest = parsed as Record<string, unknown>;
+  } catch (err) {
+    add(false, 'manifest', `${MANIFEST_FILE} is not valid JSON (${(err as Error).message})`);
+    return done();
+  }
+  const incidentId = (manifest['incident'] as { id?: unknown } | undefined)?.id;
+  const files = parseFiles(manifest['files']);
+  if (typeof files === 'string' || typeof incidentId !== 'string') {
+    add(false, 'manifest', typeof files === 'string' ? files : 'no incident id');
+  } else {
+    add(true, 'manifest', `incident ${incidentId}, ${files.length} file(s)`);
+  }
+
+  const named = (manifest['signature'] as { publicKey?: unknown } | undefined)?.publicKey;
+  if (named === opts.trustedKey) add(true, 'key', `signed by the trusted key ${opts.trustedKey}`);
+  else add(false, 'key', `the manifest names public key ${JSON.stringify(named ?? null)}, not the trusted key ${opts.trustedKey}`);
+  const sig = verifyManifestSignature(manifest, opts.trustedKey);
+  add(sig.ok, 'signature', sig.ok ? 'Ed25519 signature over the canonical manifest verifies under the trusted key' : sig.reason);
+
+  if (typeof files !== 'string') {
+    for (const f of files) add(...(await checkFile(opts.dir, f)));
+    await checkUnlisted(opts.dir, new Set(files.map((f) => f.name)), add, notes);
+  }
+
+  if (opts.auditPath !== undefined) {
+    await checkAudit(opts.auditPath, manifest['audit'], typeof incidentId === 'string' ? incidentId : undefined, manifestSha256(manifestBytes), add);
+  }
+  return done();
+}
+
+function parseFiles(value: unknown): ParsedFile[] | string {
+  if (!Array.isArray(value)) return 'no "files" list';
+  const seen = new Set<string>();
+  for (const [i, f] of value.entries()) {
+    const e = f as Partial<ParsedFile> | null;
+    if (!e || !isPlainName(e.name)) return `files[${i}].name is not a plain file name`;
+    if (e.name === MANIFEST_FILE || seen.has(e.name)) return `files[${i}].name ${e.name} is listed twice or names the manifest`;
+    if (!Number.isSafeInteger(e.bytes) || (e.bytes as number) < 0) return `files[${i}].bytes is not a byte count`;
+    if (typeof e.sha256 !== 'string' || !HEX64.test(e.sha256)) return `files[${i}].sha256 is not 64 lowercase hex digits`;
+    seen.add(e.name);
+  }
+  return value as ParsedFile[];
+}
+
+async function checkFile(dir: string, f: ParsedFile): Promise<[boolean, string, string]> {
+  const check = `file ${f.name}`;
+  const path = join(dir, f.name);
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) return [false, check, 'not a regular file'];
+    if (st.size !== f.bytes) return [false, check, `size ${st.size} bytes, the manifest says ${f.bytes}`];
+    const { bytes, sha256 } = await hashFile(path);
+    if (bytes !== f.bytes) return [false, check, `size ${bytes} bytes, the manifest says ${f.bytes}`];
+    if (sha256 !== f.sha256) return [false, check, `SHA-256 ${sha256}, the manifest says ${f.sha256}`];
+    return [true, check, `${bytes} bytes, SHA-256 ${sha256}`];
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return [false, check, code === 'ENOENT' ? 'missing' : `cannot be read (${code ?? (err as Error).message})`];
+  }
+}
+
+async function checkUnlisted(dir: string, listed: Set<string>, add: (ok: boolean, check: string, detail: string) => void, notes: string[]): Promise<void> {
+  const extra = (await readdir(dir)).filter((n) => n !== MANIFEST_FILE && !listed.has(n)).sort();
+  for (const name of extra) {
+    if (name.toLowerCase().endsWith('.mp4')) add(false, `file ${name}`, 'not listed in the manifest: a clip not covered by the signature');
+    else notes.push(`${name} is not listed in the manifest (ignored)`);
+  }
+}
+
+/**
+ * The manifest's anchor must be an entry of this log whose line hash is the anchor's head, the
+ * chain must be whole from the first entry to it, and the very next entry must be this
+ * incident's seal recording the SHA-256 of this manifest.json. A log rewritten after the seal
+ * changes the anchor line's hash (its own bytes or, through `prev`, those of every later line).
+ */
+async function checkAudit(path: string, anchorValue: unknown, incidentId: string | undefined, sha: string,
+  add: (ok: boolean, check: string, detail: string) => void): Promise<void> {
+  const anchor = anchorValue as Partial<AuditHead> | undefined;
+  if (!anchor || !Number.isSafeInteger(anchor.seq) || typeof anchor.head !== 'string' || !HEX64.test(anchor.head)) {
+    add(false, 'audit anchor', 'the manifest has no valid "audit" member ({seq, head})');
+    return;
+  }
+  try {
+    await stat(path);
+  } catch (err) {
+    add(false, 'audit chain', `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    return;
+  }
+  const walker = new ChainWalker();
+  // Anchored before the first entry (an empty log): the seal must be the first entry.
+  let anchorFound = anchor.seq === 0 && anchor.head === GENESIS_PREV;
+  if (anchorFound) add(true, 'audit anchor', 'before the first entry');
+  for await (const { bytes, terminated } of readRawLines(path)) {
+    const r = walker.next(bytes, terminated);
+    if (!r.ok) {
+      add(false, 'audit chain', `broken at line ${r.line}${r.seq === null ? '' : ` (seq ${r.seq})`}, before the seal entry: ${r.reason}`);
+      return;
+    }
+    if (!anchorFound) {
+      if (r.seq !== anchor.seq) continue;
+      anchorFound = true;
+      add(r.hash === anchor.head, 'audit anchor', r.hash === anchor.head
+        ? `seq ${r.seq} is in the log with the manifest's hash ${r.hash}`
+        : `seq ${r.seq}'s line hashes to ${r.hash}, the manifest says ${anchor.head}: the log was rewritten`);
+      continue;
+    }
+    add(true, 'audit chain', `whole from the first entry to the seal entry (seq ${r.seq})`);
+    const e = r.entry;
+    const problems: string[] = [];
+    if (e.type !== 'seal') problems.push(`seq ${r.seq} after the anchor is a "${e.type}" entry, not "seal"`);
+    else {
+      if (e['incident'] !== incidentId) problems.push(`the seal entry is for incident ${JSON.stringify(e['incident'])}, not ${incidentId}`);
+      if (e['manifestSha256'] !== sha) problems.push(`the seal entry records manifest SHA-256 ${JSON.stringify(e['manifestSha256'])}, this manifest.json is ${sha}`);
+    }
+    add(problems.length === 0, 'audit seal', problems.length === 0 ? `seq ${r.seq} seals incident ${incidentId} with this manifest's SHA-256` : problems.join('; '));
+    return;
+  }
+  if (!anchorFound) add(false, 'audit anchor', `seq ${anchor.seq} is not in the log (it ends at seq ${walker.head.seq})`);
+  else {
+    add(true, 'audit chain', `whole from the first entry to the anchor (seq ${anchor.seq})`);
+    add(false, 'audit seal', 'no entry follows the anchor: the seal entry is missing');
+  }
+}
+
+/** One line per check, then notes, then the verdict. */
+export function renderEvidenceReport(dir: string, report: EvidenceReport): string {
+  const lines = report.checks.map((c) => `${c.ok ? 'ok    ' : 'FAILED'}  ${c.check}: ${c.detail}`);
+  for (const n of report.notes) lines.push(`note    ${n}`);
+  const failed = report.checks.filter((c) => !c.ok).length;
+  lines.push(report.ok ? `evidence ${dir}: verified` : `evidence ${dir}: FAILED (${failed} check${failed === 1 ? '' : 's'})`);
+  return `${lines.join('\n')}\n`;
+}

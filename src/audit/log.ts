@@ -1,0 +1,247 @@
+// The node's append-only audit log (CONTRACT §4): hash-chained JSON lines in
+// `<node.stateDir>/audit.log`. Every lock and extension (with the whole incident), seal (with
+// the manifest's SHA-256), release, forced release and every deletion of footage by the ring.
+// An append resolves only once its line is on disk (fdatasync), so what is acknowledged is kept.
+// Entry line: {"seq":N,"prev":"<hex>","ts":"<ISO ms>","type":"…",…payload} — chain rules in chain.ts.
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AgentEvents } from '../events.js';
+import type { Component } from '../lifecycle/component.js';
+import { iso, systemClock, type Clock } from '../platform/clock.js';
+import { fsyncDir } from '../platform/durable.js';
+import type { Logger } from '../platform/logger.js';
+import { EMPTY_HEAD, FIRST_SEQ, GENESIS_PREV, sha256Hex, type AuditHead } from './chain.js';
+
+export const AUDIT_LOG_FILE = 'audit.log';
+
+/** What an audit entry needs of an incident: its id; lock and extend entries carry all of it. */
+export interface AuditIncident { readonly id: string }
+
+/** Payload per entry type (the members after seq/prev/ts/type). */
+export interface AuditPayloads {
+  /** A new incident, whole, as it was made durable. */
+  lock: { incident: AuditIncident };
+  /** An incident after a later trigger extended it, whole. */
+  extend: { incident: AuditIncident };
+  /** Sealed: the SHA-256 hex of manifest.json's exact bytes. Follows the manifest's audit anchor directly. */
+  seal: { incident: string; manifestSha256: string };
+  release: { incident: string; by: string; reason: string };
+  /** A release before sync (`force`): who, why, and the state it was in. */
+  'release.forced': { incident: string; by: string; reason: string; state: string };
+  /** Footage deleted by the ring, one entry per camera and pass. */
+  delete: { camera: string; from: string; to: string; bytes: number; segments: number; reason: string };
+  /** A wall-clock jump seen by the agent (NTP's first sync after boot, an operator's date). */
+  clock: { jumpMs: number; from: string; to: string };
+  /** The log itself was repaired at start: a torn last line (never acknowledged) was cut off. */
+  repair: { truncatedBytes: number; reason: string };
+}
+export type AuditEntryType = keyof AuditPayloads;
+
+export interface AuditAppendResult { seq: number; hash: string }
+
+export interface AuditLogDeps {
+  stateDir: string;
+  log: Logger;
+  clock?: Clock;
+}
+
+/** The `delete` entry for the ring's `segments.deleted` event. */
+export function deletePayload(e: AgentEvents['segments.deleted']): AuditPayloads['delete'] {
+  return { camera: e.camera, from: iso(e.startMs), to: iso(e.endMs), bytes: e.bytes, segments: e.count, reason: e.reason };
+}
+
+const RESERVED = new Set(['seq', 'prev', 'ts', 'type']);
+const TAIL_CHUNK = 64 * 1024;
+
+export class AuditLog implements Component {
+  readonly name = 'audit';
+  readonly path: string;
+  private handle: FileHandle | undefined;
+  private last: AuditHead = EMPTY_HEAD;
+  /** Bytes known to be whole lines; after a failed write the file is cut back to this. */
+  private size = 0;
+  private dirty = false;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly deps: AuditLogDeps) {
+    this.path = join(deps.stateDir, AUDIT_LOG_FILE);
+  }
+
+  async start(): Promise<void> {
+    if (this.handle) return;
+    await mkdir(this.deps.stateDir, { recursive: true });
+    // O_APPEND: every write lands at the end whatever else happened to the file.
+    const handle = await open(this.path, 'a+', 0o640);
+    try {
+      const { size } = await handle.stat();
+      if (size === 0) await fsyncDir(this.deps.stateDir); // a new file: make its directory entry durable
+      this.handle = handle;
+      await this.recover(size);
+    } catch (err) {
+      this.handle = undefined;
+      await handle.close();
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    const handle = this.handle;
+    if (!handle) return;
+    await this.queue.catch(() => {});
+    this.handle = undefined;
+    await handle.close();
+  }
+
+  /** The last entry (seq 0 and 64 zeros while the log is empty). */
+  head(): AuditHead {
+    return { ...this.last };
+  }
+
+  /** Appends one entry; resolves once it is on disk. Concurrent appends are written in call order. */
+  append<K extends AuditEntryType>(type: K, payload: AuditPayloads[K]): Promise<AuditAppendResult> {
+    return this.enqueue(() => this.write(type, payload));
+  }
+
+  /**
+   * Appends an entry directly after the current head, with nothing in between: `build` gets
+   * that head (the manifest's audit anchor), may take its time (sign and write the manifest),
+   * and returns the payload; other appends wait meanwhile. If `build` throws, nothing is appended.
+   */
+  appendAnchored<K extends AuditEntryType>(type: K, build: (anchor: AuditHead) => Promise<AuditPayloads[K]>): Promise<AuditAppendResult & { anchor: AuditHead }> {
+    return this.enqueue(async () => {
+      const anchor = this.head();
+      const payload = await build(anchor);
+      return { ...(await this.write(type, payload)), anchor };
+    });
+  }
+
+  private enqueue<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(job, job);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async write<K extends AuditEntryType>(type: K, payload: AuditPayloads[K]): Promise<AuditAppendResult> {
+    const handle = this.handle;
+    if (!handle) throw new Error('audit log is not open');
+    for (const key of Object.keys(payload)) {
+      if (RESERVED.has(key)) throw new Error(`audit payload may not set "${key}"`);
+    }
+    const seq = this.last.seq + 1;
+    const line = JSON.stringify({ seq, prev: this.last.head, ts: iso((this.deps.clock ?? systemClock).now()), type, ...payload });
+    const bytes = Buffer.from(line, 'utf8');
+    const data = Buffer.concat([bytes, Buffer.from('\n')]);
+    try {
+      // A write that failed part-way (ENOSPC) left a torn line: cut it off before chaining on.
+      if (this.dirty) {
+        await handle.truncate(this.size);
+        this.dirty = false;
+      }
+      this.dirty = true;
+      for (let off = 0; off < data.length;) off += (await handle.write(data, off, data.length - off)).bytesWritten;
+      await handle.datasync();
+      this.dirty = false;
+    } catch (err) {
+      this.deps.log.error({ err, type, seq }, 'audit entry could not be written');
+      throw err;
+    }
+    this.size += data.length;
+    const hash = sha256Hex(bytes);
+    this.last = { seq, head: hash };
+    return { seq, hash };
+  }
+
+  /**
+   * Continues the chain from the last line. A last line without its newline was being written
+   * when the agent died: it was never acknowledged, so it is cut off (and that is audited).
+   * Damage further up is not "fixed": it is logged, appending continues after the last line
+   * (so the chain from there on stays checkable), and `audit verify` reports it.
+   */
+  private async recover(size: number): Promise<void> {
+    const handle = this.handle!;
+    this.size = size;
+    if (size === 0) return;
+    const lastNewline = await this.findNewlineBefore(size);
+    if (lastNewline !== size - 1) {
+      const keep = lastNewline + 1;
+      const torn = size - keep;
+      this.deps.log.warn({ path: this.path, truncatedBytes: torn }, 'audit log ended in a torn line (a write cut short by a crash); truncating it');
+      await handle.truncate(keep);
+      await handle.sync();
+      this.size = keep;
+      await this.recoverHead();
+      await this.write('repair', { truncatedBytes: torn, reason: 'torn last line' });
+      return;
+    }
+    await this.recoverHead();
+  }
+
+  /** seq and hash of the last (whole) line. */
+  private async recoverHead(): Promise<void> {
+    if (this.size === 0) {
+      this.last = EMPTY_HEAD;
+      return;
+    }
+    const end = this.size - 1; // the last line's newline
+    const start = (await this.findNewlineBefore(end)) + 1;
+    const bytes = await this.readRange(start, end);
+    const seq = parseSeq(bytes);
+    if (seq !== null) {
+      this.last = { seq, head: sha256Hex(bytes) };
+      return;
+    }
+    // The last line is not an entry: chain on to its bytes anyway, numbered after the nearest entry above.
+    const counted = await this.seqFromEarlierLines(start);
+    this.deps.log.error({ path: this.path, seq: counted + 1 }, 'audit log\'s last line is not a valid entry; appending after it (`camnode audit verify` reports the break)');
+    this.last = { seq: counted + 1, head: sha256Hex(bytes) };
+  }
+
+  /** The seq of the nearest parseable line above `before`, plus the lines between; line count if none parses. */
+  private async seqFromEarlierLines(before: number): Promise<number> {
+    let end = before - 1;
+    let skipped = 0;
+    while (end >= 0) {
+      const start = (await this.findNewlineBefore(end)) + 1;
+      const seq = parseSeq(await this.readRange(start, end));
+      if (seq !== null) return seq + skipped;
+      skipped++;
+      end = start - 1;
+    }
+    return FIRST_SEQ - 1 + skipped;
+  }
+
+  /** Offset of the last '\n' strictly before `end`, or -1. */
+  private async findNewlineBefore(end: number): Promise<number> {
+    let to = end;
+    while (to > 0) {
+      const from = Math.max(0, to - TAIL_CHUNK);
+      const chunk = await this.readRange(from, to);
+      const i = chunk.lastIndexOf(0x0a);
+      if (i >= 0) return from + i;
+      to = from;
+    }
+    return -1;
+  }
+
+  private async readRange(from: number, to: number): Promise<Buffer> {
+    const buf = Buffer.alloc(to - from);
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesRead } = await this.handle!.read(buf, off, buf.length - off, from + off);
+      if (bytesRead === 0) break;
+      off += bytesRead;
+    }
+    return buf.subarray(0, off);
+  }
+}
+
+function parseSeq(bytes: Buffer): number | null {
+  try {
+    const v = JSON.parse(bytes.toString('utf8')) as { seq?: unknown; prev?: unknown };
+    return Number.isSafeInteger(v.seq) && typeof v.prev === 'string' ? (v.seq as number) : null;
+  } catch {
+    return null;
+  }
+}
+
+export { GENESIS_PREV, type AuditHead };

@@ -1,0 +1,70 @@
+// The command protocol shared by every transport (CONTRACT §3): argument schemas per command,
+// and the reply shapes.
+import { z } from 'zod';
+import { parseDuration } from '../config/units.js';
+
+export type ErrorCode = 'bad_request' | 'not_found' | 'conflict' | 'internal';
+export type Reply = { ok: true; data: unknown } | { ok: false; error: { code: ErrorCode; message: string } };
+
+export class CommandError extends Error {
+  constructor(readonly code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'CommandError';
+  }
+}
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === null) {
+    ctx.addIssue({ code: 'custom', message: `not a duration: ${JSON.stringify(v)} (e.g. "6s", "5m" or a number of seconds)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+const text = (max: number) => z.string().max(max);
+const incidentId = z.string().regex(/^\d{8}T\d{6}Z-[a-z2-7]{4}$/, 'not an incident id (YYYYMMDDTHHMMSSZ-xxxx)');
+
+export const commandArgs = {
+  lock: z.strictObject({
+    reason: text(500).optional(),
+    by: text(200).optional(),
+    preRoll: duration.optional(),
+    postRoll: duration.optional(),
+    cameras: z.array(z.string().regex(/^[a-z0-9-]{1,32}$/, 'not a camera id')).max(64).optional(),
+    urgent: z.boolean().optional(),
+  }),
+  release: z.strictObject({
+    incident: incidentId,
+    by: text(200).min(1, 'required'),
+    reason: text(500).min(1, 'required'),
+    force: z.boolean().optional(),
+  }),
+  incidents: z.strictObject({}),
+  incident: z.strictObject({ incident: incidentId }),
+  snapshot: z.strictObject({ camera: z.string().regex(/^[a-z0-9-]{1,32}$/, 'not a camera id') }),
+  state: z.strictObject({}),
+  sync: z.strictObject({}),
+  ping: z.strictObject({}),
+} as const;
+
+export type CommandName = keyof typeof commandArgs;
+export type CommandArgs<K extends CommandName> = z.output<(typeof commandArgs)[K]>;
+export const COMMAND_NAMES = Object.keys(commandArgs) as CommandName[];
+
+export function isCommandName(name: unknown): name is CommandName {
+  return typeof name === 'string' && Object.prototype.hasOwnProperty.call(commandArgs, name);
+}
+
+/** Validates a command's arguments; throws CommandError('bad_request') naming each bad field. */
+export function parseArgs<K extends CommandName>(name: K, args: unknown): CommandArgs<K> {
+  const result = commandArgs[name].safeParse(args ?? {});
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => {
+      const path = i.path.map(String).join('.');
+      if (i.code === 'unrecognized_keys') return `unknown argument ${i.keys.map((k) => `"${k}"`).join(', ')}`;
+      return `${path || 'args'}: ${i.code === 'invalid_type' && i.input === undefined ? 'required' : i.message}`;
+    });
+    throw new CommandError('bad_request', `${name}: ${lines.join('; ')}`);
+  }
+  return result.data as CommandArgs<K>;
+}

@@ -1,0 +1,246 @@
+// The incident book: every incident of this node, kept in lowdb under node.stateDir and
+// written durably before a lock is acknowledged. It serves the ring's locks.
+import { readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Low } from 'lowdb';
+import type { Component } from '../lifecycle/component.js';
+import type { Clock } from '../platform/clock.js';
+import { iso } from '../platform/clock.js';
+import type { Logger } from '../platform/logger.js';
+import type { EventBus } from '../events.js';
+import type { LockedRange } from '../store/eviction.js';
+import type { AuditLog } from '../audit/log.js';
+import { CorruptFileError, DurableJsonFile } from './store.js';
+import {
+  extendIncident, INCIDENT_ID, isOpen, lockedRanges, openIncident,
+  type Incident, type IncidentState, type TriggerRequest, type WindowPolicy,
+} from './incident.js';
+
+interface BookData { version: 1; incidents: Incident[] }
+
+export class BookError extends Error {
+  constructor(readonly code: 'not_found' | 'conflict' | 'bad_request', message: string) {
+    super(message);
+    this.name = 'BookError';
+  }
+}
+
+export interface IncidentBookDeps {
+  stateDir: string;
+  /** storage.path/incidents: sealed clips, one folder per incident. */
+  sealedDir: string;
+  nodeId: string;
+  policy: WindowPolicy;
+  enabledCameras(): string[];
+  /** Whether a release needs the incident synced first (upstream.type is not none). */
+  releaseNeedsSync: boolean;
+  clock: Clock;
+  log: Logger;
+  events: EventBus;
+  audit: Pick<AuditLog, 'append'>;
+  /** The audit log file, read to recover incidents when the book is lost or behind. */
+  auditLogPath: string;
+  random?: (n: number) => number;
+}
+
+export interface LockResult { incident: Incident; extended: boolean }
+
+export class IncidentBook implements Component {
+  readonly name = 'incident-book';
+  private db: Low<BookData> | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly deps: IncidentBookDeps) {}
+
+  get path(): string {
+    return join(this.deps.stateDir, 'incidents.json');
+  }
+
+  async start(): Promise<void> {
+    const db = new Low<BookData>(new DurableJsonFile(this.path), { version: 1, incidents: [] });
+    try {
+      await db.read();
+      if (!Array.isArray(db.data?.incidents)) throw new CorruptFileError(this.path, 'no incidents list');
+    } catch (err) {
+      if (!(err instanceof CorruptFileError)) throw err;
+      const kept = `${this.path}.corrupt-${iso(this.deps.clock.now()).replace(/[:.]/g, '')}`;
+      this.deps.log.error({ err: err.message, keptAs: kept }, 'incident book is corrupt; recovering incidents from the audit log and the sealed folders');
+      await rename(this.path, kept);
+      db.data = { version: 1, incidents: [] };
+    }
+    this.db = db;
+    const recovered = await this.recover();
+    if (recovered > 0) {
+      this.deps.log.warn({ recovered }, 'incidents restored into the book');
+      await db.write();
+    }
+    const active = this.list().filter((i) => i.state === 'active' || i.state === 'sealing').length;
+    this.deps.log.info({ incidents: this.list().length, locked: active }, 'incident book loaded');
+  }
+
+  async stop(): Promise<void> {
+    await this.queue.catch(() => {});
+  }
+
+  list(): Incident[] {
+    return this.db?.data.incidents ?? [];
+  }
+
+  get(id: string): Incident | undefined {
+    return this.list().find((i) => i.id === id);
+  }
+
+  lockedRanges(): LockedRange[] {
+    return lockedRanges(this.list());
+  }
+
+  /** The incident still collecting footage, if any. */
+  openIncident(): Incident | undefined {
+    const now = this.deps.clock.now();
+    return this.list().find((i) => isOpen(i, now));
+  }
+
+  /**
+   * Locks a window, or extends the open incident. Resolves only once the book is on disk
+   * (fsynced) and the lock is in the audit log.
+   */
+  lock(req: TriggerRequest): Promise<LockResult> {
+    return this.exclusive(async () => {
+      const { deps } = this;
+      const enabled = deps.enabledCameras();
+      const unknown = (req.cameras ?? []).filter((c) => !enabled.includes(c));
+      if (unknown.length > 0) throw new BookError('bad_request', `cameras: unknown or disabled camera ${unknown.map((c) => `"${c}"`).join(', ')}`);
+      const open = this.openIncident();
+      const incident = open
+        ? extendIncident(open, req, deps.policy, enabled)
+        : openIncident(deps.nodeId, req, deps.policy, enabled, deps.random);
+      await this.put(incident);
+      await deps.audit.append(open ? 'extend' : 'lock', { incident });
+      deps.log.info({ incident: incident.id, via: req.via, window: incident.window, cameras: incident.cameras }, open ? 'incident extended' : 'incident locked');
+      deps.events.emit(open ? 'incident.extended' : 'incident.locked', { incident: incident.id });
+      return { incident, extended: open !== undefined };
+    });
+  }
+
+  /** Moves an incident to a new state (the sealer, the sync). */
+  setState(id: string, state: IncidentState): Promise<Incident> {
+    return this.exclusive(async () => {
+      const incident = this.get(id);
+      if (!incident) throw new BookError('not_found', `no incident ${id}`);
+      const next = { ...incident, state };
+      await this.put(next);
+      return next;
+    });
+  }
+
+  /** CONTRACT §4: refused before sync unless forced (or no upstream); deletes the local copy. */
+  release(args: { incident: string; by: string; reason: string; force?: boolean | undefined }): Promise<Incident> {
+    return this.exclusive(async () => {
+      const { deps } = this;
+      const incident = this.get(args.incident);
+      if (!incident) throw new BookError('not_found', `no incident ${args.incident}`);
+      if (incident.state === 'released') throw new BookError('conflict', `incident ${incident.id} is already released`);
+      const ready = incident.state === 'synced' || (incident.state === 'sealed' && !deps.releaseNeedsSync);
+      if (!ready && !args.force) {
+        const why = incident.state === 'sealed' ? 'it has not been synced upstream yet' : `it is still ${incident.state}`;
+        throw new BookError('conflict', `incident ${incident.id} cannot be released: ${why} (force: true overrides, and is audited)`);
+      }
+      const released: Incident = { ...incident, state: 'released' };
+      await this.put(released);
+      if (ready) await deps.audit.append('release', { incident: incident.id, by: args.by, reason: args.reason });
+      else await deps.audit.append('release.forced', { incident: incident.id, by: args.by, reason: args.reason, state: incident.state });
+      await rm(join(deps.sealedDir, incident.id), { recursive: true, force: true });
+      deps.log.warn({ incident: incident.id, by: args.by, reason: args.reason, forced: !ready }, 'incident released; local copy deleted');
+      deps.events.emit('incident.released', { incident: incident.id });
+      return released;
+    });
+  }
+
+  private async put(incident: Incident): Promise<void> {
+    const db = this.db!;
+    const list = db.data.incidents;
+    const at = list.findIndex((i) => i.id === incident.id);
+    const previous = at >= 0 ? list[at] : undefined;
+    if (at >= 0) list[at] = incident;
+    else list.push(incident);
+    try {
+      await db.write();
+    } catch (err) {
+      // Not durable, not acknowledged: the book in memory must say what the disk says.
+      if (previous) list[at] = previous;
+      else list.splice(list.indexOf(incident), 1);
+      throw err;
+    }
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Lock and extend entries of the audit log carry the whole incident, and every sealed folder
+   * holds its manifest: together they restore what a lost or stale book no longer says.
+   */
+  private async recover(): Promise<number> {
+    const found = new Map<string, Incident>();
+    let text = '';
+    try {
+      text = await readFile(this.deps.auditLogPath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.deps.log.error({ err }, 'audit log unreadable during recovery');
+    }
+    for (const line of text.split('\n')) {
+      if (!line.includes('"incident"')) continue;
+      let entry: { type?: string; incident?: unknown };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        continue;
+      }
+      if ((entry.type === 'lock' || entry.type === 'extend') && isIncident(entry.incident)) found.set(entry.incident.id, entry.incident);
+      const id = typeof entry.incident === 'string' ? entry.incident : undefined;
+      const known = id ? found.get(id) : undefined;
+      if (known && entry.type === 'seal') found.set(known.id, { ...known, state: 'sealed' });
+      if (known && (entry.type === 'release' || entry.type === 'release.forced')) found.set(known.id, { ...known, state: 'released' });
+    }
+    for (const name of await readdir(this.deps.sealedDir).catch(() => [] as string[])) {
+      if (!INCIDENT_ID.test(name)) continue;
+      try {
+        const manifest = JSON.parse(await readFile(join(this.deps.sealedDir, name, 'manifest.json'), 'utf8')) as { incident?: unknown };
+        if (isIncident(manifest.incident)) {
+          const seen = found.get(name);
+          if (!seen || seen.state === 'active' || seen.state === 'sealing') found.set(name, { ...manifest.incident, state: 'sealed' });
+        }
+      } catch { /* a folder without a readable manifest was never sealed */ }
+    }
+    const rank: Record<IncidentState, number> = { active: 0, sealing: 1, sealed: 2, synced: 3, released: 4 };
+    let restored = 0;
+    const list = this.db!.data.incidents;
+    for (const incident of found.values()) {
+      const at = list.findIndex((i) => i.id === incident.id);
+      const current = at >= 0 ? list[at]! : undefined;
+      // Newer knowledge only: more triggers, or a later state.
+      if (!current) {
+        list.push(incident);
+        restored++;
+      } else if (incident.triggers.length > current.triggers.length && rank[current.state] <= rank.sealing) {
+        list[at] = { ...incident, state: current.state };
+        restored++;
+      } else if (rank[incident.state] > rank[current.state] && incident.state !== 'active') {
+        list[at] = { ...current, state: incident.state };
+        restored++;
+      }
+    }
+    list.sort((a, b) => a.triggers[0]!.at.localeCompare(b.triggers[0]!.at));
+    return restored;
+  }
+}
+
+function isIncident(v: unknown): v is Incident {
+  const i = v as Incident;
+  return typeof i === 'object' && i !== null && typeof i.id === 'string' && INCIDENT_ID.test(i.id)
+    && Array.isArray(i.triggers) && i.triggers.length > 0 && Array.isArray(i.cameras)
+    && typeof i.window?.start === 'string' && typeof i.window?.end === 'string';
+}

@@ -1,0 +1,121 @@
+// Incidents (CONTRACT §4) and their window arithmetic, kept pure.
+import { randomInt } from 'node:crypto';
+import type { LockedRange } from '../store/eviction.js';
+import { iso } from '../platform/clock.js';
+
+export type IncidentState = 'active' | 'sealing' | 'sealed' | 'synced' | 'released';
+export type TriggerVia = 'button' | 'mqtt' | 'local';
+
+export interface Trigger {
+  at: string;
+  via: TriggerVia;
+  by?: string;
+  reason?: string;
+}
+
+export interface Incident {
+  id: string;
+  node: string;
+  triggers: Trigger[];
+  cameras: string[];
+  window: { start: string; end: string };
+  state: IncidentState;
+  urgent: boolean;
+}
+
+export interface WindowPolicy {
+  preRollMs: number;
+  postRollMs: number;
+  maxLengthMs: number;
+}
+
+export interface TriggerRequest {
+  atMs: number;
+  via: TriggerVia;
+  by?: string | undefined;
+  reason?: string | undefined;
+  /** Cameras asked for; all enabled ones when absent or empty. */
+  cameras?: string[] | undefined;
+  preRollMs?: number | undefined;
+  postRollMs?: number | undefined;
+  urgent?: boolean | undefined;
+}
+
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** `YYYYMMDDTHHMMSSZ-xxxx`: the first trigger's UTC time and 4 random base32 characters. */
+export function incidentId(atMs: number, random: (n: number) => number = randomInt): string {
+  const stamp = iso(atMs).replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  let suffix = '';
+  for (let i = 0; i < 4; i++) suffix += BASE32[random(32)];
+  return `${stamp}-${suffix}`;
+}
+
+export const INCIDENT_ID = /^\d{8}T\d{6}Z-[a-z2-7]{4}$/;
+
+function trigger(req: TriggerRequest): Trigger {
+  return {
+    at: iso(req.atMs), via: req.via,
+    ...(req.by !== undefined ? { by: req.by } : {}),
+    ...(req.reason !== undefined ? { reason: req.reason } : {}),
+  };
+}
+
+/** A trigger at T opens [T − preRoll, T + postRoll] (postRoll itself capped at maxLength). */
+export function openIncident(node: string, req: TriggerRequest, policy: WindowPolicy, enabledCameras: readonly string[], random?: (n: number) => number): Incident {
+  const pre = req.preRollMs ?? policy.preRollMs;
+  const post = req.postRollMs ?? policy.postRollMs;
+  const start = req.atMs - pre;
+  const end = Math.min(req.atMs + post, start + policy.maxLengthMs);
+  return {
+    id: incidentId(req.atMs, random),
+    node,
+    triggers: [trigger(req)],
+    cameras: req.cameras && req.cameras.length > 0 ? [...new Set(req.cameras)] : [...enabledCameras],
+    window: { start: iso(start), end: iso(end) },
+    state: 'active',
+    urgent: req.urgent ?? true,
+  };
+}
+
+/**
+ * A later trigger at T2 while active: end = max(end, T2 + postRoll), capped at
+ * start + maxLength; its cameras are added. Returns a new incident.
+ */
+export function extendIncident(incident: Incident, req: TriggerRequest, policy: WindowPolicy, enabledCameras: readonly string[]): Incident {
+  const start = Date.parse(incident.window.start);
+  const end = Date.parse(incident.window.end);
+  const post = req.postRollMs ?? policy.postRollMs;
+  const newEnd = Math.max(end, Math.min(req.atMs + post, start + policy.maxLengthMs));
+  const asked = req.cameras && req.cameras.length > 0 ? req.cameras : enabledCameras;
+  return {
+    ...incident,
+    triggers: [...incident.triggers, trigger(req)],
+    cameras: [...new Set([...incident.cameras, ...asked])],
+    window: { start: incident.window.start, end: iso(newEnd) },
+    // An urgent trigger makes the incident urgent; a non-urgent one never demotes it.
+    urgent: incident.urgent || (req.urgent ?? true),
+  };
+}
+
+/** Active: its window has not yet passed. */
+export function isOpen(incident: Incident, nowMs: number): boolean {
+  return incident.state === 'active' && Date.parse(incident.window.end) > nowMs;
+}
+
+/** The ranges the ring must keep: every incident not yet sealed. */
+export function lockedRanges(incidents: readonly Incident[]): LockedRange[] {
+  const ranges: LockedRange[] = [];
+  for (const i of incidents) {
+    if (i.state !== 'active' && i.state !== 'sealing') continue;
+    const startMs = Date.parse(i.window.start);
+    const endMs = Date.parse(i.window.end);
+    for (const camera of i.cameras) ranges.push({ camera, startMs, endMs });
+  }
+  return ranges;
+}
+
+/** When an incident may be sealed: its window has passed and the segment covering its end has closed. */
+export function sealDueAt(incident: Incident, segmentSeconds: number): number {
+  return Date.parse(incident.window.end) + segmentSeconds * 2000 + 2000;
+}

@@ -1,0 +1,170 @@
+// Sealing: once an incident's window has passed, one MP4 per camera from its locked segments
+// (no re-encoding), each hashed, listed in a signed manifest anchored in the audit log.
+// The clips are assembled in <id>.sealing/ and renamed into place only when complete, so a
+// crash mid-seal leaves the incident `sealing` and the next start seals it again.
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Component } from '../lifecycle/component.js';
+import type { Clock } from '../platform/clock.js';
+import { writeFileDurable, fsyncDir } from '../platform/durable.js';
+import { faultPoint } from '../platform/fault.js';
+import type { Logger } from '../platform/logger.js';
+import type { EventBus } from '../events.js';
+import type { Segment } from '../store/segment.js';
+import type { AuditLog } from '../audit/log.js';
+import type { NodeKey } from '../audit/keys.js';
+import { manifestSha256, serializeManifest, signManifest, type ManifestFile } from '../audit/manifest.js';
+import { assembleClip, findGaps, sha256File } from './clip.js';
+import type { IncidentBook } from './book.js';
+import { INCIDENT_ID, sealDueAt, type Incident } from './incident.js';
+
+export interface SealerDeps {
+  book: IncidentBook;
+  ring: { segmentsBetween(camera: string, startMs: number, endMs: number): Segment[]; pathOf(s: Segment): string };
+  sealedDir: string;
+  segmentSeconds: number;
+  clock: Clock;
+  log: Logger;
+  events: EventBus;
+  audit: Pick<AuditLog, 'appendAnchored'>;
+  key: Pick<NodeKey, 'publicKeyBase64' | 'sign'>;
+  clockSynced(): Promise<boolean | null>;
+  version: string;
+  ffmpegPath?: string;
+  checkIntervalMs?: number;
+}
+
+export class Sealer implements Component {
+  readonly name = 'sealer';
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private heldBytes = 0;
+  private stopped = false;
+
+  constructor(private readonly deps: SealerDeps) {}
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await mkdir(this.deps.sealedDir, { recursive: true });
+    await this.measureHeld();
+    this.timer = setInterval(() => void this.tick(), this.deps.checkIntervalMs ?? 1_000);
+    this.timer.unref();
+    await this.tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** Bytes of sealed clips under storage (they count against the ring's quota). */
+  sealedBytes(): number {
+    return this.heldBytes;
+  }
+
+  /** Seals whatever is due; one pass at a time. */
+  tick(): Promise<void> {
+    this.running ??= this.sealDue().finally(() => { this.running = undefined; });
+    return this.running;
+  }
+
+  private async sealDue(): Promise<void> {
+    const now = this.deps.clock.now();
+    for (const incident of this.deps.book.list()) {
+      if (this.stopped) return;
+      const due = incident.state === 'sealing' || (incident.state === 'active' && sealDueAt(incident, this.deps.segmentSeconds) <= now);
+      if (!due) continue;
+      try {
+        await this.seal(incident);
+      } catch (err) {
+        this.deps.log.error({ err, incident: incident.id }, 'sealing failed; will retry');
+      }
+    }
+  }
+
+  private async seal(incident: Incident): Promise<void> {
+    const { deps } = this;
+    const log = deps.log.child({ incident: incident.id });
+    const finalDir = join(deps.sealedDir, incident.id);
+    // A crash after the rename but before the book said so: the folder is complete.
+    if (await this.isComplete(finalDir)) {
+      await deps.book.setState(incident.id, 'sealed');
+      log.info('sealed folder found complete; incident marked sealed');
+      return;
+    }
+    if (incident.state !== 'sealing') await deps.book.setState(incident.id, 'sealing');
+    log.info({ window: incident.window, cameras: incident.cameras }, 'sealing');
+    const workDir = join(deps.sealedDir, `${incident.id}.sealing`);
+    await rm(workDir, { recursive: true, force: true });
+    await mkdir(workDir, { recursive: true });
+
+    const startMs = Date.parse(incident.window.start);
+    const endMs = Date.parse(incident.window.end);
+    const files: ManifestFile[] = [];
+    for (const camera of incident.cameras) {
+      const segments = deps.ring.segmentsBetween(camera, startMs, endMs);
+      if (segments.length === 0) {
+        log.warn({ camera }, 'no footage in the window for this camera; no clip');
+        continue;
+      }
+      const name = `${camera}.mp4`;
+      await assembleClip(segments.map((s) => ({ path: deps.ring.pathOf(s), durationMs: s.durationMs })), join(workDir, `${camera}.concat.txt`), join(workDir, name), deps.ffmpegPath);
+      await rm(join(workDir, `${camera}.concat.txt`));
+      const { sha256, bytes } = await sha256File(join(workDir, name));
+      const first = segments[0]!;
+      const last = segments[segments.length - 1]!;
+      files.push({
+        name, camera, bytes, sha256,
+        start: new Date(first.startMs).toISOString(),
+        end: new Date(last.startMs + last.durationMs).toISOString(),
+        gaps: findGaps(segments, startMs, endMs, Math.max(1_500, deps.segmentSeconds * 500)),
+      });
+      faultPoint('seal.mid');
+    }
+    const synced = (await deps.clockSynced()) === true;
+    // The manifest names the audit log's last entry, and the seal entry follows it directly.
+    await deps.audit.appendAnchored('seal', async (anchor) => {
+      const manifest = signManifest({
+        incident: { ...incident, state: 'sealed' },
+        files,
+        clock: { synced },
+        audit: anchor,
+        agent: { version: deps.version },
+      }, deps.key);
+      const text = serializeManifest(manifest);
+      await writeFileDurable(join(workDir, 'manifest.json'), text);
+      return { incident: incident.id, manifestSha256: manifestSha256(text) };
+    });
+    faultPoint('seal.before-rename');
+    await rm(finalDir, { recursive: true, force: true });
+    await rename(workDir, finalDir);
+    await fsyncDir(deps.sealedDir);
+    await deps.book.setState(incident.id, 'sealed');
+    await this.measureHeld();
+    log.info({ files: files.length, bytes: files.reduce((a, f) => a + f.bytes, 0), dir: finalDir }, 'incident sealed');
+    deps.events.emit('incident.sealed', { incident: incident.id });
+  }
+
+  private async isComplete(dir: string): Promise<boolean> {
+    try {
+      const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { signature?: unknown };
+      return manifest.signature !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Re-measures the sealed clips (after a seal or a release). */
+  async measureHeld(): Promise<void> {
+    let total = 0;
+    for (const name of await readdir(this.deps.sealedDir).catch(() => [] as string[])) {
+      if (!INCIDENT_ID.test(name.replace(/\.sealing$/, ''))) continue;
+      const dir = join(this.deps.sealedDir, name);
+      for (const file of await readdir(dir).catch(() => [] as string[])) {
+        total += await stat(join(dir, file)).then((s) => s.size, () => 0);
+      }
+    }
+    this.heldBytes = total;
+  }
+}
