@@ -39,7 +39,9 @@ fi
 stamp=node_modules/.camnode-lock
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   say "installing npm dependencies"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install` honours the lock file like `npm ci`, but tolerates an optional dependency
+  # the registry does not serve (vite lists one for Windows), where `npm ci` refuses.
+  npm install --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
 fi
 
