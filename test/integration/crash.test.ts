@@ -258,7 +258,8 @@ describe('crash recovery through the CLI', () => {
     // The first is untouched: same recorder, its lock kept, new segments still coming.
     expect(first.proc.exitCode).toBeNull();
     expect(await recorderPids(storage)).toEqual(recorder);
-    expect((await readFile(join(storage, 'segments', 'agent.pid'), 'utf8')).trim()).toBe(String(first.pid));
+    // The lock holds "PID STARTTIME".
+    expect((await readFile(join(storage, 'segments', 'agent.pid'), 'utf8')).trim().split(' ')[0]).toBe(String(first.pid));
     const fresh = await segmentsAfter(storage, 'front', await lastSeq(storage, 'front'), 2);
     for (const s of fresh) await expectPlays(s.path);
     expect(first.count((l) => l.msg === 'recorder down; restarting')).toBe(0);
