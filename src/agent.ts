@@ -26,6 +26,7 @@ import { Sealer } from './incidents/sealer.js';
 import { CommandHandlers } from './commands/handlers.js';
 import { ControlSocket } from './control/socket.js';
 import { VERSION } from './version.js';
+import { createButton, type ButtonDescription, type ButtonSetup } from './button/index.js';
 
 export interface AgentDeps {
   config: Config;
@@ -70,6 +71,7 @@ export class Agent {
   private sealer: Sealer | undefined;
   private commandHandlers: CommandHandlers | undefined;
   private nodeKey: NodeKey | undefined;
+  private buttonSetup: ButtonSetup | undefined;
   private group: ComponentGroup | undefined;
   private releaseLock: (() => Promise<void>) | undefined;
   private stopped: Promise<void> | undefined;
@@ -172,6 +174,10 @@ export class Agent {
     this.sealer = sealer;
     this.events.on('incident.released', () => void sealer.measureHeld());
 
+    const buttonSetup = await createButton(config.button, { log, clock });
+    this.buttonSetup = buttonSetup;
+    buttonSetup.button.onPress(() => void this.onButtonPress(book, buttonSetup));
+
     const handlers = new CommandHandlers({ book, clock, log: log.child({ component: 'commands' }), version: VERSION });
     this.commandHandlers = handlers;
     const control = new ControlSocket({ path: config.control.socket, handlers, log: log.child({ component: 'control' }) });
@@ -179,6 +185,7 @@ export class Agent {
     const components: Component[] = [
       clockStatus, audit, book, ring, ...this.recorders, sealer,
       new DeletionAudit({ events: this.events, audit, log: log.child({ component: 'audit' }) }),
+      buttonSetup.led, buttonSetup.button,
       control,
     ];
     this.group = new ComponentGroup(components, log);
@@ -214,6 +221,30 @@ export class Agent {
 
   publicKey(): string | undefined {
     return this.nodeKey?.publicKeyBase64;
+  }
+
+  /** The fake backend's button (demo: Enter; `run` with button.backend fake: a line on stdin). */
+  fakeButton(): { press(): boolean } | null {
+    return this.buttonSetup?.fake ?? null;
+  }
+
+  buttonDescription(): ButtonDescription | undefined {
+    return this.buttonSetup?.describe();
+  }
+
+  /**
+   * A press locks at once, on this machine only: nothing here waits on a network. The LED is
+   * solid until the lock is durable, then confirms — or flashes the error if it could not be.
+   */
+  private async onButtonPress(book: IncidentBook, setup: ButtonSetup): Promise<void> {
+    const atMs = this.clock.now();
+    this.events.emit('button.pressed', { at: new Date(atMs).toISOString() });
+    try {
+      const { incident, extended } = await setup.led.during(() => book.lock({ atMs, via: 'button' }));
+      this.deps.log.info({ incident: incident.id, extended }, 'panic button: lock durable');
+    } catch (err) {
+      this.deps.log.error({ err }, 'panic button: the lock could NOT be made durable');
+    }
   }
 
   /** Bytes the open incident will still lock: its cameras' bitrates over the rest of its window. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The only place that touches argv, signals and exit codes (CONTRACT §1):
 // 0 success; 1 runtime failure; 2 bad usage or bad config; 3 timed out.
+import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { Agent } from './agent.js';
 import { auditVerifyCommand, evidenceVerifyCommand } from './audit/cli.js';
@@ -63,6 +64,9 @@ async function run(opts: { config?: string }): Promise<void> {
     await agent.stop().catch(() => {});
     throw err;
   }
+  // button.backend fake: each line on stdin is a press (bench setups and tests).
+  const fake = agent.fakeButton();
+  if (fake) createInterface({ input: process.stdin }).on('line', () => fake.press());
 }
 
 async function check(opts: { config?: string }): Promise<void> {

@@ -8,6 +8,9 @@ import type { Config } from '../config/schema.js';
 import { formatBytes, formatDuration } from '../config/units.js';
 import { Agent, type AgentStatus } from '../agent.js';
 import { createLogger } from '../platform/logger.js';
+import { createInterface } from 'node:readline';
+import type { Incident } from '../incidents/incident.js';
+import { CLI_NAME } from './cli-name.js';
 
 export interface DemoOptions { dir: string; seconds?: number | undefined }
 
@@ -21,16 +24,25 @@ export function demoConfig(dir: string): Config {
       { id: 'entrance', name: 'Main entrance', source: 'testsrc', zone: 'entrance' },
       { id: 'desk', name: 'Service desk', source: 'testsrc', zone: 'service-desk' },
     ],
+    incident: { preRoll: '20s', postRoll: '20s', maxLength: '5m' },
     button: { backend: 'fake' },
+    control: { socket: join(dir, 'control.sock') },
   });
 }
 
-export function statusLine(status: AgentStatus): string {
+export function statusLine(status: AgentStatus, incident?: Incident, nowMs = Date.now()): string {
   const cams = status.cameras.map((c) => `${c.id}:${c.state}${c.kbps !== null ? `@${c.kbps}kbps` : ''}`).join(' ');
   const s = status.storage;
   if (!s) return `cameras ${cams} | ring: starting`;
   const oldest = s.oldestAt ? s.oldestAt.slice(11, 19) : '-';
-  return `cameras ${cams} | ring ${formatBytes(s.usedBytes)} of ${formatBytes(s.quotaBytes)} (${s.segments} segments) | oldest ${oldest} UTC | retained ${formatDuration(s.retainedSeconds * 1000)}`;
+  let lock = '';
+  if (incident?.state === 'active') {
+    const left = Date.parse(incident.window.end) - nowMs;
+    lock = left > 0 ? ` | LOCKED ${incident.id}: post-roll ${Math.ceil(left / 1000)}s left` : ` | ${incident.id}: sealing soon`;
+  } else if (incident?.state === 'sealing') {
+    lock = ` | ${incident.id}: sealing`;
+  }
+  return `cameras ${cams} | ring ${formatBytes(s.usedBytes)} of ${formatBytes(s.quotaBytes)} (${s.segments} segments) | oldest ${oldest} UTC | retained ${formatDuration(s.retainedSeconds * 1000)}${lock}`;
 }
 
 export async function runDemo(opts: DemoOptions): Promise<void> {
@@ -43,23 +55,43 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const tty = process.stdout.isTTY === true;
   const out = (line: string): void => { process.stdout.write(tty ? `\r\x1b[2K${line}` : `${line}\n`); };
 
-  console.log(`camnode demo: 2 synthetic cameras recording into ${config.storage.path}`);
-  console.log(`  ring quota ${formatBytes(config.storage.maxBytes ?? 0)}, ${config.recording.segmentSeconds}s segments; the oldest footage is pruned once it is full`);
-  console.log(`  logs: ${logFile}`);
-  console.log(opts.seconds ? `  running for ${opts.seconds}s (Ctrl-C stops earlier)` : '  Ctrl-C stops');
-
   const controller = new AbortController();
   await agent.start(controller.signal);
+  const socket = config.control.socket;
+  const say = (line: string): void => { process.stdout.write(tty ? `\r\x1b[2K${line}\n` : `${line}\n`); };
+  say(`camnode demo: 2 synthetic cameras recording into ${config.storage.path}`);
+  say(`  ring quota ${formatBytes(config.storage.maxBytes ?? 0)}, ${config.recording.segmentSeconds}s segments; the oldest footage is pruned once it is full`);
+  say(`  logs: ${logFile}`);
+  say(tty ? '  press Enter to press the panic button (locks 20s before and after); Ctrl-C stops' : '  not a terminal: the panic button is not wired to the keyboard');
+  if (opts.seconds) say(`  running for ${opts.seconds}s`);
+  say('  from another terminal:');
+  say(`    ${CLI_NAME} ctl lock --local --socket ${socket} --reason "test" --by "demo"`);
+  say(`    ${CLI_NAME} ctl incidents --local --socket ${socket}`);
+  say(`    ${CLI_NAME} ctl ping --local --socket ${socket}`);
+
+  const key = agent.publicKey() ?? '';
+  agent.events.on('button.pressed', () => say('panic button pressed'));
+  agent.events.on('incident.locked', ({ incident }) => say(`incident ${incident} LOCKED: footage from 20s before is kept; recording 20s more`));
+  agent.events.on('incident.extended', ({ incident }) => say(`incident ${incident} extended by another trigger`));
+  agent.events.on('incident.sealed', ({ incident }) => {
+    const folder = join(config.storage.path, 'incidents', incident);
+    say(`incident ${incident} SEALED: clips and signed manifest in ${folder}`);
+    say(`  verify: ${CLI_NAME} evidence verify ${folder} --key ${key} --audit ${join(config.node.stateDir, 'audit.log')}`);
+  });
+  const fake = agent.fakeButton();
+  if (tty && fake) createInterface({ input: process.stdin }).on('line', () => fake.press());
+
   const done = new Promise<void>((resolveDone) => {
     const finish = (): void => resolveDone();
     process.once('SIGINT', finish);
     process.once('SIGTERM', finish);
     if (opts.seconds) setTimeout(finish, opts.seconds * 1000).unref();
   });
+  const latest = (): Incident | undefined => agent.incidents().filter((i) => i.state === 'active' || i.state === 'sealing').at(-1);
   let ticks = 0;
   const timer = setInterval(() => {
     ticks++;
-    if (tty || ticks % 5 === 0) out(statusLine(agent.status()));
+    if (tty || ticks % 5 === 0) out(statusLine(agent.status(), latest()));
   }, 1000);
   await done;
   clearInterval(timer);
@@ -68,5 +100,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   await agent.stop();
   const final = agent.status();
   console.log(statusLine(final));
+  const sealed = agent.incidents().filter((i) => i.state === 'sealed');
+  if (sealed.length > 0) console.log(`sealed incidents: ${sealed.map((i) => join(config.storage.path, 'incidents', i.id)).join(', ')}`);
   console.log(`footage is in ${join(config.storage.path, 'segments')} (play a segment with: ffplay FILE)`);
 }
