@@ -228,6 +228,11 @@ export class Agent {
     return this.buttonSetup?.fake ?? null;
   }
 
+  /** Whether the status LED is lit now (the demo draws it). */
+  ledLit(): boolean {
+    return this.buttonSetup?.led.isOn() ?? false;
+  }
+
   buttonDescription(): ButtonDescription | undefined {
     return this.buttonSetup?.describe();
   }

@@ -13,6 +13,9 @@ import { ffmpegVersion, MIN_FFMPEG, versionAtLeast } from './platform/ffmpeg.js'
 import { probeWritable } from './platform/storage.js';
 import { buildSampleArgs, chooseH264Encoder, type H264Encoder } from './recorder/args.js';
 import { quotaBytes } from './store/eviction.js';
+import { createButton } from './button/index.js';
+import { readNodePublicKey } from './audit/keys.js';
+import { silentLogger } from './platform/logger.js';
 
 export type Verdict = 'pass' | 'warn' | 'fail';
 export interface CheckRow { check: string; verdict: Verdict; detail: string; fix?: string }
@@ -135,6 +138,22 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
       });
     }
   }
+
+  try {
+    const button = (await createButton(config.button, { log: silentLogger() })).describe();
+    rows.push({
+      check: 'button', verdict: button.status,
+      detail: `${button.backend}${button.line ? ` on ${button.line}` : ''}${button.led ? `, LED on ${button.led}` : ''}: ${button.note}`,
+      ...(button.fix ? { fix: button.fix } : {}),
+    });
+  } catch (err) {
+    rows.push({ check: 'button', verdict: 'fail', detail: (err as Error).message, fix: 'see docs/button.md' });
+  }
+
+  const publicKey = await readNodePublicKey(config.node.stateDir).then((k) => k, (err: unknown) => err as Error);
+  if (typeof publicKey === 'string') rows.push({ check: 'node key', verdict: 'pass', detail: `Ed25519 public key ${publicKey}` });
+  else if (publicKey === null) rows.push({ check: 'node key', verdict: 'pass', detail: `none yet: generated under ${config.node.stateDir} on the first start` });
+  else rows.push({ check: 'node key', verdict: 'fail', detail: publicKey.message, fix: `restore ${config.node.stateDir}/node-key.pem from backup; the key is the node's identity` });
 
   const synced = await clockSynced();
   rows.push(synced === true

@@ -30,7 +30,7 @@ export function demoConfig(dir: string): Config {
   });
 }
 
-export function statusLine(status: AgentStatus, incident?: Incident, nowMs = Date.now()): string {
+export function statusLine(status: AgentStatus, incident?: Incident, nowMs = Date.now(), led?: boolean): string {
   const cams = status.cameras.map((c) => `${c.id}:${c.state}${c.kbps !== null ? `@${c.kbps}kbps` : ''}`).join(' ');
   const s = status.storage;
   if (!s) return `cameras ${cams} | ring: starting`;
@@ -42,7 +42,8 @@ export function statusLine(status: AgentStatus, incident?: Incident, nowMs = Dat
   } else if (incident?.state === 'sealing') {
     lock = ` | ${incident.id}: sealing`;
   }
-  return `cameras ${cams} | ring ${formatBytes(s.usedBytes)} of ${formatBytes(s.quotaBytes)} (${s.segments} segments) | oldest ${oldest} UTC | retained ${formatDuration(s.retainedSeconds * 1000)}${lock}`;
+  const lamp = led === undefined ? '' : `LED ${led ? '●' : '○'} | `;
+  return `${lamp}cameras ${cams} | ring ${formatBytes(s.usedBytes)} of ${formatBytes(s.quotaBytes)} (${s.segments} segments) | oldest ${oldest} UTC | retained ${formatDuration(s.retainedSeconds * 1000)}${lock}`;
 }
 
 export async function runDemo(opts: DemoOptions): Promise<void> {
@@ -89,10 +90,12 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   });
   const latest = (): Incident | undefined => agent.incidents().filter((i) => i.state === 'active' || i.state === 'sealing').at(-1);
   let ticks = 0;
+  // Redraw often on a terminal so the LED's blinks show.
   const timer = setInterval(() => {
     ticks++;
-    if (tty || ticks % 5 === 0) out(statusLine(agent.status(), latest()));
-  }, 1000);
+    if (tty) out(statusLine(agent.status(), latest(), Date.now(), agent.ledLit()));
+    else if (ticks % 25 === 0) out(statusLine(agent.status(), latest()));
+  }, 200);
   await done;
   clearInterval(timer);
   if (tty) process.stdout.write('\n');

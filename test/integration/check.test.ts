@@ -40,13 +40,18 @@ describe('camnode check', () => {
     // 1 GB at the measured rate, in days or hours.
     expect(row('retention')).toMatch(/quota 1\.0 GB holds [\d.]+ (days|hours) at \d+ kbit\/s/);
     expect(row('clock')).toMatch(/pass|warn/);
+    expect(row('button')).toMatch(/pass\s+none: no panic button/);
+    expect(row('node key')).toMatch(/pass\s+none yet: generated under .* on the first start/);
     expect(r.stdout + r.stderr).not.toContain('hunter2');
   });
 
-  it('exits 0 when nothing fails', async () => {
+  it('exits 0 when nothing fails, and prints the key the node signs with', async () => {
     const config = await writeConfig(dir, baseConfig(dir, [{ id: 'lobby', source: camera.url, zone: 'entrance' }]), 'ok.yaml');
+    const { loadOrCreateNodeKey } = await import('../../src/audit/keys.js');
+    const key = await loadOrCreateNodeKey(join(dir, 'state'));
     const r = await runCli(['check', '--config', config], { timeoutMs: 90_000 });
     expect(r.stdout).not.toMatch(/\bfail\b/);
+    expect(r.stdout).toContain(`Ed25519 public key ${key.publicKeyBase64}`);
     expect(r.code).toBe(0);
   });
 });
