@@ -27,6 +27,11 @@ import { CommandHandlers } from './commands/handlers.js';
 import { ControlSocket } from './control/socket.js';
 import { VERSION } from './version.js';
 import { createButton, type ButtonDescription, type ButtonSetup } from './button/index.js';
+import { EventOutbox } from './fleet/outbox.js';
+import { FleetLink } from './fleet/link.js';
+import { buildState, EMPTY_SYNC, UNKNOWN_HEALTH } from './fleet/state.js';
+import type { EventType, StatePayload } from './fleet/topics.js';
+import type { AgentEvents } from './events.js';
 
 export interface AgentDeps {
   config: Config;
@@ -72,6 +77,7 @@ export class Agent {
   private commandHandlers: CommandHandlers | undefined;
   private nodeKey: NodeKey | undefined;
   private buttonSetup: ButtonSetup | undefined;
+  private link: FleetLink | undefined;
   private group: ComponentGroup | undefined;
   private releaseLock: (() => Promise<void>) | undefined;
   private stopped: Promise<void> | undefined;
@@ -178,13 +184,37 @@ export class Agent {
     this.buttonSetup = buttonSetup;
     buttonSetup.button.onPress(() => void this.onButtonPress(book, buttonSetup));
 
-    const handlers = new CommandHandlers({ book, clock, log: log.child({ component: 'commands' }), version: VERSION });
+    const handlers = new CommandHandlers({
+      book, clock, log: log.child({ component: 'commands' }), version: VERSION,
+      extra: {
+        state: async () => (await this.link?.publishState()) ?? this.state(),
+        sync: async () => ({ queued: 0 }),
+      },
+    });
     this.commandHandlers = handlers;
     const control = new ControlSocket({ path: config.control.socket, handlers, log: log.child({ component: 'control' }) });
 
+    // The outbox starts before anything that emits events; the link after the rest is up.
+    const early: Component[] = [];
+    const fleet: Component[] = [];
+    if (config.mqtt) {
+      const outbox = new EventOutbox({ stateDir: config.node.stateDir, clock, log: log.child({ component: 'outbox' }) });
+      const link = new FleetLink({
+        config: config.mqtt, nodeId: config.node.id, handlers, outbox,
+        state: async () => this.state(),
+        status: { version: VERSION, since: new Date(clock.now()).toISOString(), publicKey: this.nodeKey.publicKeyBase64 },
+        log: log.child({ component: 'fleet' }),
+      });
+      this.link = link;
+      this.forwardEvents(outbox, link);
+      early.push(outbox);
+      fleet.push(link);
+    }
+
     const components: Component[] = [
-      clockStatus, audit, book, ring, ...this.recorders, sealer,
+      clockStatus, audit, ...early, book, ring, ...this.recorders, sealer,
       new DeletionAudit({ events: this.events, audit, log: log.child({ component: 'audit' }) }),
+      ...fleet,
       buttonSetup.led, buttonSetup.button,
       control,
     ];
@@ -221,6 +251,22 @@ export class Agent {
 
   publicKey(): string | undefined {
     return this.nodeKey?.publicKeyBase64;
+  }
+
+  /** The state document of CONTRACT §3. */
+  async state(): Promise<StatePayload> {
+    return buildState(this.clock.now(), this.status(), UNKNOWN_HEALTH, EMPTY_SYNC);
+  }
+
+  /** Agent events that concern central ops go to the outbox (and prompt a state update). */
+  private forwardEvents(outbox: EventOutbox, link: FleetLink): void {
+    const forward = <K extends keyof AgentEvents & EventType>(type: K): void => {
+      this.events.on(type, (payload) => {
+        outbox.add(type, { ...payload }).catch((err: unknown) => this.deps.log.error({ err, type }, 'event not queued'));
+        link.stateChanged();
+      });
+    };
+    for (const type of ['incident.locked', 'incident.extended', 'incident.sealed', 'incident.released', 'camera.down', 'camera.up', 'storage.full', 'button.pressed'] as const) forward(type);
   }
 
   /** The fake backend's button (demo: Enter; `run` with button.backend fake: a line on stdin). */
@@ -275,7 +321,6 @@ export class Agent {
   private logIgnoredSections(): void {
     const { config, log } = this.deps;
     const later = 'not built in this release; section validated and ignored';
-    if (config.mqtt) log.info({ section: 'mqtt' }, `fleet link ${later}`);
     if (config.upstream.type !== 'none') log.info({ section: 'upstream' }, `upstream sync ${later}`);
   }
 }

@@ -1,14 +1,18 @@
-// `camnode ctl …`: one subcommand per command of CONTRACT §3. With --local the request goes
-// to the agent on this machine over its control socket; over MQTT (ops) once the fleet link
-// is built.
-import { Command, Option } from 'commander';
+// `camnode ctl …`: one subcommand per command of CONTRACT §3. Over MQTT for central ops
+// (--broker … or $CAMNODE_CTL_*); with --local in place of NODE, to the agent on this machine
+// over its control socket.
+import { writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { loadConfig, resolveConfigPath, DEFAULT_CONFIG_PATH } from './config/load.js';
+import { Command, Option } from 'commander';
+import { DEFAULT_CONFIG_PATH, loadConfig, resolveConfigPath } from './config/load.js';
 import { parseDuration } from './config/units.js';
 import { requestLocal } from './control/socket.js';
 import type { Incident } from './incidents/incident.js';
+import { FleetClient, NoAnswer, type BrokerOptions } from './fleet/client.js';
+import { nodeRow, renderEvent, renderNodes, renderState } from './fleet/render.js';
+import type { ReplyPayload, StatePayload } from './fleet/topics.js';
 
-/** Exit status of a ctl run (CONTRACT §1). */
+/** Exit status of a ctl run (CONTRACT §1): 1 failed, 2 bad usage, 3 no answer. */
 export class CtlExit extends Error {
   constructor(readonly exitCode: number, message: string) {
     super(message);
@@ -16,20 +20,83 @@ export class CtlExit extends Error {
   }
 }
 
-interface Common { local?: boolean; socket?: string; config?: string; json?: boolean; timeout?: string }
-
-function socketPath(opts: Common): string {
-  if (opts.socket) return opts.socket;
-  const path = resolveConfigPath(opts.config);
-  if (opts.config || process.env['CAMNODE_CONFIG'] || existsSync(DEFAULT_CONFIG_PATH)) return loadConfig(path).control.socket;
-  return '/run/camnode/control.sock';
+interface Common {
+  local?: boolean; socket?: string; config?: string; json?: boolean; timeout?: string;
+  broker?: string; ca?: string; cert?: string; key?: string; mqttVersion?: string; prefix?: string;
 }
 
 function timeoutMs(opts: Common): number {
   if (!opts.timeout) return 10_000;
   const ms = parseDuration(opts.timeout);
-  if (ms === null) throw new CtlExit(2, `--timeout: not a duration: ${opts.timeout}`);
+  if (ms === null || ms <= 0) throw new CtlExit(2, `--timeout: not a duration: ${opts.timeout}`);
   return ms;
+}
+
+function socketPath(opts: Common): string {
+  if (opts.socket) return opts.socket;
+  if (opts.config || process.env['CAMNODE_CONFIG'] || existsSync(DEFAULT_CONFIG_PATH)) return loadConfig(resolveConfigPath(opts.config)).control.socket;
+  return '/run/camnode/control.sock';
+}
+
+export function brokerOptions(opts: Common, env: NodeJS.ProcessEnv = process.env): BrokerOptions {
+  const url = opts.broker ?? env['CAMNODE_CTL_BROKER'];
+  if (!url) throw new CtlExit(2, 'no broker: give --broker URL (or set CAMNODE_CTL_BROKER), or use --local on the node');
+  if (!/^(mqtts?|wss?):\/\/[^/]+/.test(url)) throw new CtlExit(2, `--broker: not an mqtt://, mqtts://, ws:// or wss:// URL: ${url}`);
+  const version = opts.mqttVersion ?? '5';
+  if (version !== '5' && version !== '3.1.1') throw new CtlExit(2, `--mqtt-version: 5 or 3.1.1, not ${version}`);
+  const tls = /^(mqtts|wss):/.test(url);
+  const ca = opts.ca ?? env['CAMNODE_CTL_CA'];
+  const cert = opts.cert ?? env['CAMNODE_CTL_CERT'];
+  const key = opts.key ?? env['CAMNODE_CTL_KEY'];
+  if (tls && (!cert || !key)) throw new CtlExit(2, 'an mqtts:// broker needs --cert and --key (or CAMNODE_CTL_CERT / CAMNODE_CTL_KEY), and usually --ca');
+  return { url, ca, cert, key, protocolVersion: version === '5' ? 5 : 4, prefix: opts.prefix ?? 'camnode', timeoutMs: timeoutMs(opts) };
+}
+
+async function withClient<T>(opts: Common, fn: (client: FleetClient) => Promise<T>): Promise<T> {
+  let client: FleetClient;
+  try {
+    client = await FleetClient.connect(brokerOptions(opts));
+  } catch (err) {
+    if (err instanceof CtlExit) throw err;
+    throw new CtlExit(err instanceof NoAnswer ? 3 : 1, (err as Error).message);
+  }
+  try {
+    return await fn(client);
+  } catch (err) {
+    if (err instanceof NoAnswer) throw new CtlExit(3, err.message);
+    throw err;
+  } finally {
+    await client.close();
+  }
+}
+
+/** One command to one node (or the local agent); the reply's data, or a CtlExit. */
+async function request(opts: Common, node: string | undefined, cmd: string, args: Record<string, unknown>): Promise<unknown> {
+  let reply: ReplyPayload;
+  if (opts.local) {
+    try {
+      reply = await requestLocal(socketPath(opts), cmd, args, timeoutMs(opts)) as ReplyPayload;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      // No answer, in time or at all (the agent went away mid-request): exit 3.
+      throw new CtlExit(code === 'timeout' || code === 'closed' ? 3 : 1, (err as Error).message);
+    }
+  } else {
+    reply = await withClient(opts, (client) => client.request(node!, cmd, args));
+  }
+  if (!reply.ok) throw new CtlExit(reply.error.code === 'bad_request' ? 2 : 1, `${cmd} refused (${reply.error.code}): ${reply.error.message}`);
+  return reply.data;
+}
+
+function print(opts: Common, data: unknown, render: () => string): void {
+  process.stdout.write(`${opts.json ? JSON.stringify(data, null, 2) : render()}\n`);
+}
+
+/** NODE is positional unless --local stands in its place; returns [node, ...rest]. */
+function positionals(opts: Common, args: string[], names: string[]): [string | undefined, ...string[]] {
+  const expected = names.length + (opts.local ? 0 : 1);
+  if (args.length !== expected) throw new CtlExit(2, `expected ${[opts.local ? '--local' : 'NODE', ...names].join(' ')}`);
+  return opts.local ? [undefined, ...args] : [args[0], ...args.slice(1)];
 }
 
 export function renderIncident(i: Incident): string {
@@ -41,7 +108,7 @@ export function renderIncident(i: Incident): string {
   ].join('\n');
 }
 
-function renderTable(incidents: Incident[]): string {
+function renderIncidents(incidents: Incident[]): string {
   if (incidents.length === 0) return 'no incidents';
   const rows = incidents.map((i) => [i.id, i.state, i.window.start.slice(0, 19).replace('T', ' '), i.window.end.slice(11, 19), i.cameras.join(','), String(i.triggers.length)]);
   const head = ['INCIDENT', 'STATE', 'FROM (UTC)', 'TO', 'CAMERAS', 'TRIGGERS'];
@@ -49,57 +116,65 @@ function renderTable(incidents: Incident[]): string {
   return [head, ...rows].map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
 }
 
-async function send(opts: Common, node: string | undefined, cmd: string, args: Record<string, unknown>, render: (data: never) => string): Promise<void> {
-  if (!opts.local) {
-    throw new CtlExit(1, `ctl over MQTT is not available in this release${node ? ` (node ${node})` : ''}; on the node itself use --local`);
-  }
-  let reply;
-  try {
-    reply = await requestLocal(socketPath(opts), cmd, args, timeoutMs(opts));
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    throw new CtlExit(code === 'timeout' ? 3 : 1, (err as Error).message);
-  }
-  if (!reply.ok) {
-    const error = reply.error ?? { code: 'internal', message: 'no error given' };
-    throw new CtlExit(error.code === 'bad_request' ? 2 : 1, `${cmd} refused (${error.code}): ${error.message}`);
-  }
-  process.stdout.write(`${opts.json ? JSON.stringify(reply.data, null, 2) : render(reply.data as never)}\n`);
-}
-
-/** NODE is positional unless --local stands in its place; returns [node, ...rest]. */
-function positionals(opts: Common, args: string[], names: string[]): [string | undefined, ...string[]] {
-  const expected = names.length + (opts.local ? 0 : 1);
-  if (args.length !== expected) {
-    const usage = [opts.local ? '--local' : 'NODE', ...names].join(' ');
-    throw new CtlExit(2, `expected ${usage}`);
-  }
-  return opts.local ? [undefined, ...args] : [args[0], ...args.slice(1)];
-}
-
-function common(cmd: Command): Command {
-  return cmd
-    .option('--local', 'talk to the agent on this machine over its control socket')
+function withLocal(cmd: Command): Command {
+  return withBroker(cmd)
+    .option('--local', 'talk to the agent on this machine over its control socket (in place of NODE)')
     .option('--socket <path>', 'control socket (default: control.socket from the config)')
-    .option('--config <path>', 'config file, for the socket path')
-    .option('--json', "print the reply's data as JSON")
-    .option('--timeout <duration>', 'how long to wait for an answer', '10s');
+    .option('--config <path>', 'config file, for the socket path');
+}
+
+function withBroker(cmd: Command): Command {
+  return cmd
+    .option('--broker <url>', 'MQTT broker (default $CAMNODE_CTL_BROKER)')
+    .option('--ca <file>', 'CA certificate (default $CAMNODE_CTL_CA)')
+    .option('--cert <file>', 'client certificate (default $CAMNODE_CTL_CERT)')
+    .option('--key <file>', 'client key (default $CAMNODE_CTL_KEY)')
+    .addOption(new Option('--mqtt-version <v>', 'MQTT protocol version').choices(['5', '3.1.1']).default('5'))
+    .option('--prefix <p>', 'topic prefix', 'camnode')
+    .option('--timeout <duration>', 'how long to wait for an answer', '10s')
+    .option('--json', "print the reply's data as JSON");
 }
 
 export function ctlCommand(): Command {
   const ctl = new Command('ctl').description('operations on nodes (CONTRACT §3 commands)');
 
-  common(ctl.command('lock').description('lock an incident window (or extend the open one)'))
-    .argument('[node...]')
-    .option('--all', 'every node (MQTT)')
+  withBroker(ctl.command('nodes').description('every node: online, cameras, retention, disk, temperature, incidents, last seen'))
+    .action(async (o: Common) => {
+      const views = await withClient(o, (client) => client.nodes());
+      const rows = views.map(nodeRow);
+      print(o, rows, () => renderNodes(rows, Date.now(), process.stdout.isTTY === true && !process.env['NO_COLOR']));
+    });
+
+  withLocal(ctl.command('state').description("a node's state (and have it re-published)"))
+    .argument('[node]')
+    .action(async (nodeArg: string | undefined, o: Common) => {
+      const [node] = positionals(o, nodeArg ? [nodeArg] : [], []);
+      const data = await request(o, node, 'state', {}) as StatePayload;
+      print(o, data, () => renderState(node ?? 'this node', data));
+    });
+
+  withBroker(ctl.command('watch').description('live events, one line each (MQTT only)'))
+    .argument('[node]')
+    .action(async (node: string | undefined, o: Common) => {
+      await withClient(o, async (client) => {
+        await client.watch(node, (n, e) => process.stdout.write(`${o.json ? JSON.stringify({ node: n, ...e }) : renderEvent(n, e)}\n`));
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        });
+      });
+    });
+
+  withLocal(ctl.command('lock').description('lock an incident window (or extend the open one)'))
+    .argument('[node]')
+    .option('--all', 'every online node (MQTT)')
     .option('--reason <text>')
     .option('--by <name>')
     .addOption(new Option('--camera <id>', 'only this camera (repeatable)').argParser((v: string, prev: string[] = []) => [...prev, v]))
     .option('--pre-roll <duration>')
     .option('--post-roll <duration>')
     .option('--not-urgent', 'upload in the upstream window rather than at once')
-    .action(async (args: string[], o: Common & { all?: boolean; reason?: string; by?: string; camera?: string[]; preRoll?: string; postRoll?: string; notUrgent?: boolean }) => {
-      const [node] = o.all ? [undefined] : positionals(o, args, []);
+    .action(async (nodeArg: string | undefined, o: Common & { all?: boolean; reason?: string; by?: string; camera?: string[]; preRoll?: string; postRoll?: string; notUrgent?: boolean }) => {
       const payload: Record<string, unknown> = {};
       if (o.reason !== undefined) payload['reason'] = o.reason;
       if (o.by !== undefined) payload['by'] = o.by;
@@ -107,40 +182,97 @@ export function ctlCommand(): Command {
       if (o.preRoll !== undefined) payload['preRoll'] = o.preRoll;
       if (o.postRoll !== undefined) payload['postRoll'] = o.postRoll;
       if (o.notUrgent) payload['urgent'] = false;
-      await send(o, node, 'lock', payload, (d: { incident: string; extended: boolean }) => `${d.extended ? 'extended' : 'locked'} incident ${d.incident}`);
+      const line = (node: string, d: { incident: string; extended: boolean }): string => `${node}: ${d.extended ? 'extended' : 'locked'} incident ${d.incident}`;
+      if (o.all) {
+        if (nodeArg || o.local) throw new CtlExit(2, '--all takes no NODE and no --local');
+        await lockAll(o, payload, line);
+        return;
+      }
+      const [node] = positionals(o, nodeArg ? [nodeArg] : [], []);
+      const data = await request(o, node, 'lock', payload) as { incident: string; extended: boolean };
+      print(o, data, () => line(node ?? 'this node', data));
     });
 
-  common(ctl.command('release').description('release an incident: deletes the local copy (audited)'))
+  withLocal(ctl.command('release').description('release an incident: deletes the local copy (audited)'))
     .argument('<args...>', 'NODE INCIDENT (or --local INCIDENT)')
     .requiredOption('--by <name>')
     .requiredOption('--reason <text>')
     .option('--force', 'release even if not synced (audited)')
     .action(async (args: string[], o: Common & { by: string; reason: string; force?: boolean }) => {
       const [node, incident] = positionals(o, args, ['INCIDENT']);
-      await send(o, node, 'release', { incident, by: o.by, reason: o.reason, ...(o.force ? { force: true } : {}) }, (d: { incident: string }) => `released incident ${d.incident}`);
+      const data = await request(o, node, 'release', { incident, by: o.by, reason: o.reason, ...(o.force ? { force: true } : {}) }) as { incident: string };
+      print(o, data, () => `released incident ${data.incident}`);
     });
 
-  common(ctl.command('incidents').description("list the node's incidents"))
+  withLocal(ctl.command('incidents').description("a node's incidents"))
     .argument('[node]')
     .action(async (nodeArg: string | undefined, o: Common) => {
       const [node] = positionals(o, nodeArg ? [nodeArg] : [], []);
-      await send(o, node, 'incidents', {}, (d: { incidents: Incident[] }) => renderTable(d.incidents));
+      const data = await request(o, node, 'incidents', {}) as { incidents: Incident[] };
+      print(o, data, () => renderIncidents(data.incidents));
     });
 
-  common(ctl.command('incident').description('one incident'))
+  withLocal(ctl.command('incident').description('one incident'))
     .argument('<args...>', 'NODE INCIDENT (or --local INCIDENT)')
     .action(async (args: string[], o: Common) => {
       const [node, incident] = positionals(o, args, ['INCIDENT']);
-      await send(o, node, 'incident', { incident }, (d: Incident) => renderIncident(d));
+      const data = await request(o, node, 'incident', { incident }) as Incident;
+      print(o, data, () => renderIncident(data));
     });
 
-  common(ctl.command('ping').description('is the agent there?'))
+  withLocal(ctl.command('snapshot').description("one JPEG from a camera's live stream"))
+    .argument('<args...>', 'NODE CAMERA (or --local CAMERA)')
+    .requiredOption('-o, --output <file>', 'where to write the JPEG')
+    .action(async (args: string[], o: Common & { output: string }) => {
+      const [node, camera] = positionals(o, args, ['CAMERA']);
+      const data = await request(o, node, 'snapshot', { camera }) as { camera: string; capturedAt: string; contentType: string; jpegBase64: string };
+      const jpeg = Buffer.from(data.jpegBase64, 'base64');
+      await writeFile(o.output, jpeg);
+      const { jpegBase64: _omit, ...meta } = data;
+      print(o, { ...meta, file: o.output, bytes: jpeg.length }, () => `${o.output}: ${jpeg.length} bytes from ${data.camera} at ${data.capturedAt}`);
+    });
+
+  withLocal(ctl.command('sync').description('retry uploads now'))
+    .argument('[node]')
+    .action(async (nodeArg: string | undefined, o: Common) => {
+      const [node] = positionals(o, nodeArg ? [nodeArg] : [], []);
+      const data = await request(o, node, 'sync', {}) as { queued: number };
+      print(o, data, () => `${data.queued} incident(s) queued for upload`);
+    });
+
+  withLocal(ctl.command('ping').description('is the agent there?'))
     .argument('[node]')
     .action(async (nodeArg: string | undefined, o: Common) => {
       const [node] = positionals(o, nodeArg ? [nodeArg] : [], []);
       const started = Date.now();
-      await send(o, node, 'ping', {}, (d: { version: string }) => `pong from camnode ${d.version} in ${Date.now() - started} ms`);
+      const data = await request(o, node, 'ping', {}) as { version: string };
+      print(o, data, () => `pong from ${node ?? 'this node'} (camnode ${data.version}) in ${Date.now() - started} ms`);
     });
 
   return ctl;
+}
+
+/** lock --all: every node whose retained status says online; each answers or is named. */
+async function lockAll(o: Common, payload: Record<string, unknown>, line: (node: string, d: { incident: string; extended: boolean }) => string): Promise<void> {
+  await withClient(o, async (client) => {
+    const online = (await client.nodes()).filter((v) => v.status?.online).map((v) => v.node).sort();
+    if (online.length === 0) throw new CtlExit(1, 'no node is online');
+    const results = await Promise.allSettled(online.map((node) => client.request(node, 'lock', payload)));
+    let worst = 0;
+    const out: Record<string, unknown> = {};
+    results.forEach((r, i) => {
+      const node = online[i]!;
+      if (r.status === 'fulfilled' && r.value.ok) {
+        out[node] = r.value.data;
+        if (!o.json) process.stdout.write(`${line(node, r.value.data as { incident: string; extended: boolean })}\n`);
+      } else {
+        const why = r.status === 'rejected' ? (r.reason as Error).message : `refused: ${r.value.ok ? '' : r.value.error.message}`;
+        out[node] = { error: why };
+        worst = Math.max(worst, r.status === 'rejected' && r.reason instanceof NoAnswer ? 3 : 1);
+        if (!o.json) process.stderr.write(`${node}: ${why}\n`);
+      }
+    });
+    if (o.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    if (worst > 0) throw new CtlExit(worst, `${results.filter((r) => r.status === 'rejected' || !r.value.ok).length} of ${online.length} node(s) did not lock`);
+  });
 }

@@ -139,5 +139,11 @@ export function requestLocal(path: string, cmd: string, args: unknown, timeoutMs
       const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'is the agent running?' : err.message;
       reject(Object.assign(new Error(`cannot reach the agent's control socket ${path}: ${why}`), { code: err.code }));
     });
+    // The agent died (or stopped) with the request in flight: say so now rather than wait out
+    // the timeout. A no-op once answered or after an error.
+    socket.on('close', () => {
+      clearTimeout(timer);
+      reject(Object.assign(new Error(`the agent on ${path} closed the connection without answering; the request may or may not have taken effect`), { code: 'closed' }));
+    });
   });
 }

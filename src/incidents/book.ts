@@ -1,6 +1,8 @@
 // The incident book: every incident of this node, kept in lowdb under node.stateDir and
 // written durably before a lock is acknowledged. It serves the ring's locks.
-import { readdir, readFile, rename, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { access, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
 import type { Component } from '../lifecycle/component.js';
@@ -57,19 +59,25 @@ export class IncidentBook implements Component {
   }
 
   async start(): Promise<void> {
-    const db = new Low<BookData>(new DurableJsonFile(this.path), { version: 1, incidents: [] });
+    const adapter = new DurableJsonFile<BookData>(this.path);
+    const db = new Low<BookData>(adapter, { version: 1, incidents: [] });
+    // The book is written before the audit log, so it is never behind it: the log is read
+    // back only when the book is lost (missing or corrupt), not on every start.
+    let lost = false;
     try {
-      await db.read();
-      if (!Array.isArray(db.data?.incidents)) throw new CorruptFileError(this.path, 'no incidents list');
+      const data = await adapter.read();
+      if (data === null) lost = true;
+      else if (!Array.isArray(data.incidents)) throw new CorruptFileError(this.path, 'no incidents list');
+      else db.data = data;
     } catch (err) {
       if (!(err instanceof CorruptFileError)) throw err;
       const kept = `${this.path}.corrupt-${iso(this.deps.clock.now()).replace(/[:.]/g, '')}`;
       this.deps.log.error({ err: err.message, keptAs: kept }, 'incident book is corrupt; recovering incidents from the audit log and the sealed folders');
       await rename(this.path, kept);
-      db.data = { version: 1, incidents: [] };
+      lost = true;
     }
     this.db = db;
-    const recovered = await this.recover();
+    const recovered = lost ? await this.recover() : 0;
     if (recovered > 0) {
       this.deps.log.warn({ recovered }, 'incidents restored into the book');
       await db.write();
@@ -185,25 +193,29 @@ export class IncidentBook implements Component {
    */
   private async recover(): Promise<number> {
     const found = new Map<string, Incident>();
-    let text = '';
-    try {
-      text = await readFile(this.deps.auditLogPath, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.deps.log.error({ err }, 'audit log unreadable during recovery');
-    }
-    for (const line of text.split('\n')) {
-      if (!line.includes('"incident"')) continue;
+    const apply = (line: string): void => {
+      if (!line.includes('"incident"')) return;
       let entry: { type?: string; incident?: unknown };
       try {
         entry = JSON.parse(line) as typeof entry;
       } catch {
-        continue;
+        return;
       }
       if ((entry.type === 'lock' || entry.type === 'extend') && isIncident(entry.incident)) found.set(entry.incident.id, entry.incident);
       const id = typeof entry.incident === 'string' ? entry.incident : undefined;
       const known = id ? found.get(id) : undefined;
       if (known && entry.type === 'seal') found.set(known.id, { ...known, state: 'sealed' });
       if (known && (entry.type === 'release' || entry.type === 'release.forced')) found.set(known.id, { ...known, state: 'released' });
+    };
+    // Streamed: the log can be large, and only the lines naming incidents matter.
+    try {
+      await access(this.deps.auditLogPath);
+      const input = createReadStream(this.deps.auditLogPath, 'utf8');
+      const failed = new Promise<never>((_, reject) => input.once('error', reject));
+      const lines = createInterface({ input, crlfDelay: Infinity });
+      await Promise.race([(async () => { for await (const line of lines) apply(line); })(), failed]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.deps.log.error({ err }, 'audit log unreadable during recovery');
     }
     for (const name of await readdir(this.deps.sealedDir).catch(() => [] as string[])) {
       if (!INCIDENT_ID.test(name)) continue;

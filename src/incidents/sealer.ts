@@ -101,7 +101,9 @@ export class Sealer implements Component {
 
     const startMs = Date.parse(incident.window.start);
     const endMs = Date.parse(incident.window.end);
-    const files: ManifestFile[] = [];
+    // Each clip is hashed while ffmpeg assembles the next one: on two cores that hides most
+    // of the hashing.
+    const pending: Promise<ManifestFile>[] = [];
     for (const camera of incident.cameras) {
       const segments = deps.ring.segmentsBetween(camera, startMs, endMs);
       if (segments.length === 0) {
@@ -109,19 +111,20 @@ export class Sealer implements Component {
         continue;
       }
       const name = `${camera}.mp4`;
-      await assembleClip(segments.map((s) => ({ path: deps.ring.pathOf(s), durationMs: s.durationMs })), join(workDir, `${camera}.concat.txt`), join(workDir, name), deps.ffmpegPath);
-      await rm(join(workDir, `${camera}.concat.txt`));
-      const { sha256, bytes } = await sha256File(join(workDir, name));
+      const listPath = join(workDir, `${camera}.concat.txt`);
+      await assembleClip(segments.map((s) => ({ path: deps.ring.pathOf(s), durationMs: s.durationMs })), listPath, join(workDir, name), deps.ffmpegPath);
+      await rm(listPath);
       const first = segments[0]!;
       const last = segments[segments.length - 1]!;
-      files.push({
+      pending.push(sha256File(join(workDir, name)).then(({ sha256, bytes }) => ({
         name, camera, bytes, sha256,
         start: new Date(first.startMs).toISOString(),
         end: new Date(last.startMs + last.durationMs).toISOString(),
         gaps: findGaps(segments, startMs, endMs, Math.max(1_500, deps.segmentSeconds * 500)),
-      });
+      })));
       faultPoint('seal.mid');
     }
+    const files = await Promise.all(pending);
     const synced = (await deps.clockSynced()) === true;
     // The manifest names the audit log's last entry, and the seal entry follows it directly.
     await deps.audit.appendAnchored('seal', async (anchor) => {

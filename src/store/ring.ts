@@ -240,9 +240,12 @@ export class Ring implements Component {
     };
     if (plan.shortfallBytes > 0) {
       // Locked footage is never deleted to make room; say so loudly instead.
-      if (!this.fullReported) log.error({ shortfallBytes: plan.shortfallBytes, lockedBytes, quotaBytes: quota }, 'storage full: locked footage leaves no room within the quota');
+      // Reported once when it becomes full, not on every pass while it stays full.
+      if (!this.fullReported) {
+        log.error({ shortfallBytes: plan.shortfallBytes, lockedBytes, quotaBytes: quota }, 'storage full: locked footage leaves no room within the quota');
+        events.emit('storage.full', { shortfallBytes: plan.shortfallBytes, quotaBytes: quota, usedBytes: plan.bytesAfter - promised, lockedBytes });
+      }
       this.fullReported = true;
-      events.emit('storage.full', { shortfallBytes: plan.shortfallBytes, quotaBytes: quota, usedBytes: plan.bytesAfter - promised, lockedBytes });
     } else {
       this.fullReported = false;
     }

@@ -1,0 +1,207 @@
+// The node's MQTT link to central ops (CONTRACT §3): retained status with a retained last
+// will, commands in and replies out on the shared handlers, state on change and on an
+// interval, events from the durable outbox in order. Reconnects with capped exponential
+// backoff and jitter of its own: MQTT.js's fixed period would bring a whole fleet back in
+// lockstep after a broker restart.
+import { readFile } from 'node:fs/promises';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { Config } from '../config/schema.js';
+import type { Component } from '../lifecycle/component.js';
+import { backoffDelay, type BackoffPolicy } from '../lifecycle/backoff.js';
+import type { Logger } from '../platform/logger.js';
+import type { CommandHandlers } from '../commands/handlers.js';
+import type { EventOutbox } from './outbox.js';
+import { parseRequest, type ReplyAddress } from './requests.js';
+import { Topics, type StatePayload, type StatusPayload } from './topics.js';
+
+export type MqttConfig = NonNullable<Config['mqtt']>;
+
+export interface FleetLinkDeps {
+  config: MqttConfig;
+  nodeId: string;
+  handlers: CommandHandlers;
+  outbox: EventOutbox;
+  /** The state document now. */
+  state(): Promise<StatePayload>;
+  status: Omit<StatusPayload, 'online'>;
+  log: Logger;
+  backoff?: BackoffPolicy;
+  random?: () => number;
+  /** Least time between two state publications caused by changes. */
+  stateMinIntervalMs?: number;
+}
+
+const RECONNECT: BackoffPolicy = { baseMs: 1_000, maxMs: 60_000, jitter: 1 };
+
+export async function mqttOptions(config: MqttConfig, nodeId: string, willTopic: string): Promise<IClientOptions> {
+  const tls = /^(mqtts|wss):/.test(config.url);
+  return {
+    clientId: `camnode-${nodeId}`,
+    protocolVersion: config.protocolVersion === 5 ? 5 : 4,
+    keepalive: Math.max(1, Math.round(config.keepalive / 1000)),
+    clean: true,
+    reconnectPeriod: 0,
+    connectTimeout: 15_000,
+    // Telemetry is dropped while offline, never queued: state is published only when connected.
+    queueQoSZero: false,
+    will: { topic: willTopic, payload: Buffer.from(JSON.stringify({ online: false })), qos: 1, retain: true },
+    ...(tls ? {
+      ca: await readFile(config.ca!),
+      cert: await readFile(config.cert!),
+      key: await readFile(config.key!),
+      rejectUnauthorized: true,
+    } : {}),
+  };
+}
+
+export class FleetLink implements Component {
+  readonly name = 'fleet-link';
+  readonly topics: Topics;
+  private client: MqttClient | undefined;
+  private stopping = false;
+  private attempts = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private stateTimer: NodeJS.Timeout | undefined;
+  private pendingState: NodeJS.Timeout | undefined;
+  private lastStateAt = 0;
+  private sending = false;
+  private offAdded: (() => void) | undefined;
+  private everConnected = false;
+
+  constructor(private readonly deps: FleetLinkDeps) {
+    this.topics = new Topics(deps.config.prefix);
+  }
+
+  /** Starts connecting and returns at once: the agent records with the broker down. */
+  async start(): Promise<void> {
+    const { config, nodeId, log } = this.deps;
+    this.stopping = false;
+    const options = await mqttOptions(config, nodeId, this.topics.status(nodeId));
+    const client = mqtt.connect(config.url, options);
+    this.client = client;
+    client.on('connect', () => void this.onConnect());
+    client.on('close', () => this.onClose());
+    client.on('error', (err) => log.warn({ err: err.message }, 'broker connection error'));
+    client.on('message', (topic, payload, packet) => void this.onMessage(topic, payload, packet.properties?.responseTopic, packet.properties?.correlationData));
+    this.offAdded = this.deps.outbox.onAdded(() => void this.sendEvents());
+    this.stateTimer = setInterval(() => void this.publishState(), config.stateInterval);
+    this.stateTimer.unref();
+    log.info({ url: config.url, protocolVersion: config.protocolVersion, prefix: config.prefix }, 'connecting to the broker');
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.stateTimer);
+    clearTimeout(this.pendingState);
+    this.offAdded?.();
+    const client = this.client;
+    if (!client) return;
+    if (client.connected) {
+      // A clean stop says so itself; the will covers the unclean ones.
+      await client.publishAsync(this.topics.status(this.deps.nodeId), JSON.stringify({ online: false }), { qos: 1, retain: true }).catch(() => {});
+    }
+    await client.endAsync().catch(() => {});
+  }
+
+  connected(): boolean {
+    return this.client?.connected === true;
+  }
+
+  /** Publishes the state soon (changes come in bursts: at most one per stateMinIntervalMs). */
+  stateChanged(): void {
+    if (this.pendingState) return;
+    const minMs = this.deps.stateMinIntervalMs ?? 2_000;
+    const wait = Math.max(0, this.lastStateAt + minMs - Date.now());
+    this.pendingState = setTimeout(() => {
+      this.pendingState = undefined;
+      void this.publishState();
+    }, wait);
+    this.pendingState.unref();
+  }
+
+  async publishState(): Promise<StatePayload | undefined> {
+    const client = this.client;
+    const state = await this.deps.state();
+    if (!client?.connected) return state;
+    this.lastStateAt = Date.now();
+    await client.publishAsync(this.topics.state(this.deps.nodeId), JSON.stringify(state), { qos: 1, retain: true })
+      .catch((err: unknown) => this.deps.log.warn({ err: (err as Error).message }, 'state not published'));
+    return state;
+  }
+
+  private async onConnect(): Promise<void> {
+    const { nodeId, log } = this.deps;
+    const client = this.client!;
+    this.attempts = 0;
+    log.info({ reconnect: this.everConnected }, 'connected to the broker');
+    this.everConnected = true;
+    try {
+      const status: StatusPayload = { online: true, ...this.deps.status };
+      await client.publishAsync(this.topics.status(nodeId), JSON.stringify(status), { qos: 1, retain: true });
+      const granted = await client.subscribeAsync(this.topics.command(nodeId, '+'), { qos: 1 });
+      if (granted.some((g) => g.qos === 128 || g.qos > 2)) log.error({ topic: this.topics.command(nodeId, '+') }, 'the broker refused the command subscription (check its ACL)');
+      await this.publishState();
+      await this.sendEvents();
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'could not announce on the broker');
+    }
+  }
+
+  private onClose(): void {
+    if (this.stopping) return;
+    this.attempts++;
+    const delay = backoffDelay(this.attempts, this.deps.backoff ?? RECONNECT, this.deps.random);
+    if (this.attempts === 1 || this.attempts % 10 === 0) this.deps.log.warn({ attempt: this.attempts, retryInMs: delay }, 'broker unreachable; retrying');
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => {
+      if (!this.stopping) this.client?.reconnect();
+    }, delay);
+  }
+
+  /** Delivers the outbox in order, one event at a time, each acknowledged before the next. */
+  private async sendEvents(): Promise<void> {
+    if (this.sending) return;
+    this.sending = true;
+    try {
+      for (;;) {
+        const client = this.client;
+        const next = this.deps.outbox.pending()[0];
+        if (!next || !client?.connected) return;
+        await client.publishAsync(this.topics.events(this.deps.nodeId), JSON.stringify(next), { qos: 1 });
+        this.deps.outbox.delivered(next.id);
+      }
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'event delivery interrupted; will resume');
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private async onMessage(topic: string, payload: Buffer, responseTopic?: string, correlationData?: Buffer): Promise<void> {
+    const { nodeId, log } = this.deps;
+    const request = parseRequest({ topic, payload, responseTopic, correlationData }, nodeId, this.topics);
+    if (!request.ok) {
+      if (request.replyRefused) {
+        log.warn({ topic, reason: request.replyRefused }, 'request refused: reply topic not allowed; no reply sent');
+        return;
+      }
+      log.warn({ topic, cmd: request.cmd, reason: request.reason }, 'malformed request');
+      await this.reply(request.reply, { ok: false, error: { code: 'bad_request', message: request.reason } });
+      return;
+    }
+    const reply = await this.deps.handlers.handle(request.cmd, request.args, { via: 'mqtt' });
+    if (!request.reply) log.info({ cmd: request.cmd, ok: reply.ok }, 'request without a reply address');
+    await this.reply(request.reply, reply);
+  }
+
+  private async reply(address: ReplyAddress | null, body: object): Promise<void> {
+    const client = this.client;
+    if (!address || !client?.connected) return;
+    const payload = JSON.stringify(address.id !== undefined ? { id: address.id, ...body } : body);
+    await client.publishAsync(address.topic, payload, {
+      qos: 1,
+      ...(address.correlationData ? { properties: { correlationData: address.correlationData } } : {}),
+    }).catch((err: unknown) => this.deps.log.warn({ err: (err as Error).message }, 'reply not published'));
+  }
+}

@@ -1,0 +1,112 @@
+// Readable renderings for `camnode ctl` (pure): the fleet table, a node's state, events.
+import { formatBytes } from '../config/units.js';
+import type { NodeView } from './client.js';
+import type { StatePayload } from './topics.js';
+
+export interface NodeRow {
+  node: string;
+  online: boolean;
+  camerasUp: number;
+  camerasTotal: number;
+  retainedSeconds: number | null;
+  diskUsedPct: number | null;
+  tempC: number | null;
+  activeIncidents: number;
+  unsyncedIncidents: number;
+  lastSeen: string | null;
+  version: string | null;
+}
+
+export function nodeRow(view: NodeView): NodeRow {
+  const state = view.state;
+  const cams = state?.cameras ?? [];
+  const quota = state?.storage.quotaBytes ?? null;
+  const used = state?.storage.usedBytes ?? null;
+  return {
+    node: view.node,
+    online: view.status?.online === true,
+    camerasUp: cams.filter((c) => c.state === 'recording').length,
+    camerasTotal: cams.filter((c) => c.state !== 'disabled').length,
+    retainedSeconds: state?.storage.retainedSeconds ?? null,
+    diskUsedPct: quota && used !== null ? Math.round((used / quota) * 1000) / 10 : null,
+    tempC: state?.health.tempC ?? null,
+    activeIncidents: state?.incidents.active ?? 0,
+    unsyncedIncidents: state?.incidents.unsynced ?? 0,
+    lastSeen: state?.ts ?? view.status?.since ?? null,
+    version: view.status?.version ?? null,
+  };
+}
+
+/** Offline nodes and nodes with cameras down first (what ops must look at), then by id. */
+export function sortRows(rows: NodeRow[]): NodeRow[] {
+  const rank = (r: NodeRow): number => (!r.online ? 0 : r.camerasUp < r.camerasTotal ? 1 : 2);
+  return [...rows].sort((a, b) => rank(a) - rank(b) || a.node.localeCompare(b.node));
+}
+
+export function formatRetention(seconds: number | null): string {
+  if (seconds === null) return '-';
+  const days = seconds / 86_400;
+  return days >= 2 ? `${days.toFixed(1)}d` : `${(seconds / 3600).toFixed(1)}h`;
+}
+
+function ago(iso: string | null, nowMs: number): string {
+  if (!iso) return '-';
+  const s = Math.max(0, Math.round((nowMs - Date.parse(iso)) / 1000));
+  if (s < 120) return `${s}s ago`;
+  if (s < 7200) return `${Math.round(s / 60)}m ago`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h ago`;
+  return `${Math.round(s / 86_400)}d ago`;
+}
+
+export function renderNodes(rows: NodeRow[], nowMs: number, color: boolean): string {
+  if (rows.length === 0) return 'no nodes have reported on this broker (check --prefix)';
+  const paint = (text: string, code: number | null): string => (color && code !== null ? `\x1b[${code}m${text}\x1b[0m` : text);
+  const head = ['NODE', 'ONLINE', 'CAMERAS', 'RETENTION', 'DISK', 'TEMP', 'INCIDENTS', 'LAST SEEN'];
+  const cells = sortRows(rows).map((r) => {
+    const camsDown = r.camerasUp < r.camerasTotal;
+    return [
+      [r.node, null],
+      [r.online ? 'yes' : 'NO', r.online ? 32 : 31],
+      [`${r.camerasUp}/${r.camerasTotal}`, camsDown ? 33 : null],
+      [formatRetention(r.retainedSeconds), null],
+      [r.diskUsedPct === null ? '-' : `${r.diskUsedPct.toFixed(1)}%`, null],
+      [r.tempC === null ? '-' : `${r.tempC.toFixed(1)}°C`, r.tempC !== null && r.tempC >= 75 ? 33 : null],
+      [`${r.activeIncidents} active, ${r.unsyncedIncidents} unsynced`, r.activeIncidents > 0 ? 33 : null],
+      [ago(r.lastSeen, nowMs), null],
+    ] as [string, number | null][];
+  });
+  const widths = head.map((h, c) => Math.max(h.length, ...cells.map((row) => row[c]![0].length)));
+  const line = (row: [string, number | null][]): string => row.map(([text, code], c) => paint(text.padEnd(widths[c]!), code)).join('  ').trimEnd();
+  const online = rows.filter((r) => r.online).length;
+  return [line(head.map((h) => [h, null])), ...cells.map(line), `${rows.length} node(s), ${online} online`].join('\n');
+}
+
+export function progressBar(done: number, total: number, width = 24): string {
+  const share = total > 0 ? Math.min(1, done / total) : 0;
+  const filled = Math.round(share * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${Math.round(share * 100)}%`;
+}
+
+export function renderState(node: string, s: StatePayload): string {
+  const lines = [`${node} at ${s.ts}`];
+  lines.push('cameras:');
+  for (const c of s.cameras) lines.push(`  ${c.id.padEnd(16)} ${c.state.padEnd(10)} ${c.kbps === null ? '-' : `${c.kbps} kbit/s`}  last segment ${c.lastSegmentAt ?? '-'}  restarts ${c.restarts}`);
+  const st = s.storage;
+  lines.push(`storage: ${st.usedBytes === null ? '-' : formatBytes(st.usedBytes)} of ${st.quotaBytes === null ? '-' : formatBytes(st.quotaBytes)} quota, ${st.lockedBytes === null ? '-' : formatBytes(st.lockedBytes)} locked, ${st.freeBytes === null ? '-' : formatBytes(st.freeBytes)} free; oldest ${st.oldestAt ?? '-'} (${formatRetention(st.retainedSeconds)} retained)`);
+  lines.push(`incidents: ${s.incidents.active} active, ${s.incidents.held} held, ${s.incidents.unsynced} unsynced`);
+  lines.push(`sync: ${s.sync.queued} queued, ${formatBytes(s.sync.bytesPending)} pending${s.sync.lastError ? `, last error: ${s.sync.lastError}` : ''}`);
+  if (s.sync.current) {
+    const c = s.sync.current;
+    lines.push(`  ${c.incident} ${progressBar(c.bytesSent, c.bytesTotal)} ${formatBytes(c.bytesSent)}/${formatBytes(c.bytesTotal)} at ${formatBytes(c.rateBps)}/s${c.etaS !== null ? `, ${c.etaS}s left` : ''}`);
+  }
+  const h = s.health;
+  const fmt = (v: number | null, unit: string): string => (v === null ? '-' : `${v}${unit}`);
+  lines.push(`health: load ${fmt(h.load, '')}, memory ${fmt(h.memUsedPct, '%')}, temperature ${fmt(h.tempC, '°C')}, throttled ${h.throttled === null ? '-' : h.throttled ? 'YES' : 'no'}, up ${fmt(h.uptimeS, 's')}, clock ${h.clockSynced === null ? 'unknown' : h.clockSynced ? 'synced' : 'NOT synced'}`);
+  return lines.join('\n');
+}
+
+export function renderEvent(node: string, e: Record<string, unknown>): string {
+  const { id, type, ts, ...rest } = e;
+  const details = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+  return `${String(ts ?? '')} ${node} #${String(id ?? '?')} ${String(type ?? '?')}${details ? ` ${details}` : ''}`;
+}

@@ -1,0 +1,64 @@
+// Reading a command request off MQTT (CONTRACT §3), pure. MQTT 5 carries the reply address as
+// Response Topic + Correlation Data; 3.1.1 puts "replyTo" and "id" into the payload beside
+// the arguments (removed before the arguments are validated). If both are present, MQTT 5 wins.
+import type { Topics } from './topics.js';
+
+/** Largest request payload read; anything larger is refused unread. */
+export const MAX_REQUEST_BYTES = 256 * 1024;
+
+export interface ReplyAddress {
+  topic: string;
+  /** MQTT 5 Correlation Data, echoed back. */
+  correlationData?: Buffer;
+  /** 3.1.1 request id, echoed back in the reply payload. */
+  id?: unknown;
+}
+
+export type ParsedRequest =
+  | { ok: true; cmd: string; args: unknown; reply: ReplyAddress | null }
+  | { ok: false; cmd: string; reason: string; reply: ReplyAddress | null; replyRefused?: string };
+
+export interface RequestPacket {
+  topic: string;
+  payload: Buffer;
+  responseTopic?: string | undefined;
+  correlationData?: Buffer | undefined;
+}
+
+export function parseRequest(packet: RequestPacket, node: string, topics: Topics): ParsedRequest {
+  const parsed = topics.parse(packet.topic);
+  const cmd = parsed && parsed.node === node && parsed.kind === 'cmd' && parsed.rest.length === 1 ? parsed.rest[0]! : '';
+  let reply: ReplyAddress | null = packet.responseTopic
+    ? { topic: packet.responseTopic, ...(packet.correlationData ? { correlationData: packet.correlationData } : {}) }
+    : null;
+  const refuse = (why: string): ParsedRequest => ({ ok: false, cmd, reason: why, reply: null, replyRefused: why });
+
+  if (packet.payload.length > MAX_REQUEST_BYTES) {
+    if (reply && !topics.isOwnReplyTopic(node, reply.topic)) return refuse(`reply topic ${JSON.stringify(reply.topic)} is outside ${topics.replyBase(node)}/`);
+    return { ok: false, cmd, reason: `request of ${packet.payload.length} bytes is larger than ${MAX_REQUEST_BYTES}`, reply };
+  }
+  let body: unknown = {};
+  let parseError: string | null = null;
+  if (packet.payload.length > 0) {
+    try {
+      body = JSON.parse(packet.payload.toString('utf8'));
+    } catch (err) {
+      parseError = `malformed JSON: ${(err as Error).message}`;
+    }
+  }
+  let args: unknown = body;
+  if (body !== null && typeof body === 'object' && !Array.isArray(body)) {
+    const { replyTo, id, ...rest } = body as Record<string, unknown>;
+    args = rest;
+    if (!reply && typeof replyTo === 'string') reply = { topic: replyTo, ...(id !== undefined ? { id } : {}) };
+    else if (reply && id !== undefined && !reply.correlationData) reply = { ...reply, id };
+  } else if (!parseError) {
+    parseError = 'a request must be a JSON object';
+  }
+  if (reply && !topics.isOwnReplyTopic(node, reply.topic)) {
+    return refuse(`reply topic ${JSON.stringify(reply.topic)} is outside ${topics.replyBase(node)}/`);
+  }
+  if (!cmd) return { ok: false, cmd, reason: `not a command topic: ${packet.topic}`, reply };
+  if (parseError) return { ok: false, cmd, reason: parseError, reply };
+  return { ok: true, cmd, args, reply };
+}

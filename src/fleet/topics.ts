@@ -1,0 +1,98 @@
+// The MQTT topic map (CONTRACT §3), shared by the node and `camnode ctl`: one place says which
+// topic carries which payload.
+import type { Incident } from '../incidents/incident.js';
+import type { CommandName } from '../commands/protocol.js';
+
+export interface StatusPayload {
+  online: boolean;
+  version?: string;
+  since?: string;
+  publicKey?: string;
+}
+
+export interface CameraState {
+  id: string;
+  state: 'recording' | 'connecting' | 'stalled' | 'disabled' | 'error';
+  lastSegmentAt: string | null;
+  kbps: number | null;
+  restarts: number;
+}
+
+export interface SyncProgress {
+  incident: string;
+  bytesSent: number;
+  bytesTotal: number;
+  rateBps: number;
+  etaS: number | null;
+}
+
+export interface StatePayload {
+  ts: string;
+  cameras: CameraState[];
+  storage: {
+    quotaBytes: number | null;
+    usedBytes: number | null;
+    lockedBytes: number | null;
+    freeBytes: number | null;
+    oldestAt: string | null;
+    retainedSeconds: number | null;
+  };
+  incidents: { active: number; held: number; unsynced: number };
+  sync: { queued: number; bytesPending: number; lastError: string | null; current: SyncProgress | null };
+  health: {
+    load: number | null;
+    memUsedPct: number | null;
+    tempC: number | null;
+    throttled: boolean | null;
+    uptimeS: number | null;
+    clockSynced: boolean | null;
+  };
+}
+
+export type EventType =
+  | 'incident.locked' | 'incident.extended' | 'incident.sealed' | 'incident.synced' | 'incident.released'
+  | 'camera.down' | 'camera.up' | 'storage.pressure' | 'storage.full' | 'sync.failed' | 'button.pressed';
+
+export interface EventPayload {
+  id: number;
+  type: EventType;
+  ts: string;
+  [field: string]: unknown;
+}
+
+export type ReplyPayload = { ok: true; data: unknown } | { ok: false; error: { code: string; message: string } };
+
+/** The 3.1.1 form of a reply carries the request's id. */
+export type ReplyWithId = ReplyPayload & { id?: unknown };
+
+export type { Incident };
+
+export class Topics {
+  constructor(readonly prefix: string) {}
+
+  node(node: string): string { return `${this.prefix}/${node}`; }
+  status(node: string): string { return `${this.prefix}/${node}/status`; }
+  state(node: string): string { return `${this.prefix}/${node}/state`; }
+  events(node: string): string { return `${this.prefix}/${node}/events`; }
+  command(node: string, name: CommandName | '+'): string { return `${this.prefix}/${node}/cmd/${name}`; }
+  /** Requesters pick reply topics here: a broker's ACL confines a node to its own subtree. */
+  replyBase(node: string): string { return `${this.prefix}/${node}/reply`; }
+
+  allStatus(): string { return `${this.prefix}/+/status`; }
+  allState(): string { return `${this.prefix}/+/state`; }
+  allEvents(): string { return `${this.prefix}/+/events`; }
+
+  /** `{node, kind, rest}` of a topic under the prefix, or null. */
+  parse(topic: string): { node: string; kind: string; rest: string[] } | null {
+    if (!topic.startsWith(`${this.prefix}/`)) return null;
+    const parts = topic.slice(this.prefix.length + 1).split('/');
+    if (parts.length < 2 || !parts[0] || !parts[1]) return null;
+    return { node: parts[0], kind: parts[1], rest: parts.slice(2) };
+  }
+
+  /** A reply topic a node may publish to: under its own reply subtree, no wildcards. */
+  isOwnReplyTopic(node: string, topic: string): boolean {
+    const base = `${this.replyBase(node)}/`;
+    return topic.startsWith(base) && topic.length > base.length && !topic.includes("+") && !topic.includes("#") && !topic.includes(String.fromCharCode(0));
+  }
+}
