@@ -11,10 +11,11 @@ import { createLogger } from '../platform/logger.js';
 import { createInterface } from 'node:readline';
 import type { Incident } from '../incidents/incident.js';
 import { CLI_NAME } from './cli-name.js';
+import { EmbeddedBroker } from './broker.js';
 
 export interface DemoOptions { dir: string; seconds?: number | undefined }
 
-export function demoConfig(dir: string): Config {
+export function demoConfig(dir: string, brokerUrl?: string): Config {
   return validateConfig({
     node: { id: 'demo', site: 'Demo branch', stateDir: join(dir, 'state') },
     // Small enough that the pruner shows within about three minutes.
@@ -27,6 +28,8 @@ export function demoConfig(dir: string): Config {
     incident: { preRoll: '20s', postRoll: '20s', maxLength: '5m' },
     button: { backend: 'fake' },
     control: { socket: join(dir, 'control.sock') },
+    ...(brokerUrl ? { mqtt: { url: brokerUrl, protocolVersion: '3.1.1', stateInterval: '10s', keepalive: '10s' } } : {}),
+    upstream: { type: 'dir', path: join(dir, 'upstream') },
   });
 }
 
@@ -51,7 +54,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   await mkdir(dir, { recursive: true });
   const logFile = join(dir, 'camnode.log');
   const log = createLogger({ destination: logFile });
-  const config = demoConfig(dir);
+  const broker = new EmbeddedBroker();
+  await broker.start();
+  const config = demoConfig(dir, broker.url);
   const agent = new Agent({ config, log, testsrc: { width: 640, height: 360, fps: 10, bitrate: 400_000 } });
   const tty = process.stdout.isTTY === true;
   const out = (line: string): void => { process.stdout.write(tty ? `\r\x1b[2K${line}` : `${line}\n`); };
@@ -69,6 +74,12 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   say(`    ${CLI_NAME} ctl lock --local --socket ${socket} --reason "test" --by "demo"`);
   say(`    ${CLI_NAME} ctl incidents --local --socket ${socket}`);
   say(`    ${CLI_NAME} ctl ping --local --socket ${socket}`);
+  say(`  or as central ops would, over the embedded MQTT broker (${broker.url}, MQTT 3.1.1):`);
+  const b = `--broker ${broker.url} --mqtt-version 3.1.1`;
+  say(`    ${CLI_NAME} ctl nodes ${b}`);
+  say(`    ${CLI_NAME} ctl state ${config.node.id} ${b}`);
+  say(`    ${CLI_NAME} ctl lock ${config.node.id} ${b} --reason "ops test" --by "ops"`);
+  say(`    ${CLI_NAME} ctl watch ${b}`);
 
   const key = agent.publicKey() ?? '';
   agent.events.on('button.pressed', () => say('panic button pressed'));
@@ -101,6 +112,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   if (tty) process.stdout.write('\n');
   console.log('stopping…');
   await agent.stop();
+  await broker.stop();
   const final = agent.status();
   console.log(statusLine(final));
   const sealed = agent.incidents().filter((i) => i.state === 'sealed');
