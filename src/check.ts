@@ -16,6 +16,7 @@ import { quotaBytes } from './store/eviction.js';
 import { createButton } from './button/index.js';
 import { readNodePublicKey } from './audit/keys.js';
 import { silentLogger } from './platform/logger.js';
+import { probeBroker } from './fleet/probe.js';
 
 export type Verdict = 'pass' | 'warn' | 'fail';
 export interface CheckRow { check: string; verdict: Verdict; detail: string; fix?: string }
@@ -148,6 +149,13 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
     });
   } catch (err) {
     rows.push({ check: 'button', verdict: 'fail', detail: (err as Error).message, fix: 'see docs/button.md' });
+  }
+
+  if (config.mqtt) {
+    const broker = await probeBroker(config.mqtt, config.node.id);
+    rows.push({ check: 'broker', verdict: broker.ok ? 'pass' : 'fail', detail: broker.detail, ...(broker.fix ? { fix: broker.fix } : {}) });
+  } else {
+    rows.push({ check: 'broker', verdict: 'pass', detail: 'no mqtt section: no fleet link' });
   }
 
   const publicKey = await readNodePublicKey(config.node.stateDir).then((k) => k, (err: unknown) => err as Error);
