@@ -29,7 +29,10 @@ import { VERSION } from './version.js';
 import { createButton, type ButtonDescription, type ButtonSetup } from './button/index.js';
 import { EventOutbox } from './fleet/outbox.js';
 import { FleetLink } from './fleet/link.js';
-import { buildState, EMPTY_SYNC, UNKNOWN_HEALTH } from './fleet/state.js';
+import { buildState, EMPTY_SYNC } from './fleet/state.js';
+import { Health } from './fleet/health.js';
+import { SnapshotError, takeSnapshot } from './recorder/snapshot.js';
+import { CommandError, parseArgs } from './commands/protocol.js';
 import type { EventType, StatePayload } from './fleet/topics.js';
 import type { AgentEvents } from './events.js';
 
@@ -78,6 +81,7 @@ export class Agent {
   private nodeKey: NodeKey | undefined;
   private buttonSetup: ButtonSetup | undefined;
   private link: FleetLink | undefined;
+  private health: Health | undefined;
   private group: ComponentGroup | undefined;
   private releaseLock: (() => Promise<void>) | undefined;
   private stopped: Promise<void> | undefined;
@@ -105,6 +109,8 @@ export class Agent {
     this.nodeKey = await loadOrCreateNodeKey(config.node.stateDir, log.child({ component: 'keys' }));
 
     const clockStatus = new ClockStatus();
+    const health = new Health({ clockSynced: () => clockStatus.synced(), log: log.child({ component: 'health' }) });
+    this.health = health;
     const audit = new AuditLog({ stateDir: config.node.stateDir, log: log.child({ component: 'audit' }), clock });
     const enabled = config.cameras.filter((c) => c.enabled).map((c) => c.id);
     const book = new IncidentBook({
@@ -189,6 +195,7 @@ export class Agent {
       extra: {
         state: async () => (await this.link?.publishState()) ?? this.state(),
         sync: async () => ({ queued: 0 }),
+        snapshot: async (args) => this.snapshot(parseArgs('snapshot', args).camera, signal),
       },
     });
     this.commandHandlers = handlers;
@@ -212,7 +219,7 @@ export class Agent {
     }
 
     const components: Component[] = [
-      clockStatus, audit, ...early, book, ring, ...this.recorders, sealer,
+      clockStatus, health, audit, ...early, book, ring, ...this.recorders, sealer,
       new DeletionAudit({ events: this.events, audit, log: log.child({ component: 'audit' }) }),
       ...fleet,
       buttonSetup.led, buttonSetup.button,
@@ -255,7 +262,27 @@ export class Agent {
 
   /** The state document of CONTRACT §3. */
   async state(): Promise<StatePayload> {
-    return buildState(this.clock.now(), this.status(), UNKNOWN_HEALTH, EMPTY_SYNC);
+    const health = await this.health!.read();
+    return buildState(this.clock.now(), this.status(), health, EMPTY_SYNC);
+  }
+
+  /** One JPEG from a camera's live stream (CONTRACT §3 snapshot). */
+  private async snapshot(camera: string, signal: AbortSignal): Promise<{ camera: string; capturedAt: string; contentType: 'image/jpeg'; jpegBase64: string }> {
+    const cam = this.deps.config.cameras.find((c) => c.id === camera);
+    if (!cam) throw new CommandError('not_found', `no camera ${camera}`);
+    const source = parseSource(cam.source);
+    if (typeof source === 'string') throw new CommandError('internal', source);
+    try {
+      const shot = await takeSnapshot({
+        source, timeoutMs: 10_000, signal,
+        ...(this.deps.testsrc ? { testsrc: this.deps.testsrc } : {}),
+        ...(this.deps.ffmpegPath ? { ffmpegPath: this.deps.ffmpegPath } : {}),
+      });
+      return { camera, capturedAt: shot.capturedAt, contentType: 'image/jpeg', jpegBase64: shot.jpeg.toString('base64') };
+    } catch (err) {
+      if (err instanceof SnapshotError) throw new CommandError('internal', `snapshot of ${camera}: ${err.message}`);
+      throw err;
+    }
   }
 
   /** Agent events that concern central ops go to the outbox (and prompt a state update). */

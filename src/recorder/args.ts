@@ -42,28 +42,36 @@ function encodeArgs(input: RecorderArgsInput, fps: number): string[] {
   return ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-b:v', bitrate, '-pix_fmt', 'yuv420p', ...keyframes];
 }
 
+/** Picture size and rate of the synthetic source when none is configured. */
+const DEFAULT_TESTSRC = { width: 640, height: 360, fps: 10 };
+
+/**
+ * The input half of an ffmpeg command line for a camera source (everything up to and including
+ * `-i`), shared by the recorder and by one-off readers such as snapshots.
+ */
+export function buildInputArgs(source: Source, opts: Pick<RecorderArgsInput, 'rtspTimeoutMs' | 'testsrc'>): string[] {
+  switch (source.kind) {
+    case 'rtsp':
+      return ['-rtsp_transport', 'tcp', '-timeout', String(opts.rtspTimeoutMs * 1000), '-i', source.url];
+    case 'file':
+      return ['-re', '-stream_loop', '-1', '-i', source.path];
+    case 'v4l2':
+      return ['-f', 'v4l2', '-i', source.device];
+    case 'testsrc': {
+      const { width, height, fps } = opts.testsrc ?? DEFAULT_TESTSRC;
+      // The burnt-in clock shows the wall time each frame was made (UTC).
+      const filter = `testsrc2=size=${width}x${height}:rate=${fps},drawtext=text='%{gmtime} UTC':fontcolor=white:fontsize=${Math.max(12, Math.round(height / 14))}:box=1:boxcolor=black@0.6:x=8:y=8`;
+      return ['-re', '-f', 'lavfi', '-i', filter];
+    }
+  }
+}
+
 export function buildRecorderArgs(input: RecorderArgsInput): string[] {
   const { source } = input;
   const global = ['-hide_banner', '-nostats', '-loglevel', 'warning'];
-  let inputArgs: string[];
-  switch (source.kind) {
-    case 'rtsp':
-      inputArgs = ['-rtsp_transport', 'tcp', '-timeout', String(input.rtspTimeoutMs * 1000), '-i', source.url, '-map', '0:v:0', '-c:v', 'copy'];
-      break;
-    case 'file':
-      inputArgs = ['-re', '-stream_loop', '-1', '-i', source.path, '-map', '0:v:0', '-c:v', 'copy'];
-      break;
-    case 'v4l2':
-      inputArgs = ['-f', 'v4l2', '-i', source.device, '-map', '0:v:0', ...encodeArgs(input, 15)];
-      break;
-    case 'testsrc': {
-      const { width, height, fps } = input.testsrc ?? { width: 640, height: 360, fps: 10 };
-      // The burnt-in clock shows the wall time each frame was made (UTC).
-      const filter = `testsrc2=size=${width}x${height}:rate=${fps},drawtext=text='%{gmtime} UTC':fontcolor=white:fontsize=${Math.max(12, Math.round(height / 14))}:box=1:boxcolor=black@0.6:x=8:y=8`;
-      inputArgs = ['-re', '-f', 'lavfi', '-i', filter, '-map', '0:v:0', ...encodeArgs(input, fps)];
-      break;
-    }
-  }
+  const fps = source.kind === 'testsrc' ? (input.testsrc ?? DEFAULT_TESTSRC).fps : 15;
+  const codec = source.kind === 'rtsp' || source.kind === 'file' ? ['-c:v', 'copy'] : encodeArgs(input, fps);
+  const inputArgs = [...buildInputArgs(source, input), '-map', '0:v:0', ...codec];
   // Audio is never recorded: the district's policy covers video, and audio recording of the
   // public raises wiretap questions the policy does not settle.
   const output = [
