@@ -3,6 +3,7 @@
 // interval, events from the durable outbox in order. Reconnects with capped exponential
 // backoff and jitter of its own: MQTT.js's fixed period would bring a whole fleet back in
 // lockstep after a broker restart.
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Config } from '../config/schema.js';
@@ -31,12 +32,15 @@ export interface FleetLinkDeps {
   stateMinIntervalMs?: number;
 }
 
+const CLIENT_SUFFIX = randomBytes(4).toString('hex');
 const RECONNECT: BackoffPolicy = { baseMs: 1_000, maxMs: 60_000, jitter: 1 };
 
 export async function mqttOptions(config: MqttConfig, nodeId: string, willTopic: string): Promise<IClientOptions> {
   const tls = /^(mqtts|wss):/.test(config.url);
   return {
-    clientId: `camnode-${nodeId}`,
+    // Random per process: a broker does not tie client ids to certificates, so a predictable
+    // id would let one node (or a second process on this one) knock this node off.
+    clientId: `camnode-${nodeId}-${CLIENT_SUFFIX}`,
     protocolVersion: config.protocolVersion === 5 ? 5 : 4,
     keepalive: Math.max(1, Math.round(config.keepalive / 1000)),
     clean: true,
