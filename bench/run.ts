@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const BENCHMARKS = ['agent-overhead', 'scan', 'pruning'];
+const BENCHMARKS = ['agent-overhead', 'scan', 'pruning', 'lock-latency', 'seal'];
 
 function run(name: string): Promise<number | null> {
   const script = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
