@@ -33,6 +33,9 @@ import { buildState, EMPTY_SYNC } from './fleet/state.js';
 import { Health } from './fleet/health.js';
 import { SnapshotError, takeSnapshot } from './recorder/snapshot.js';
 import { CommandError, parseArgs } from './commands/protocol.js';
+import { createStore, UpstreamConfigError } from './sync/target.js';
+import { Syncer } from './sync/syncer.js';
+import { StorageError } from './platform/storage.js';
 import type { EventType, StatePayload } from './fleet/topics.js';
 import type { AgentEvents } from './events.js';
 
@@ -82,6 +85,7 @@ export class Agent {
   private buttonSetup: ButtonSetup | undefined;
   private link: FleetLink | undefined;
   private health: Health | undefined;
+  private syncer: Syncer | undefined;
   private group: ComponentGroup | undefined;
   private releaseLock: (() => Promise<void>) | undefined;
   private stopped: Promise<void> | undefined;
@@ -99,7 +103,6 @@ export class Agent {
     if (!versionAtLeast(version, MIN_FFMPEG)) throw new MissingToolError('ffmpeg', `ffmpeg ${version} is too old; camnode needs ${MIN_FFMPEG.join('.')} or newer`);
     await probeWritable(config.storage.path);
     await probeWritable(config.node.stateDir, 'node.stateDir');
-    this.logIgnoredSections();
 
     const segmentsRoot = join(config.storage.path, 'segments');
     const sealedDir = join(config.storage.path, 'incidents');
@@ -186,6 +189,21 @@ export class Agent {
     this.sealer = sealer;
     this.events.on('incident.released', () => void sealer.measureHeld());
 
+    let target;
+    try {
+      target = await createStore(config);
+    } catch (err) {
+      if (err instanceof UpstreamConfigError) throw new StorageError(err.message);
+      throw err;
+    }
+    const syncer = target ? new Syncer({
+      store: target.store, keyPrefix: target.keyPrefix, book, sealedDir, stateDir: config.node.stateDir,
+      maxRateBps: config.upstream.maxRate, window: config.upstream.window,
+      clock, log: log.child({ component: 'sync' }), events: this.events,
+    }) : undefined;
+    this.syncer = syncer;
+    if (target) log.info({ upstream: target.store.describe(), maxRate: config.upstream.maxRate ?? null, window: config.upstream.window ?? null }, 'upstream sync');
+
     const buttonSetup = await createButton(config.button, { log, clock });
     this.buttonSetup = buttonSetup;
     buttonSetup.button.onPress(() => void this.onButtonPress(book, buttonSetup));
@@ -194,7 +212,7 @@ export class Agent {
       book, clock, log: log.child({ component: 'commands' }), version: VERSION,
       extra: {
         state: async () => (await this.link?.publishState()) ?? this.state(),
-        sync: async () => ({ queued: 0 }),
+        sync: async () => ({ queued: (await this.syncer?.retryNow()) ?? 0 }),
         snapshot: async (args) => this.snapshot(parseArgs('snapshot', args).camera, signal),
       },
     });
@@ -220,6 +238,7 @@ export class Agent {
 
     const components: Component[] = [
       clockStatus, health, audit, ...early, book, ring, ...this.recorders, sealer,
+      ...(syncer ? [syncer] : []),
       new DeletionAudit({ events: this.events, audit, log: log.child({ component: 'audit' }) }),
       ...fleet,
       buttonSetup.led, buttonSetup.button,
@@ -263,7 +282,7 @@ export class Agent {
   /** The state document of CONTRACT §3. */
   async state(): Promise<StatePayload> {
     const health = await this.health!.read();
-    return buildState(this.clock.now(), this.status(), health, EMPTY_SYNC);
+    return buildState(this.clock.now(), this.status(), health, this.syncer?.status() ?? EMPTY_SYNC);
   }
 
   /** One JPEG from a camera's live stream (CONTRACT §3 snapshot). */
@@ -293,7 +312,7 @@ export class Agent {
         link.stateChanged();
       });
     };
-    for (const type of ['incident.locked', 'incident.extended', 'incident.sealed', 'incident.released', 'camera.down', 'camera.up', 'storage.full', 'button.pressed'] as const) forward(type);
+    for (const type of ['incident.locked', 'incident.extended', 'incident.sealed', 'incident.synced', 'incident.released', 'camera.down', 'camera.up', 'storage.full', 'sync.failed', 'button.pressed'] as const) forward(type);
   }
 
   /** The fake backend's button (demo: Enter; `run` with button.backend fake: a line on stdin). */
@@ -345,9 +364,4 @@ export class Agent {
     await stopProcesses(orphans.map((o) => o.pid));
   }
 
-  private logIgnoredSections(): void {
-    const { config, log } = this.deps;
-    const later = 'not built in this release; section validated and ignored';
-    if (config.upstream.type !== 'none') log.info({ section: 'upstream' }, `upstream sync ${later}`);
-  }
 }

@@ -17,6 +17,7 @@ import { createButton } from './button/index.js';
 import { readNodePublicKey } from './audit/keys.js';
 import { silentLogger } from './platform/logger.js';
 import { probeBroker } from './fleet/probe.js';
+import { createStore } from './sync/target.js';
 
 export type Verdict = 'pass' | 'warn' | 'fail';
 export interface CheckRow { check: string; verdict: Verdict; detail: string; fix?: string }
@@ -156,6 +157,17 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
     rows.push({ check: 'broker', verdict: broker.ok ? 'pass' : 'fail', detail: broker.detail, ...(broker.fix ? { fix: broker.fix } : {}) });
   } else {
     rows.push({ check: 'broker', verdict: 'pass', detail: 'no mqtt section: no fleet link' });
+  }
+
+  if (config.upstream.type === 'none') {
+    rows.push({ check: 'upstream', verdict: 'pass', detail: 'none: incidents stay on the node until released' });
+  } else {
+    try {
+      const target = await createStore(config);
+      rows.push({ check: 'upstream', verdict: 'pass', detail: await target!.store.probe() });
+    } catch (err) {
+      rows.push({ check: 'upstream', verdict: 'fail', detail: (err as Error).message, fix: config.upstream.type === 's3' ? 'check upstream.endpoint, bucket and the credentials (see docs/sync.md)' : 'mount the share at upstream.path and make it writable' });
+    }
   }
 
   const publicKey = await readNodePublicKey(config.node.stateDir).then((k) => k, (err: unknown) => err as Error);

@@ -11,6 +11,8 @@ export interface AgentEvents {
   'incident.extended': { incident: string };
   'incident.sealed': { incident: string };
   'incident.released': { incident: string };
+  'incident.synced': { incident: string };
+  'sync.failed': { incident: string; reason: string; permanent: boolean };
   'button.pressed': { at: string };
   'segment.finished': { camera: string; seq: number; startMs: number; durationMs: number; bytes: number };
   'segments.deleted': { camera: string; startMs: number; endMs: number; bytes: number; count: number; reason: string };

@@ -1,0 +1,269 @@
+// Sync: sealed incidents go upstream one at a time, urgent ones at once and the others in the
+// upstream window, paced to `maxRate`, resumed after any stop, verified by the target's own
+// rule, manifest last. Network errors, throttling and timeouts are retried with capped
+// exponential backoff and jitter; a permanent failure stops and says so.
+import { readFile, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import type { Component } from '../lifecycle/component.js';
+import { backoffDelay, type BackoffPolicy } from '../lifecycle/backoff.js';
+import type { Clock } from '../platform/clock.js';
+import { iso } from '../platform/clock.js';
+import { faultPoint } from '../platform/fault.js';
+import type { Logger } from '../platform/logger.js';
+import type { EventBus } from '../events.js';
+import type { IncidentBook } from '../incidents/book.js';
+import type { SyncProgress } from '../fleet/topics.js';
+import { msUntilWindow, TokenBucket } from './pacing.js';
+import { SyncQueue, type QueuedIncident } from './queue.js';
+import { UploadError, type ObjectStore, type UploadIo } from './store.js';
+
+export interface SyncerDeps {
+  store: ObjectStore;
+  book: IncidentBook;
+  /** storage.path/incidents */
+  sealedDir: string;
+  stateDir: string;
+  /** `<prefix>/<node>`: keys are `<keyPrefix>/<incident>/<file>`. */
+  keyPrefix: string;
+  maxRateBps?: number | undefined;
+  window?: string | undefined;
+  clock: Clock;
+  log: Logger;
+  events: EventBus;
+  backoff?: BackoffPolicy;
+  random?: () => number;
+  /** Timers (tests make waits short). */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
+export interface SyncStatus {
+  queued: number;
+  bytesPending: number;
+  lastError: string | null;
+  current: SyncProgress | null;
+}
+
+const RETRY: BackoffPolicy = { baseMs: 2_000, maxMs: 300_000, jitter: 0.5 };
+
+function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Aborts when either does (AbortSignal.any is newer than some Node 20 releases). */
+function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  const both = new AbortController();
+  const abort = (): void => both.abort();
+  if (a.aborted || b.aborted) both.abort();
+  a.addEventListener('abort', abort, { once: true });
+  b.addEventListener('abort', abort, { once: true });
+  return both.signal;
+}
+
+export class Syncer implements Component {
+  readonly name = 'sync';
+  private readonly queue: SyncQueue;
+  private stopper = new AbortController();
+  private wake = new AbortController();
+  private loop: Promise<void> | undefined;
+  private current: SyncProgress | null = null;
+  private lastError: string | null = null;
+  private nextAttemptAt = new Map<string, number>();
+  private rate: { at: number; bytes: number }[] = [];
+  private offSealed: (() => void) | undefined;
+
+  constructor(private readonly deps: SyncerDeps) {
+    this.queue = new SyncQueue({ stateDir: deps.stateDir, log: deps.log });
+  }
+
+  async start(): Promise<void> {
+    this.stopper = new AbortController();
+    await this.queue.open();
+    // Anything sealed and not synced belongs in the queue (a crash between seal and enqueue).
+    for (const incident of this.deps.book.list()) {
+      if (incident.state === 'sealed') await this.enqueue(incident.id, incident.urgent);
+    }
+    this.offSealed = this.deps.events.on('incident.sealed', ({ incident }) => {
+      const found = this.deps.book.get(incident);
+      void this.enqueue(incident, found?.urgent ?? true).then(() => this.poke(), (err: unknown) => this.deps.log.error({ err, incident }, 'could not queue the incident for upload'));
+    });
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.offSealed?.();
+    this.stopper.abort();
+    this.wake.abort();
+    await this.loop;
+  }
+
+  /** The `sync` command: retry everything now, permanent failures included. */
+  async retryNow(): Promise<number> {
+    for (const q of this.queue.list()) {
+      q.permanent = false;
+      q.attempts = 0;
+    }
+    this.nextAttemptAt.clear();
+    await this.queue.save();
+    this.poke();
+    return this.queue.list().length;
+  }
+
+  status(): SyncStatus {
+    let bytesPending = 0;
+    for (const q of this.queue.list()) for (const f of q.files) if (!f.done) bytesPending += f.bytes;
+    if (this.current) bytesPending = Math.max(0, bytesPending - this.currentFileSent);
+    return { queued: this.queue.list().length, bytesPending, lastError: this.lastError, current: this.current };
+  }
+
+  private currentFileSent = 0;
+
+  private poke(): void {
+    this.wake.abort();
+  }
+
+  private async enqueue(id: string, urgent: boolean): Promise<void> {
+    if (this.queue.get(id)) return;
+    const dir = join(this.deps.sealedDir, id);
+    const manifestBytes = await readFile(join(dir, 'manifest.json'));
+    const manifest = JSON.parse(manifestBytes.toString('utf8')) as { files: { name: string; bytes: number; sha256: string }[] };
+    const entry: QueuedIncident = {
+      incident: id, urgent, queuedAt: iso(this.deps.clock.now()),
+      files: [
+        ...manifest.files.map((f) => ({ name: f.name, bytes: f.bytes, sha256: f.sha256, done: false, progress: { kind: 'none' as const } })),
+        { name: 'manifest.json', bytes: manifestBytes.length, sha256: createHash('sha256').update(manifestBytes).digest('hex'), done: false, progress: { kind: 'none' as const } },
+      ],
+      attempts: 0, lastError: null, permanent: false,
+    };
+    await this.queue.add(entry);
+    this.deps.log.info({ incident: id, files: entry.files.length, bytes: entry.files.reduce((a, f) => a + f.bytes, 0), urgent }, 'queued for upload');
+  }
+
+  /** The next incident to send now, or how long to wait for one. */
+  private next(): { incident: QueuedIncident } | { waitMs: number } {
+    const now = this.deps.clock.now();
+    let waitMs = 60_000;
+    const ready = this.queue.list().filter((q) => !q.permanent);
+    // Urgent first, then oldest.
+    ready.sort((a, b) => Number(b.urgent) - Number(a.urgent) || a.queuedAt.localeCompare(b.queuedAt));
+    for (const q of ready) {
+      const retryIn = (this.nextAttemptAt.get(q.incident) ?? 0) - now;
+      const windowIn = !q.urgent && this.deps.window ? msUntilWindow(new Date(now), this.deps.window) : 0;
+      const wait = Math.max(retryIn, windowIn);
+      if (wait <= 0) return { incident: q };
+      waitMs = Math.min(waitMs, wait);
+    }
+    return { waitMs };
+  }
+
+  private async run(): Promise<void> {
+    const sleep = this.deps.sleep ?? defaultSleep;
+    while (!this.stopper.signal.aborted) {
+      this.wake = new AbortController();
+      const next = this.next();
+      if ('waitMs' in next) {
+        await sleep(next.waitMs, anySignal(this.stopper.signal, this.wake.signal));
+        continue;
+      }
+      await this.send(next.incident);
+    }
+  }
+
+  private async send(q: QueuedIncident): Promise<void> {
+    const { deps } = this;
+    const log = deps.log.child({ incident: q.incident });
+    const bytesTotal = q.files.reduce((a, f) => a + f.bytes, 0);
+    let bytesDone = q.files.filter((f) => f.done).reduce((a, f) => a + f.bytes, 0);
+    const bucket = deps.maxRateBps ? new TokenBucket(deps.maxRateBps / 8, 256 * 1024, () => deps.clock.monotonic()) : null;
+    const sleep = deps.sleep ?? defaultSleep;
+    this.current = { incident: q.incident, bytesSent: bytesDone, bytesTotal, rateBps: 0, etaS: null };
+    this.rate = [];
+    try {
+      for (const file of q.files) {
+        if (file.done) continue;
+        if (file.name === 'manifest.json') faultPoint('sync.before-manifest');
+        const key = `${deps.keyPrefix}/${q.incident}/${file.name}`;
+        const path = join(deps.sealedDir, q.incident, file.name);
+        const size = await stat(path).then((s) => s.size, () => -1);
+        if (size !== file.bytes) throw new UploadError(`${path} is missing or changed since it was sealed (${size} bytes, expected ${file.bytes})`, true, 'LocalFileChanged');
+        // Already there whole (a crash after the upload, before it was recorded)?
+        if (file.progress.kind === 'none' && await deps.store.isStored(key, path, file, file.progress)) {
+          log.info({ file: file.name }, 'already stored upstream');
+        } else {
+          this.currentFileSent = file.progress.kind === 'offset' ? file.progress.offset : file.progress.kind === 'multipart' ? file.progress.parts.length * file.progress.partSize : 0;
+          const io: UploadIo = {
+            pace: async (n) => {
+              const wait = bucket?.take(n) ?? 0;
+              if (wait > 0) await sleep(wait, this.stopper.signal);
+            },
+            sent: (n) => this.onSent(n, bytesDone),
+            save: async (progress) => {
+              file.progress = progress;
+              await this.queue.save();
+            },
+            fault: (point) => faultPoint(point),
+            signal: this.stopper.signal,
+          };
+          await deps.store.upload(key, path, file, file.progress, io);
+          if (!await deps.store.isStored(key, path, file, file.progress)) {
+            throw new UploadError(`${key} did not verify after upload (size or ETag)`, false, 'VerifyFailed');
+          }
+        }
+        file.done = true;
+        file.progress = { kind: 'none' };
+        bytesDone += file.bytes;
+        this.currentFileSent = 0;
+        await this.queue.save();
+      }
+      await deps.book.setState(q.incident, 'synced').catch((err: unknown) => log.warn({ err }, 'incident not in the book; synced anyway'));
+      await this.queue.remove(q.incident);
+      this.nextAttemptAt.delete(q.incident);
+      this.lastError = null;
+      log.info({ bytes: bytesTotal, to: deps.store.describe() }, 'incident synced');
+      deps.events.emit('incident.synced', { incident: q.incident });
+    } catch (err) {
+      if (this.stopper.signal.aborted) return;
+      const e = err instanceof UploadError ? err : new UploadError((err as Error).message, false, (err as NodeJS.ErrnoException).code ?? 'Error');
+      q.attempts++;
+      q.lastError = e.message;
+      q.permanent = e.permanent;
+      this.lastError = `${q.incident}: ${e.message}`;
+      await this.queue.save().catch(() => {});
+      if (e.permanent) {
+        log.error({ reason: e.message }, 'upload failed permanently; not retrying until `sync` is asked for');
+      } else {
+        const delay = backoffDelay(q.attempts, deps.backoff ?? RETRY, deps.random);
+        this.nextAttemptAt.set(q.incident, deps.clock.now() + delay);
+        log.warn({ reason: e.message, attempt: q.attempts, retryInMs: delay }, 'upload failed; will retry');
+      }
+      if (e.permanent || q.attempts === 1 || q.attempts % 10 === 0) {
+        deps.events.emit('sync.failed', { incident: q.incident, reason: e.message, permanent: e.permanent });
+      }
+    } finally {
+      this.current = null;
+      this.currentFileSent = 0;
+    }
+  }
+
+  private onSent(n: number, bytesDone: number): void {
+    const now = this.deps.clock.monotonic();
+    this.currentFileSent += n;
+    this.rate.push({ at: now, bytes: n });
+    while (this.rate.length > 0 && now - this.rate[0]!.at > 10_000) this.rate.shift();
+    const span = Math.max(1, now - (this.rate[0]?.at ?? now)) / 1000;
+    const rateBps = Math.round(this.rate.reduce((a, r) => a + r.bytes, 0) / Math.max(span, 1));
+    if (this.current) {
+      const bytesSent = bytesDone + this.currentFileSent;
+      this.current = { ...this.current, bytesSent, rateBps, etaS: rateBps > 0 ? Math.round((this.current.bytesTotal - bytesSent) / rateBps) : null };
+    }
+  }
+}
