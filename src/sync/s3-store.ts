@@ -131,6 +131,7 @@ export class S3Store implements ObjectStore {
       await io.save(progress);
     }
     const count = partCount(meta.bytes, progress.partSize);
+    io.note({ key, uploadId: progress.uploadId, parts: count, recorded: progress.parts.length }, progress.parts.length > 0 ? 'resuming multipart upload' : 'multipart upload started');
     const done = new Set(progress.parts.map((p) => p.partNumber));
     for (let partNumber = 1; partNumber <= count; partNumber++) {
       if (done.has(partNumber)) continue;
@@ -141,6 +142,7 @@ export class S3Store implements ObjectStore {
         Bucket: bucket, Key: key, UploadId: progress.uploadId, PartNumber: partNumber,
         Body: throttled(body, io), ContentLength: body.length, ContentMD5: Buffer.from(md5, 'hex').toString('base64'),
       }), { abortSignal: io.signal });
+      io.note({ key, partNumber, bytes: body.length }, 'part uploaded');
       io.fault('sync.part.sent');
       progress = { ...progress, parts: [...progress.parts, { partNumber, etag: (sent.ETag ?? '').replace(/"/g, ''), md5 }] };
       await io.save(progress);

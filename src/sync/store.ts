@@ -22,6 +22,8 @@ export interface UploadIo {
   save(progress: FileProgress): Promise<void>;
   /** Fault-injection points for crash tests. */
   fault(point: string): void;
+  /** A step worth a debug line (a part sent, a resume). */
+  note(fields: Record<string, unknown>, msg: string): void;
   signal: AbortSignal;
 }
 

@@ -211,6 +211,7 @@ export class Syncer implements Component {
               await this.queue.save();
             },
             fault: (point) => faultPoint(point),
+            note: (fields, msg) => log.debug(fields, msg),
             signal: this.stopper.signal,
           };
           await deps.store.upload(key, path, file, file.progress, io);
