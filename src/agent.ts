@@ -279,6 +279,10 @@ export class Agent {
     return this.nodeKey?.publicKeyBase64;
   }
 
+  syncStatus(): StatePayload['sync'] {
+    return this.syncer?.status() ?? EMPTY_SYNC;
+  }
+
   /** The state document of CONTRACT §3. */
   async state(): Promise<StatePayload> {
     const health = await this.health!.read();

@@ -12,6 +12,8 @@ import { createInterface } from 'node:readline';
 import type { Incident } from '../incidents/incident.js';
 import { CLI_NAME } from './cli-name.js';
 import { EmbeddedBroker } from './broker.js';
+import { progressBar } from '../fleet/render.js';
+import type { StatePayload } from '../fleet/topics.js';
 
 export interface DemoOptions { dir: string; seconds?: number | undefined }
 
@@ -33,7 +35,7 @@ export function demoConfig(dir: string, brokerUrl?: string): Config {
   });
 }
 
-export function statusLine(status: AgentStatus, incident?: Incident, nowMs = Date.now(), led?: boolean): string {
+export function statusLine(status: AgentStatus, incident?: Incident, nowMs = Date.now(), led?: boolean, sync?: StatePayload['sync']): string {
   const cams = status.cameras.map((c) => `${c.id}:${c.state}${c.kbps !== null ? `@${c.kbps}kbps` : ''}`).join(' ');
   const s = status.storage;
   if (!s) return `cameras ${cams} | ring: starting`;
@@ -45,6 +47,7 @@ export function statusLine(status: AgentStatus, incident?: Incident, nowMs = Dat
   } else if (incident?.state === 'sealing') {
     lock = ` | ${incident.id}: sealing`;
   }
+  if (sync?.current) lock += ` | upload ${sync.current.incident} ${progressBar(sync.current.bytesSent, sync.current.bytesTotal, 12)}`;
   const lamp = led === undefined ? '' : `LED ${led ? '●' : '○'} | `;
   return `${lamp}cameras ${cams} | ring ${formatBytes(s.usedBytes)} of ${formatBytes(s.quotaBytes)} (${s.segments} segments) | oldest ${oldest} UTC | retained ${formatDuration(s.retainedSeconds * 1000)}${lock}`;
 }
@@ -90,6 +93,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     say(`incident ${incident} SEALED: clips and signed manifest in ${folder}`);
     say(`  verify: ${CLI_NAME} evidence verify ${folder} --key ${key} --audit ${join(config.node.stateDir, 'audit.log')}`);
   });
+  agent.events.on('incident.synced', ({ incident }) => say(`incident ${incident} SYNCED upstream: ${join(dir, 'upstream', 'incidents', config.node.id, incident)}`));
+  agent.events.on('sync.failed', ({ incident, reason, permanent }) => say(`upload of ${incident} failed${permanent ? ' permanently' : ''}: ${reason}`));
   const fake = agent.fakeButton();
   if (tty && fake) createInterface({ input: process.stdin }).on('line', () => fake.press());
 
@@ -104,7 +109,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   // Redraw often on a terminal so the LED's blinks show.
   const timer = setInterval(() => {
     ticks++;
-    if (tty) out(statusLine(agent.status(), latest(), Date.now(), agent.ledLit()));
+    if (tty) out(statusLine(agent.status(), latest(), Date.now(), agent.ledLit(), agent.syncStatus()));
     else if (ticks % 25 === 0) out(statusLine(agent.status(), latest()));
   }, 200);
   await done;
