@@ -9,7 +9,7 @@ import { parseDuration } from './config/units.js';
 import { requestLocal } from './control/socket.js';
 import type { Incident } from './incidents/incident.js';
 import { FleetClient, NoAnswer, type BrokerOptions } from './fleet/client.js';
-import { nodeRow, renderEvent, renderNodes, renderState } from './fleet/render.js';
+import { nodeRow, renderEvent, renderNodes, renderState, sortRows } from './fleet/render.js';
 import type { ReplyPayload, StatePayload } from './fleet/topics.js';
 
 /** Exit status of a ctl run (CONTRACT §1): 1 failed, 2 bad usage, 3 no answer. */
@@ -141,7 +141,7 @@ export function ctlCommand(): Command {
   withBroker(ctl.command('nodes').description('every node: online, cameras, retention, disk, temperature, incidents, last seen'))
     .action(async (o: Common) => {
       const views = await withClient(o, (client) => client.nodes());
-      const rows = views.map(nodeRow);
+      const rows = sortRows(views.map(nodeRow));
       print(o, rows, () => renderNodes(rows, Date.now(), process.stdout.isTTY === true && !process.env['NO_COLOR']));
     });
 

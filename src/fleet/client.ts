@@ -98,7 +98,10 @@ export class FleetClient {
    */
   async nodes(quietMs = 400): Promise<NodeView[]> {
     const views = new Map<string, NodeView>();
-    const marker = `${this.topics.replyBase('_ctl')}/nodes-${randomBytes(6).toString('hex')}`;
+    // Under a command topic: the fleet ACL lets ops write only `<prefix>/+/cmd/#` (a marker on a
+    // reply topic is silently dropped, and every run would wait out the quiet spell). `_ctl` is
+    // no valid node id, so no node receives it.
+    const marker = `${this.topics.node('_ctl')}/cmd/nodes-${randomBytes(6).toString('hex')}`;
     let last = Date.now();
     let markerSeen = false;
     const onMessage = (topic: string, payload: Buffer): void => {

@@ -18,23 +18,38 @@ export interface NodeRow {
 }
 
 export function nodeRow(view: NodeView): NodeRow {
-  const state = view.state;
-  const cams = state?.cameras ?? [];
-  const quota = state?.storage.quotaBytes ?? null;
-  const used = state?.storage.usedBytes ?? null;
+  // A retained state is whatever a node published (an older or newer version, a broken one):
+  // read it defensively, so that one bad node cannot break the whole fleet's table.
+  const state = record(view.state);
+  const storage = record(state?.['storage']);
+  const health = record(state?.['health']);
+  const incidents = record(state?.['incidents']);
+  const cams = Array.isArray(state?.['cameras']) ? (state['cameras'] as unknown[]).map(record).filter((c) => c !== undefined) : [];
+  const quota = num(storage?.['quotaBytes']);
+  const used = num(storage?.['usedBytes']);
   return {
     node: view.node,
     online: view.status?.online === true,
-    camerasUp: cams.filter((c) => c.state === 'recording').length,
-    camerasTotal: cams.filter((c) => c.state !== 'disabled').length,
-    retainedSeconds: state?.storage.retainedSeconds ?? null,
+    camerasUp: cams.filter((c) => c['state'] === 'recording').length,
+    camerasTotal: cams.filter((c) => c['state'] !== 'disabled').length,
+    retainedSeconds: num(storage?.['retainedSeconds']),
     diskUsedPct: quota && used !== null ? Math.round((used / quota) * 1000) / 10 : null,
-    tempC: state?.health.tempC ?? null,
-    activeIncidents: state?.incidents.active ?? 0,
-    unsyncedIncidents: state?.incidents.unsynced ?? 0,
-    lastSeen: state?.ts ?? view.status?.since ?? null,
-    version: view.status?.version ?? null,
+    tempC: num(health?.['tempC']),
+    activeIncidents: num(incidents?.['active']) ?? 0,
+    unsyncedIncidents: num(incidents?.['unsynced']) ?? 0,
+    lastSeen: str(state?.['ts']) ?? str(view.status?.since) ?? null,
+    version: str(view.status?.version) ?? null,
   };
+}
+
+function record(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : undefined;
+}
+function num(v: unknown): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
 }
 
 /** Offline nodes and nodes with cameras down first (what ops must look at), then by id. */
@@ -50,8 +65,9 @@ export function formatRetention(seconds: number | null): string {
 }
 
 function ago(iso: string | null, nowMs: number): string {
-  if (!iso) return '-';
-  const s = Math.max(0, Math.round((nowMs - Date.parse(iso)) / 1000));
+  const at = iso ? Date.parse(iso) : NaN;
+  if (Number.isNaN(at)) return '-';
+  const s = Math.max(0, Math.round((nowMs - at) / 1000));
   if (s < 120) return `${s}s ago`;
   if (s < 7200) return `${Math.round(s / 60)}m ago`;
   if (s < 172_800) return `${Math.round(s / 3600)}h ago`;

@@ -69,19 +69,30 @@ export class RunningAgent {
     this.exited = new Promise((resolve) => proc.on('close', (code) => resolve(code)));
   }
 
-  /** `camnode run --config PATH` as the leader of its own process group. */
-  static start(configPath: string, opts: { env?: NodeJS.ProcessEnv; command?: string[] } = {}): RunningAgent {
+  /**
+   * `camnode run --config PATH` as the leader of its own process group. `stdin: 'pipe'` lets
+   * the test press the fake button (`press()`); the default is no stdin.
+   */
+  static start(configPath: string, opts: { env?: NodeJS.ProcessEnv; command?: string[]; stdin?: 'pipe' | 'ignore' } = {}): RunningAgent {
     const argv = opts.command ?? [process.execPath, CLI];
     const proc = spawn(argv[0]!, [...argv.slice(1), 'run', '--config', configPath], {
       env: { ...process.env, CAMNODE_LOG_LEVEL: 'debug', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'],
       detached: true,
     });
+    // A press written after the agent died must not crash the test run with EPIPE.
+    proc.stdin?.on('error', () => {});
     return new RunningAgent(proc);
   }
 
   get pid(): number {
     return this.proc.pid!;
+  }
+
+  /** With `button: {backend: fake}`, each line on the agent's stdin is a press (needs `stdin: 'pipe'`). */
+  press(): void {
+    if (!this.proc.stdin) throw new Error('press(): start the agent with {stdin: \'pipe\'}');
+    this.proc.stdin.write('\n');
   }
 
   find(pred: (l: LogLine) => boolean): LogLine | undefined {
