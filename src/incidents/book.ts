@@ -204,7 +204,10 @@ export class IncidentBook implements Component {
       if ((entry.type === 'lock' || entry.type === 'extend') && isIncident(entry.incident)) found.set(entry.incident.id, entry.incident);
       const id = typeof entry.incident === 'string' ? entry.incident : undefined;
       const known = id ? found.get(id) : undefined;
-      if (known && entry.type === 'seal') found.set(known.id, { ...known, state: 'sealed' });
+      // A seal entry alone does not make an incident sealed: it is appended before the
+      // `.sealing` folder is renamed into place, so a crash in between leaves the entry and no
+      // clips. Only a sealed folder with its manifest proves the seal (the scan below); until
+      // then the incident stays locked and the sealer seals it again.
       if (known && (entry.type === 'release' || entry.type === 'release.forced')) found.set(known.id, { ...known, state: 'released' });
     };
     // Streamed: the log can be large, and only the lines naming incidents matter.

@@ -63,7 +63,9 @@ function trigger(req: TriggerRequest): Trigger {
 
 /** A trigger at T opens [T − preRoll, T + postRoll] (postRoll itself capped at maxLength). */
 export function openIncident(node: string, req: TriggerRequest, policy: WindowPolicy, enabledCameras: readonly string[], random?: (n: number) => number): Incident {
-  const pre = req.preRollMs ?? policy.preRollMs;
+  // A pre-roll longer than maxLength (asked for, or configured) would put the whole capped
+  // window before T: the lock would miss the very moment it was made for.
+  const pre = Math.min(req.preRollMs ?? policy.preRollMs, policy.maxLengthMs);
   const post = req.postRollMs ?? policy.postRollMs;
   const start = req.atMs - pre;
   const end = Math.min(req.atMs + post, start + policy.maxLengthMs);

@@ -49,7 +49,9 @@ export class Sealer implements Component {
     await this.measureHeld();
     this.timer = setInterval(() => void this.tick(), this.deps.checkIntervalMs ?? 1_000);
     this.timer.unref();
-    await this.tick();
+    // Not awaited: after a crash a due seal can take minutes (an hour on four cameras), and the
+    // components started after this one (the button, the control socket) must take locks meanwhile.
+    void this.tick();
   }
 
   async stop(): Promise<void> {

@@ -2,7 +2,7 @@
 // so this adapter fsyncs the file and its directory before a write counts as done.
 import { readFile } from 'node:fs/promises';
 import type { Adapter } from 'lowdb';
-import { writeFileDurable } from '../platform/durable.js';
+import { removeStaleTemps, writeFileDurable } from '../platform/durable.js';
 import { faultPoint } from '../platform/fault.js';
 
 export class CorruptFileError extends Error {
@@ -16,6 +16,7 @@ export class DurableJsonFile<T> implements Adapter<T> {
   constructor(private readonly path: string, private readonly faultName = 'book.write') {}
 
   async read(): Promise<T | null> {
+    await removeStaleTemps(this.path);
     let text: string;
     try {
       text = await readFile(this.path, 'utf8');

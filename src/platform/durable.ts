@@ -1,6 +1,6 @@
 // Durable small-file writes: temp file, fsync, rename, fsync the directory. A plain
 // rename is atomic but not durable: after power loss the directory entry may be gone.
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, readdir, rename, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 
 export async function fsyncDir(dir: string): Promise<void> {
@@ -28,4 +28,16 @@ export async function writeFileDurable(path: string, data: string | Uint8Array, 
   hooks.beforeRename?.();
   await rename(tmp, path);
   await fsyncDir(dir);
+}
+
+/** Temp files of writeFileDurable left by a process that died mid-write (never acknowledged). */
+export async function removeStaleTemps(path: string): Promise<number> {
+  const dir = dirname(path);
+  const prefix = `.${basename(path)}.`;
+  let removed = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp') || name === `${prefix}${process.pid}.tmp`) continue;
+    await unlink(join(dir, name)).then(() => { removed++; }, () => {});
+  }
+  return removed;
 }
