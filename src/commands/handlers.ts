@@ -28,6 +28,12 @@ export class CommandHandlers {
     const unavailable = (name: CommandName): Handler => async () => {
       throw new CommandError('bad_request', `${name}: not available on this node yet`);
     };
+    // Arguments are validated here for the handlers other capabilities provide too: without it
+    // `state`/`sync` answered ok to any arguments (`{"cameras":["x"]}`), unlike every other command.
+    const extra = (name: CommandName): Handler => {
+      const handler = deps.extra?.[name];
+      return handler ? async (a, ctx) => handler(parseArgs(name, a), ctx) : unavailable(name);
+    };
     this.table = {
       lock: (a, ctx) => this.lock(a, ctx),
       release: (a) => this.release(a),
@@ -40,9 +46,9 @@ export class CommandHandlers {
         parseArgs('ping', a);
         return { version: this.deps.version };
       },
-      snapshot: deps.extra?.snapshot ?? unavailable('snapshot'),
-      state: deps.extra?.state ?? unavailable('state'),
-      sync: deps.extra?.sync ?? unavailable('sync'),
+      snapshot: extra('snapshot'),
+      state: extra('state'),
+      sync: extra('sync'),
     };
   }
 

@@ -3,6 +3,11 @@
 import { z } from 'zod';
 import { parseDuration } from '../config/units.js';
 
+/** A requester's text, cut short for replies and logs (a key name can be 250 kB long). */
+export function clip(text: string, max = 200): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} chars)`;
+}
+
 export type ErrorCode = 'bad_request' | 'not_found' | 'conflict' | 'internal';
 export type Reply = { ok: true; data: unknown } | { ok: false; error: { code: ErrorCode; message: string } };
 
@@ -61,7 +66,10 @@ export function parseArgs<K extends CommandName>(name: K, args: unknown): Comman
   if (!result.success) {
     const lines = result.error.issues.map((i) => {
       const path = i.path.map(String).join('.');
-      if (i.code === 'unrecognized_keys') return `unknown argument ${i.keys.map((k) => `"${k}"`).join(', ')}`;
+      if (i.code === 'unrecognized_keys') {
+        const shown = i.keys.slice(0, 5).map((k) => JSON.stringify(clip(k, 40)));
+        return `unknown argument ${shown.join(', ')}${i.keys.length > 5 ? ` and ${i.keys.length - 5} more` : ''}`;
+      }
       return `${path || 'args'}: ${i.code === 'invalid_type' && i.input === undefined ? 'required' : i.message}`;
     });
     throw new CommandError('bad_request', `${name}: ${lines.join('; ')}`);

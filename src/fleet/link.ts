@@ -13,6 +13,7 @@ import type { Logger } from '../platform/logger.js';
 import type { CommandHandlers } from '../commands/handlers.js';
 import type { EventOutbox } from './outbox.js';
 import { parseRequest, type ReplyAddress } from './requests.js';
+import { clip } from '../commands/protocol.js';
 import { Topics, type StatePayload, type StatusPayload } from './topics.js';
 
 export type MqttConfig = NonNullable<Config['mqtt']>;
@@ -192,10 +193,10 @@ export class FleetLink implements Component {
     const request = parseRequest({ topic, payload, responseTopic, correlationData }, nodeId, this.topics);
     if (!request.ok) {
       if (request.replyRefused) {
-        log.warn({ topic, reason: request.replyRefused }, 'request refused: reply topic not allowed; no reply sent');
+        log.warn({ topic: clip(topic), reason: clip(request.replyRefused) }, 'request refused: reply topic not allowed; no reply sent');
         return;
       }
-      log.warn({ topic, cmd: request.cmd, reason: request.reason }, 'malformed request');
+      log.warn({ topic: clip(topic), cmd: clip(request.cmd, 64), reason: clip(request.reason) }, 'malformed request');
       await this.reply(request.reply, { ok: false, error: { code: 'bad_request', message: request.reason } });
       return;
     }

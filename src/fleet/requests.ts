@@ -3,7 +3,7 @@
 // the arguments (removed before the arguments are validated). If both are present, MQTT 5 wins.
 import type { Topics } from './topics.js';
 
-/** Largest request payload read; anything larger is refused unread. */
+/** Largest request carried out; anything larger is refused (read only for its reply address). */
 export const MAX_REQUEST_BYTES = 256 * 1024;
 
 export interface ReplyAddress {
@@ -34,6 +34,10 @@ export function parseRequest(packet: RequestPacket, node: string, topics: Topics
   const refuse = (why: string): ParsedRequest => ({ ok: false, cmd, reason: why, reply: null, replyRefused: why });
 
   if (packet.payload.length > MAX_REQUEST_BYTES) {
+    // Never carried out, but a 3.1.1 requester's reply address is inside the payload: read it
+    // for that alone, so the requester hears why instead of waiting out its timeout (CONTRACT
+    // §3: an error reply when there is a reply address). The broker's max_packet_size bounds it.
+    reply ??= payloadReplyAddress(packet.payload);
     if (reply && !topics.isOwnReplyTopic(node, reply.topic)) return refuse(`reply topic ${JSON.stringify(reply.topic)} is outside ${topics.replyBase(node)}/`);
     return { ok: false, cmd, reason: `request of ${packet.payload.length} bytes is larger than ${MAX_REQUEST_BYTES}`, reply };
   }
@@ -61,4 +65,17 @@ export function parseRequest(packet: RequestPacket, node: string, topics: Topics
   if (!cmd) return { ok: false, cmd, reason: `not a command topic: ${packet.topic}`, reply };
   if (parseError) return { ok: false, cmd, reason: parseError, reply };
   return { ok: true, cmd, args, reply };
+}
+
+/** The 3.1.1 reply address of a payload, or null (not JSON, not an object, no replyTo string). */
+function payloadReplyAddress(payload: Buffer): ReplyAddress | null {
+  let body: unknown;
+  try {
+    body = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return null;
+  const { replyTo, id } = body as Record<string, unknown>;
+  return typeof replyTo === 'string' ? { topic: replyTo, ...(id !== undefined ? { id } : {}) } : null;
 }
