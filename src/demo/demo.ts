@@ -57,6 +57,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   await mkdir(dir, { recursive: true });
   const logFile = join(dir, 'camnode.log');
   const log = createLogger({ destination: logFile });
+  // The upstream folder must exist (camnode never creates a target's root: see docs/sync.md).
+  await mkdir(join(dir, 'upstream'), { recursive: true });
   const broker = new EmbeddedBroker();
   await broker.start();
   const config = demoConfig(dir, broker.url);

@@ -21,6 +21,24 @@ function fsError(err: unknown, what: string): UploadError {
   return new UploadError(`${what}: ${(err as Error).message}`, permanent, code);
 }
 
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdir reports a read-only share (EROFS) as
+ * ENOENT, which would be retried forever instead of failing permanently. Each new folder's
+ * entry is fsynced in its parent, or a power cut could lose a folder whose files were synced.
+ */
+async function makeDirs(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
+    await makeDirs(dirname(dir));
+    await mkdir(dir).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
+  }
+  await fsyncDir(dirname(dir));
+}
+
 async function sha256Of(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) hash.update(chunk as Buffer);
@@ -45,11 +63,22 @@ export class DirStore implements ObjectStore {
     return (await sha256Of(path)) === meta.sha256;
   }
 
+  /**
+   * upstream.path itself must already exist: camnode creates folders below it, never it. A
+   * share that is not mounted then fails (and is retried) instead of filling the local disk
+   * with "synced" copies that a release would treat as safe.
+   */
+  private async requireRoot(): Promise<void> {
+    const isDir = await stat(this.root).then((s) => s.isDirectory(), () => false);
+    if (!isDir) throw new UploadError(`upstream.path ${this.root} does not exist (is the share mounted?); camnode does not create it`, false, 'NoTargetFolder');
+  }
+
   async upload(key: string, file: string, meta: FileMeta, progress: FileProgress, io: UploadIo): Promise<void> {
     const final = join(this.root, key);
     const temp = join(dirname(final), `.${basename(final)}.partial`);
+    await this.requireRoot();
     try {
-      await mkdir(dirname(final), { recursive: true });
+      await makeDirs(dirname(final));
       let offset = progress.kind === 'offset' ? progress.offset : 0;
       const existing = await stat(temp).then((s) => s.size, () => -1);
       if (existing < offset) offset = 0;
@@ -87,8 +116,8 @@ export class DirStore implements ObjectStore {
 
   async probe(): Promise<string> {
     const probe = join(this.root, `.camnode-probe-${process.pid}`);
+    await this.requireRoot();
     try {
-      await mkdir(this.root, { recursive: true });
       const handle = await open(probe, 'w');
       await handle.writeFile('probe');
       await handle.sync();

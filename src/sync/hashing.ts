@@ -1,6 +1,7 @@
 // The digests the targets check a file by: S3's ETag is the MD5 of a single-part object, or
 // the MD5 of the parts' binary MD5s with "-N" for a multipart one (CONTRACT §4).
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 
 export const MiB = 1024 * 1024;
@@ -51,4 +52,14 @@ export async function expectedEtag(file: string, bytes: number): Promise<string>
   const md5s: string[] = [];
   for (let offset = 0; offset < bytes; offset += partSize) md5s.push(md5Hex(await readRange(file, offset, Math.min(partSize, bytes - offset))));
   return multipartEtag(md5s);
+}
+
+/**
+ * The MD5 of a whole file, streamed (files can be GBs). Some S3-compatible servers (s3rver)
+ * give a multipart object this plain MD5 as its ETag instead of the parts' form.
+ */
+export async function fileMd5(file: string): Promise<string> {
+  const hash = createHash('md5');
+  for await (const chunk of createReadStream(file, { highWaterMark: MiB })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }

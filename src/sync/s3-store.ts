@@ -9,7 +9,7 @@ import {
   CompleteMultipartUploadCommand, CreateMultipartUploadCommand, DeleteObjectCommand, HeadObjectCommand,
   ListPartsCommand, PutObjectCommand, S3Client, UploadPartCommand, type S3ClientConfig, type UploadPartCommandOutput,
 } from '@aws-sdk/client-s3';
-import { expectedEtag, md5Hex, multipartEtag, MULTIPART_THRESHOLD, partCount, partSizeFor, readRange } from './hashing.js';
+import { expectedEtag, fileMd5, md5Hex, multipartEtag, MULTIPART_THRESHOLD, partCount, partSizeFor, readRange } from './hashing.js';
 import { UploadError, type FileMeta, type FileProgress, type ObjectStore, type UploadIo } from './store.js';
 
 export interface S3Target {
@@ -30,10 +30,15 @@ const PERMANENT = new Set([
 /** What an SDK failure means for the sync loop. Pure. */
 export function classifyS3Error(err: unknown): UploadError {
   const e = err as { name?: string; Code?: string; message?: string; code?: string; $metadata?: { httpStatusCode?: number } };
-  const code = e.Code ?? e.name ?? e.code ?? 'Error';
+  // Node's network errors are plain `Error`s: their code (ECONNREFUSED, ETIMEDOUT) says more.
   const status = e.$metadata?.httpStatusCode;
+  // A HEAD's error has no body: a 403 then reaches us as "Unknown: UnknownError" (the first
+  // request of every upload is a HEAD), which would be all the log and state could say.
+  const bare403 = status === 403 && !e.Code && (e.name === 'Unknown' || e.name === 'Forbidden');
+  const code = bare403 ? 'Forbidden' : e.Code ?? (e.name && e.name !== 'Error' ? e.name : undefined) ?? e.code ?? 'Error';
   const permanent = PERMANENT.has(code) || status === 403 || (status === 404 && code !== 'NoSuchUpload' && code !== 'NotFound' && code !== 'NoSuchKey');
-  const why = code === 'SlowDown' || status === 503 ? 'the server asks to slow down' : e.message ?? code;
+  const why = code === 'SlowDown' || status === 503 ? 'the server asks to slow down'
+    : bare403 ? 'access denied: check the credentials (key id and secret) and the bucket\'s permissions' : e.message ?? code;
   return new UploadError(`${code}${status ? ` (HTTP ${status})` : ''}: ${why}`, permanent, code);
 }
 
@@ -63,7 +68,11 @@ export class S3Store implements ObjectStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 1,
-      requestHandler: { connectionTimeout: 10_000, requestTimeout: 120_000 },
+      // A hung upstream (half-open TCP on a dropped uplink) must fail so the loop can retry. In
+      // this SDK `requestTimeout` only logs a warning (unless throwOnRequestTimeout) and bounds
+      // the whole request, which a paced 8 MiB part may rightly exceed; an idle socket is the
+      // sign of a hang.
+      requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
     };
     this.client = new S3Client(config);
   }
@@ -83,10 +92,11 @@ export class S3Store implements ObjectStore {
     }
     if (head.ContentLength !== meta.bytes) return false;
     const etag = (head.ETag ?? '').replace(/"/g, '');
-    if (progress.kind === 'multipart' && progress.parts.length === partCount(meta.bytes, progress.partSize)) {
-      return etag === multipartEtag([...progress.parts].sort((a, b) => a.partNumber - b.partNumber).map((p) => p.md5));
-    }
-    return etag === await expectedEtag(file, meta.bytes);
+    if (progress.kind === 'multipart' && progress.parts.length === partCount(meta.bytes, progress.partSize)
+      && etag === multipartEtag([...progress.parts].sort((a, b) => a.partNumber - b.partNumber).map((p) => p.md5))) return true;
+    // CONTRACT §4: the MD5, or the multipart ETag of the parts' MD5s. A plain MD5 is accepted for
+    // a multipart upload too: some servers (s3rver) store a multipart object under its whole MD5.
+    return etag === (etag.includes('-') ? await expectedEtag(file, meta.bytes) : await fileMd5(file));
   }
 
   async upload(key: string, file: string, meta: FileMeta, progress: FileProgress, io: UploadIo): Promise<void> {
@@ -122,6 +132,12 @@ export class S3Store implements ObjectStore {
 
   private async multipart(key: string, file: string, meta: FileMeta, start: FileProgress, io: UploadIo): Promise<void> {
     const { bucket } = this.target;
+    // Every part recorded: a stop may have come after the server completed the upload and
+    // before that was recorded; the upload id is gone then, so completing it again would fail.
+    if (start.kind === 'multipart' && start.parts.length === partCount(meta.bytes, start.partSize) && await this.isStored(key, file, meta, start)) {
+      io.note({ key, uploadId: start.uploadId }, 'multipart upload was already complete');
+      return;
+    }
     let progress = start.kind === 'multipart' ? await this.reconcile(key, start) : null;
     if (!progress) {
       const created = await this.client.send(new CreateMultipartUploadCommand({
@@ -155,7 +171,7 @@ export class S3Store implements ObjectStore {
     }), { abortSignal: io.signal });
     const etag = (completed.ETag ?? '').replace(/"/g, '');
     const expected = multipartEtag(parts.map((p) => p.md5));
-    if (etag && etag !== expected) throw new UploadError(`stored ETag ${etag} is not the parts' ${expected}`, false, 'ETagMismatch');
+    if (etag && etag !== expected && etag !== await fileMd5(file)) throw new UploadError(`stored ETag ${etag} is not the parts' ${expected}`, false, 'ETagMismatch');
   }
 
   /**
