@@ -18,8 +18,15 @@ export class CommandError extends Error {
   }
 }
 
+/** Longer than any window a lock can hold (maxLength caps it anyway). */
+const MAX_DURATION_MS = 366 * 86_400_000;
+
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = parseDuration(v);
+  if (ms !== null && ms > MAX_DURATION_MS) {
+    ctx.addIssue({ code: 'custom', message: `longer than a year: ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
   if (ms === null) {
     ctx.addIssue({ code: 'custom', message: `not a duration: ${JSON.stringify(v)} (e.g. "6s", "5m" or a number of seconds)` });
     return z.NEVER;

@@ -68,6 +68,7 @@ export class IncidentBook implements Component {
       const data = await adapter.read();
       if (data === null) lost = true;
       else if (!Array.isArray(data.incidents)) throw new CorruptFileError(this.path, 'no incidents list');
+      else if (!data.incidents.every(isIncident)) throw new CorruptFileError(this.path, 'an entry is not an incident');
       else db.data = data;
     } catch (err) {
       if (!(err instanceof CorruptFileError)) throw err;
@@ -135,6 +136,8 @@ export class IncidentBook implements Component {
     return this.exclusive(async () => {
       const incident = this.get(id);
       if (!incident) throw new BookError('not_found', `no incident ${id}`);
+      // Released is final: a seal or sync finishing late must not bring the incident back.
+      if (incident.state === 'released' && state !== 'released') throw new BookError('conflict', `incident ${id} was released`);
       const next = { ...incident, state };
       await this.put(next);
       return next;
@@ -148,6 +151,9 @@ export class IncidentBook implements Component {
       const incident = this.get(args.incident);
       if (!incident) throw new BookError('not_found', `no incident ${args.incident}`);
       if (incident.state === 'released') throw new BookError('conflict', `incident ${incident.id} is already released`);
+      // Even forced: the sealer is writing its clips right now (seconds); released mid-seal they
+      // would be left behind in <id>.sealing, outside every incident.
+      if (incident.state === 'sealing') throw new BookError('conflict', `incident ${incident.id} is being sealed; release it once sealed`);
       const ready = incident.state === 'synced' || (incident.state === 'sealed' && !deps.releaseNeedsSync);
       if (!ready && !args.force) {
         const why = incident.state === 'sealed' ? 'it has not been synced upstream yet' : `it is still ${incident.state}`;
