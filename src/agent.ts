@@ -28,7 +28,7 @@ import { ControlSocket } from './control/socket.js';
 import { VERSION } from './version.js';
 import { createButton, type ButtonDescription, type ButtonSetup } from './button/index.js';
 import { EventOutbox } from './fleet/outbox.js';
-import { FleetLink } from './fleet/link.js';
+import type { FleetLink } from './fleet/link.js';
 import { buildState, EMPTY_SYNC } from './fleet/state.js';
 import { Health } from './fleet/health.js';
 import { SnapshotError, takeSnapshot } from './recorder/snapshot.js';
@@ -224,6 +224,8 @@ export class Agent {
     const fleet: Component[] = [];
     if (config.mqtt) {
       const outbox = new EventOutbox({ stateDir: config.node.stateDir, clock, log: log.child({ component: 'outbox' }) });
+      // MQTT.js is loaded only when the node has a fleet link.
+      const { FleetLink } = await import('./fleet/link.js');
       const link = new FleetLink({
         config: config.mqtt, nodeId: config.node.id, handlers, outbox,
         state: async () => this.state(),

@@ -16,7 +16,6 @@ import { quotaBytes } from './store/eviction.js';
 import { createButton } from './button/index.js';
 import { readNodePublicKey } from './audit/keys.js';
 import { silentLogger } from './platform/logger.js';
-import { probeBroker } from './fleet/probe.js';
 import { createStore } from './sync/target.js';
 
 export type Verdict = 'pass' | 'warn' | 'fail';
@@ -153,6 +152,7 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
   }
 
   if (config.mqtt) {
+    const { probeBroker } = await import('./fleet/probe.js');
     const broker = await probeBroker(config.mqtt, config.node.id);
     rows.push({ check: 'broker', verdict: broker.ok ? 'pass' : 'fail', detail: broker.detail, ...(broker.fix ? { fix: broker.fix } : {}) });
   } else {

@@ -8,7 +8,7 @@ import { DEFAULT_CONFIG_PATH, loadConfig, resolveConfigPath } from './config/loa
 import { parseDuration } from './config/units.js';
 import { requestLocal } from './control/socket.js';
 import type { Incident } from './incidents/incident.js';
-import { FleetClient, NoAnswer, type BrokerOptions } from './fleet/client.js';
+import type { BrokerOptions, FleetClient } from './fleet/client.js';
 import { nodeRow, renderEvent, renderNodes, renderState, sortRows } from './fleet/render.js';
 import type { ReplyPayload, StatePayload } from './fleet/topics.js';
 
@@ -53,6 +53,8 @@ export function brokerOptions(opts: Common, env: NodeJS.ProcessEnv = process.env
 }
 
 async function withClient<T>(opts: Common, fn: (client: FleetClient) => Promise<T>): Promise<T> {
+  // MQTT.js is loaded only for commands that go over MQTT (not for --local).
+  const { FleetClient, NoAnswer } = await import('./fleet/client.js');
   let client: FleetClient;
   try {
     client = await FleetClient.connect(brokerOptions(opts));
@@ -268,7 +270,7 @@ async function lockAll(o: Common, payload: Record<string, unknown>, line: (node:
       } else {
         const why = r.status === 'rejected' ? (r.reason as Error).message : `refused: ${r.value.ok ? '' : r.value.error.message}`;
         out[node] = { error: why };
-        worst = Math.max(worst, r.status === 'rejected' && r.reason instanceof NoAnswer ? 3 : 1);
+        worst = Math.max(worst, r.status === 'rejected' && (r.reason as Error).name === 'NoAnswer' ? 3 : 1);
         if (!o.json) process.stderr.write(`${node}: ${why}\n`);
       }
     });

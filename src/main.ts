@@ -3,11 +3,8 @@
 // 0 success; 1 runtime failure; 2 bad usage or bad config; 3 timed out.
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { Agent } from './agent.js';
 import { auditVerifyCommand, evidenceVerifyCommand } from './audit/cli.js';
-import { runChecks, renderChecks } from './check.js';
 import { ConfigError, loadConfig, resolveConfigPath } from './config/load.js';
-import { runDemo } from './demo/demo.js';
 import { createLogger } from './platform/logger.js';
 import { MissingToolError } from './platform/ffmpeg.js';
 import { StorageError } from './platform/storage.js';
@@ -43,8 +40,11 @@ function positiveInt(value: string): number {
   return n;
 }
 
+// Each command loads only what it uses: the agent shares a Pi with ffmpeg, and `ctl` is run
+// by hand (the demo's broker, check's prober and the S3 SDK are tens of MB each).
 async function run(opts: { config?: string }): Promise<void> {
   const config = loadConfig(resolveConfigPath(opts.config));
+  const { Agent } = await import('./agent.js');
   const log = createLogger();
   const agent = new Agent({ config, log });
   const controller = new AbortController();
@@ -71,6 +71,7 @@ async function run(opts: { config?: string }): Promise<void> {
 
 async function check(opts: { config?: string }): Promise<void> {
   const config = loadConfig(resolveConfigPath(opts.config));
+  const { runChecks, renderChecks } = await import('./check.js');
   const rows = await runChecks(config);
   process.stdout.write(`${renderChecks(rows, process.stdout.isTTY === true && !process.env['NO_COLOR'])}\n`);
   process.exitCode = rows.some((r) => r.verdict === 'fail') ? 1 : 0;
@@ -92,7 +93,7 @@ program.command('check').description('validate the config and the environment; e
 program.command('demo').description('run on embedded defaults: two synthetic cameras and a small ring')
   .option('--dir <dir>', 'where the demo keeps its data', './demo-data')
   .option('--seconds <n>', 'stop after this many seconds', positiveInt)
-  .action((opts: { dir: string; seconds?: number }) => runDemo(opts));
+  .action(async (opts: { dir: string; seconds?: number }) => (await import('./demo/demo.js')).runDemo(opts));
 
 // Usage errors anywhere below exit 2 (commander's own default is 1).
 const withExitOverride = (cmd: Command): Command => {

@@ -3,7 +3,6 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { DirStore } from './dir-store.js';
-import { S3Store } from './s3-store.js';
 import type { ObjectStore } from './store.js';
 
 /** KEY=VALUE lines (with optional `export` and quotes), as in /etc/camnode/s3.env. Pure. */
@@ -39,6 +38,8 @@ export async function createStore(config: Config, env: NodeJS.ProcessEnv = proce
   if (u.credentials && (!accessKeyId || !secretAccessKey)) {
     throw new UpstreamConfigError(`upstream.credentials: ${u.credentials} must set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`);
   }
+  // The S3 SDK is loaded only for an S3 target.
+  const { S3Store } = await import('./s3-store.js');
   return {
     store: new S3Store({
       endpoint: u.endpoint, region: u.region, bucket: u.bucket!,
