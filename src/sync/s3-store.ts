@@ -30,11 +30,11 @@ const PERMANENT = new Set([
 /** What an SDK failure means for the sync loop. Pure. */
 export function classifyS3Error(err: unknown): UploadError {
   const e = err as { name?: string; Code?: string; message?: string; code?: string; $metadata?: { httpStatusCode?: number } };
-  // Node's network errors are plain `Error`s: their code (ECONNREFUSED, ETIMEDOUT) says more.
   const status = e.$metadata?.httpStatusCode;
   // A HEAD's error has no body: a 403 then reaches us as "Unknown: UnknownError" (the first
   // request of every upload is a HEAD), which would be all the log and state could say.
   const bare403 = status === 403 && !e.Code && (e.name === 'Unknown' || e.name === 'Forbidden');
+  // Node's network errors are plain `Error`s: their code (ECONNREFUSED, ETIMEDOUT) says more.
   const code = bare403 ? 'Forbidden' : e.Code ?? (e.name && e.name !== 'Error' ? e.name : undefined) ?? e.code ?? 'Error';
   const permanent = PERMANENT.has(code) || status === 403 || (status === 404 && code !== 'NoSuchUpload' && code !== 'NotFound' && code !== 'NoSuchKey');
   const why = code === 'SlowDown' || status === 503 ? 'the server asks to slow down'

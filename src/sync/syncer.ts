@@ -122,7 +122,11 @@ export class Syncer implements Component {
     let bytesPending = 0;
     for (const q of this.queue.list()) for (const f of q.files) if (!f.done) bytesPending += f.bytes;
     if (this.current) bytesPending = Math.max(0, bytesPending - this.currentFileSent);
-    return { queued: this.queue.list().length, bytesPending, lastError: this.lastError, current: this.current };
+    // After a restart the reason of a failure still queued (a permanent one waits for `sync`) is
+    // only in the queue.
+    const queuedError = this.queue.list().find((q) => q.lastError !== null);
+    const lastError = this.lastError ?? (queuedError ? `${queuedError.incident}: ${queuedError.lastError}` : null);
+    return { queued: this.queue.list().length, bytesPending, lastError, current: this.current };
   }
 
   private currentFileSent = 0;
