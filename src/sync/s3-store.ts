@@ -105,7 +105,11 @@ export class S3Store implements ObjectStore {
       else await this.multipart(key, file, meta, progress, io);
     } catch (err) {
       if (err instanceof UploadError) throw err;
-      throw classifyS3Error(err);
+      const e = classifyS3Error(err);
+      // The server forgot the upload (expired, aborted by a lifecycle rule): start the file
+      // again on the next try rather than resending parts to an upload that is gone.
+      if (e.code === 'NoSuchUpload') await io.save({ kind: 'none' });
+      throw e;
     }
   }
 
