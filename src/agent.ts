@@ -198,6 +198,7 @@ export class Agent {
     }
     const syncer = target ? new Syncer({
       store: target.store, keyPrefix: target.keyPrefix, book, sealedDir, stateDir: config.node.stateDir,
+      reloadStore: async () => (await createStore(config))!.store,
       maxRateBps: config.upstream.maxRate, window: config.upstream.window,
       clock, log: log.child({ component: 'sync' }), events: this.events,
     }) : undefined;

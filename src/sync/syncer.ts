@@ -20,6 +20,8 @@ import { UploadError, type ObjectStore, type UploadIo } from './store.js';
 
 export interface SyncerDeps {
   store: ObjectStore;
+  /** Builds the target again (the `sync` command re-reads a fixed credentials file). */
+  reloadStore?: () => Promise<ObjectStore>;
   book: IncidentBook;
   /** storage.path/incidents */
   sealedDir: string;
@@ -72,6 +74,7 @@ function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
 export class Syncer implements Component {
   readonly name = 'sync';
   private readonly queue: SyncQueue;
+  private store: ObjectStore;
   private stopper = new AbortController();
   private wake = new AbortController();
   private loop: Promise<void> | undefined;
@@ -83,6 +86,7 @@ export class Syncer implements Component {
 
   constructor(private readonly deps: SyncerDeps) {
     this.queue = new SyncQueue({ stateDir: deps.stateDir, log: deps.log });
+    this.store = deps.store;
   }
 
   async start(): Promise<void> {
@@ -108,6 +112,13 @@ export class Syncer implements Component {
 
   /** The `sync` command: retry everything now, permanent failures included. */
   async retryNow(): Promise<number> {
+    if (this.deps.reloadStore) {
+      try {
+        this.store = await this.deps.reloadStore();
+      } catch (err) {
+        this.deps.log.warn({ reason: (err as Error).message }, 'upstream target could not be rebuilt; keeping the one in use');
+      }
+    }
     for (const q of this.queue.list()) {
       q.permanent = false;
       q.attempts = 0;
@@ -200,7 +211,7 @@ export class Syncer implements Component {
         const size = await stat(path).then((s) => s.size, () => -1);
         if (size !== file.bytes) throw new UploadError(`${path} is missing or changed since it was sealed (${size} bytes, expected ${file.bytes})`, true, 'LocalFileChanged');
         // Already there whole (a crash after the upload, before it was recorded)?
-        if (file.progress.kind === 'none' && await deps.store.isStored(key, path, file, file.progress)) {
+        if (file.progress.kind === 'none' && await this.store.isStored(key, path, file, file.progress)) {
           log.info({ file: file.name }, 'already stored upstream');
         } else {
           this.currentFileSent = file.progress.kind === 'offset' ? file.progress.offset : file.progress.kind === 'multipart' ? file.progress.parts.length * file.progress.partSize : 0;
@@ -218,8 +229,8 @@ export class Syncer implements Component {
             note: (fields, msg) => log.debug(fields, msg),
             signal: this.stopper.signal,
           };
-          await deps.store.upload(key, path, file, file.progress, io);
-          if (!await deps.store.isStored(key, path, file, file.progress)) {
+          await this.store.upload(key, path, file, file.progress, io);
+          if (!await this.store.isStored(key, path, file, file.progress)) {
             throw new UploadError(`${key} did not verify after upload (size or ETag)`, false, 'VerifyFailed');
           }
         }
@@ -233,7 +244,7 @@ export class Syncer implements Component {
       await this.queue.remove(q.incident);
       this.nextAttemptAt.delete(q.incident);
       this.lastError = null;
-      log.info({ bytes: bytesTotal, to: deps.store.describe() }, 'incident synced');
+      log.info({ bytes: bytesTotal, to: this.store.describe() }, 'incident synced');
       deps.events.emit('incident.synced', { incident: q.incident });
     } catch (err) {
       if (this.stopper.signal.aborted) return;
