@@ -6,13 +6,15 @@
 // released by force, its footage goes back to the ring).
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { requestLocal } from '../../src/control/socket.js';
 import { baseConfig, runCli, RunningAgent, tempDir, waitFor, writeConfig, type CliResult } from '../helpers/agent.js';
-import { startRtspServer, stopAllRtspServers, type RtspServer } from '../helpers/rtsp-server.js';
-import { listSegments, probeDuration, recorderPids } from '../helpers/segments.js';
+import { useRtspRig } from '../helpers/rig.js';
+// Extra cameras of one test; the rig stops every RTSP server after the file.
+import { startRtspServer, type RtspServer } from '../helpers/rtsp-server.js';
+import { listSegments, probeDuration } from '../helpers/segments.js';
 
 const SEGMENT_MS = 1_000;
 // A segment is stamped when ffmpeg reports it closed: on a busy 2-core machine that lands a
@@ -50,44 +52,7 @@ interface Node {
   publicKey: string;
 }
 
-// One RTSP server per camera: GStreamer's shared media aborts (gst_rtsp_media_get_rates
-// assertion) when several clients come and go on one server, while one client reconnecting is fine.
-const servers = new Map<string, RtspServer>();
-let agents: RunningAgent[] = [];
-let dirs: string[] = [];
-
-beforeAll(async () => {
-  for (const id of CAMERAS) servers.set(id, await startRtspServer({ pattern: 'ball', width: 320, height: 240, fps: 10, bitrateKbps: 300 }));
-});
-beforeEach(async () => {
-  // A server that died in an earlier test must not fail this one.
-  for (const s of servers.values()) {
-    try { process.kill(s.pid, 0); } catch { await s.restart(); }
-  }
-});
-afterAll(async () => {
-  await stopAllRtspServers();
-});
-afterEach(async (ctx) => {
-  // A failed test shows what its agents said last (the CLI's log is otherwise lost).
-  if (ctx.task.result?.state === 'fail') {
-    for (const a of agents) {
-      const tail = a.logs.filter((l) => l.level >= 30).slice(-25).map((l) => JSON.stringify(l).slice(0, 400));
-      console.error(`--- agent ${a.pid}: last log lines ---\n${tail.join('\n')}\n${a.stderrText}`);
-    }
-  }
-  // Even after a failed assertion: no agent, ffmpeg or temp dir outlives its test.
-  for (const a of agents) a.killGroup();
-  await Promise.all(agents.map((a) => a.exited));
-  agents = [];
-  for (const d of dirs) {
-    for (const pid of await recorderPids(join(d, 'storage'))) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-    }
-  }
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-  dirs = [];
-});
+const { servers, agents, dirs } = useRtspRig(CAMERAS);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
