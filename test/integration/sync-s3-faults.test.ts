@@ -119,7 +119,8 @@ describe('sync to S3 survives kills of the process group', () => {
 
     await startRun(n);
     await waitForIncidentState(n, id, 'synced', 60_000);
-    expect(n.agent.find((l) => l.msg === 'incident synced' && l['incident'] === id)).toBeDefined();
+    // The book says synced a moment before the syncer logs it.
+    await n.agent.waitForLog((l) => l.msg === 'incident synced' && l['incident'] === id, 'incident synced', 10_000);
 
     const [first, second] = n.runs.map((_, run) => partLines(n, clipKey).filter((p) => p.run === run).map((p) => p.partNumber));
     if (point === 'sync.before-manifest') {

@@ -111,7 +111,8 @@ describe('sync to S3 (s3rver)', () => {
     expect(state.sync).toMatchObject({ queued: 0, bytesPending: 0, lastError: null, current: null });
     expect(state.incidents.unsynced).toBe(0);
     expect((await ctlJson<{ state: string }>(n, 'incident', id)).state).toBe('synced');
-    expect(n.agent.find((l) => sync(l) && l.msg === 'incident synced' && l['incident'] === id)).toBeDefined();
+    // The book says synced a moment before the syncer logs it.
+    await n.agent.waitForLog((l) => sync(l) && l.msg === 'incident synced' && l['incident'] === id, 'incident synced', 10_000);
     // The outbox is empty and durable: nothing left queued on disk.
     const queue = JSON.parse(await readFile(join(n.stateDir, 'sync-queue.json'), 'utf8')) as { incidents: unknown[] };
     expect(queue.incidents).toEqual([]);
@@ -157,7 +158,8 @@ describe('sync to S3 (s3rver)', () => {
     // No hot loop: each attempt came only after the announced wait.
     const at = f.map((l) => Date.parse(String(l['time'])));
     for (let i = 1; i < at.length; i++) expect(at[i]! - at[i - 1]!).toBeGreaterThanOrEqual(delays[i - 1]! - 50);
-    expect(n.agent.find((l) => sync(l) && l.msg === 'incident synced' && l['incident'] === id)).toBeDefined();
+    // The book says synced a moment before the syncer logs it.
+    await n.agent.waitForLog((l) => sync(l) && l.msg === 'incident synced' && l['incident'] === id, 'incident synced', 10_000);
 
     // Resumed on the same upload: no part that was recorded was sent again.
     const parts = partLines(n, clipKey).map((p) => p.partNumber);
