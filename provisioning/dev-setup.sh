@@ -15,7 +15,8 @@ for arg in "$@"; do
 done
 say() { [ "$quiet" = 1 ] || echo "setup: $*"; }
 
-packages=(ffmpeg)
+# openssl: the fleet CA (provisioning/fleet-ca.sh) and the tests' CA; a minimal Debian lacks it.
+packages=(ffmpeg openssl)
 if [ "$want_test" = 1 ]; then
   packages+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
              gstreamer1.0-plugins-ugly faketime strace mosquitto mosquitto-clients e2fsprogs util-linux)
@@ -39,9 +40,9 @@ fi
 stamp=node_modules/.camnode-lock
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   say "installing npm dependencies"
-  # `npm install` honours the lock file like `npm ci`, but tolerates an optional dependency
-  # the registry does not serve (vite lists one for Windows), where `npm ci` refuses.
-  npm install --no-audit --no-fund --loglevel=error
+  # `npm ci`, as every CI and packager runs it: a lock that drifted from package.json fails
+  # here, not later on someone else's machine.
+  npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
 fi
 
