@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
 import mqtt from 'mqtt';
 import type { StatePayload, StatusPayload } from '../src/fleet/topics.js';
-import type { NodeRow } from '../src/fleet/render.js';
+import type { NodeRow } from '../src/ops/render.js';
 import { startBroker } from './fleet-lib.js';
 import { CLI, machine, machineMarkdown, median, numberArg, verdict, writeResults } from './lib.js';
 

@@ -30,7 +30,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { EventBus } from '../src/events.js';
 import type { IncidentBook } from '../src/incidents/book.js';
-import { DurableJsonFile } from '../src/incidents/store.js';
+import { DurableJsonFile } from '../src/platform/durable-json.js';
 import { systemClock } from '../src/platform/clock.js';
 import { createLogger } from '../src/platform/logger.js';
 import { MiB, partSizeFor } from '../src/sync/hashing.js';

@@ -10,11 +10,11 @@ import { MissingToolError } from './platform/ffmpeg.js';
 import { StorageError } from './platform/storage.js';
 import { AgentAlreadyRunning } from './platform/processes.js';
 import { VERSION } from './version.js';
-import { ctlCommand, CtlExit } from './ctl.js';
+import { CliExit } from './platform/cli-exit.js';
 
 /** Errors the user can fix: printed as a message, never a stack trace. */
 function exitCodeFor(err: unknown): number {
-  if (err instanceof CtlExit) return err.exitCode;
+  if (err instanceof CliExit) return err.exitCode;
   if (err instanceof ConfigError) return 2;
   if (err instanceof CommanderError) return 2;
   return 1;
@@ -23,8 +23,8 @@ function exitCodeFor(err: unknown): number {
 function fail(err: unknown): never {
   if (err instanceof ConfigError) {
     for (const line of err.problems) process.stderr.write(`${line}\n`);
-  } else if (err instanceof CtlExit) {
-    process.stderr.write(`camnode ctl: ${err.message}\n`);
+  } else if (err instanceof CliExit) {
+    process.stderr.write(`${err.prefix}: ${err.message}\n`);
   } else if (err instanceof MissingToolError || err instanceof StorageError || err instanceof AgentAlreadyRunning) {
     process.stderr.write(`camnode: ${err.message}\n`);
   } else {
@@ -101,7 +101,15 @@ const withExitOverride = (cmd: Command): Command => {
   cmd.commands.forEach(withExitOverride);
   return cmd;
 };
-program.addCommand(withExitOverride(ctlCommand()));
+// The ops side (ctl, its rendering, its MQTT client) is loaded only for `camnode ctl`: the agent
+// never carries it.
+if (process.argv[2] === 'ctl') {
+  const { ctlCommand } = await import('./ops/ctl.js');
+  program.addCommand(withExitOverride(ctlCommand()));
+} else {
+  program.command('ctl').description('operations on nodes (CONTRACT §3 commands); `camnode ctl --help` lists them')
+    .allowUnknownOption().allowExcessArguments().action(() => {});
+}
 program.command('audit').description('the node\'s hash-chained audit log')
   .command('verify').description('walk the audit log and report the first broken link; exit 0 only if whole')
   .option('--config <path>', 'config file (else $CAMNODE_CONFIG, else /etc/camnode/config.yaml)')

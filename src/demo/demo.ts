@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import type { Incident } from '../incidents/incident.js';
 import { CLI_NAME } from './cli-name.js';
 import { EmbeddedBroker } from './broker.js';
-import { progressBar } from '../fleet/render.js';
+import { progressBar } from '../ops/render.js';
 import type { StatePayload } from '../fleet/topics.js';
 
 export interface DemoOptions { dir: string; seconds?: number | undefined }

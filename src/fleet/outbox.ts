@@ -8,7 +8,7 @@ import type { Component } from '../lifecycle/component.js';
 import type { Clock } from '../platform/clock.js';
 import { iso } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
-import { CorruptFileError, DurableJsonFile } from '../incidents/store.js';
+import { CorruptFileError, DurableJsonFile } from '../platform/durable-json.js';
 import type { EventPayload, EventType } from './topics.js';
 
 interface OutboxData { nextId: number; pending: EventPayload[] }

@@ -12,7 +12,7 @@ import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
 import type { LockedRange } from '../store/eviction.js';
 import type { AuditLog } from '../audit/log.js';
-import { CorruptFileError, DurableJsonFile } from './store.js';
+import { CorruptFileError, DurableJsonFile } from '../platform/durable-json.js';
 import {
   extendIncident, INCIDENT_ID, isOpen, lockedRanges, openIncident,
   type Incident, type IncidentState, type TriggerRequest, type WindowPolicy,

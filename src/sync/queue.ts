@@ -3,7 +3,7 @@
 // so a power cut halfway through a 2 GB clip resumes where it stopped.
 import { join } from 'node:path';
 import { Low } from 'lowdb';
-import { CorruptFileError, DurableJsonFile } from '../incidents/store.js';
+import { CorruptFileError, DurableJsonFile } from '../platform/durable-json.js';
 import type { Logger } from '../platform/logger.js';
 import type { FileProgress } from './store.js';
 

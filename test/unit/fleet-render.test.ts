@@ -1,9 +1,9 @@
-// The readable renderings of `camnode ctl` (src/fleet/render.ts), pure: a node's row from its
+// The readable renderings of `camnode ctl` (src/ops/render.ts), pure: a node's row from its
 // retained status/state, the fleet table's order (what ops must look at first), retention and
 // disk figures, a node's state with and without an upload in progress, one event per line.
 import { describe, expect, it } from 'vitest';
-import type { NodeView } from '../../src/fleet/client.js';
-import { formatRetention, nodeRow, progressBar, renderEvent, renderNodes, renderState, sortRows, type NodeRow } from '../../src/fleet/render.js';
+import type { NodeView } from '../../src/ops/client.js';
+import { formatRetention, nodeRow, progressBar, renderEvent, renderNodes, renderState, sortRows, type NodeRow } from '../../src/ops/render.js';
 import type { StatePayload } from '../../src/fleet/topics.js';
 
 const NOW = Date.parse('2026-11-28T17:00:00.000Z');

@@ -4,18 +4,19 @@
 import { writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { DEFAULT_CONFIG_PATH, loadConfig, resolveConfigPath } from './config/load.js';
-import { parseDuration } from './config/units.js';
-import { requestLocal } from './control/socket.js';
-import type { Incident } from './incidents/incident.js';
-import type { BrokerOptions, FleetClient } from './fleet/client.js';
-import { nodeRow, renderEvent, renderNodes, renderState, sortRows } from './fleet/render.js';
-import type { ReplyPayload, StatePayload } from './fleet/topics.js';
+import { CliExit } from '../platform/cli-exit.js';
+import { DEFAULT_CONFIG_PATH, loadConfig, resolveConfigPath } from '../config/load.js';
+import { parseDuration } from '../config/units.js';
+import { requestLocal } from '../control/socket.js';
+import type { Incident } from '../incidents/incident.js';
+import type { BrokerOptions, FleetClient } from './client.js';
+import { nodeRow, renderEvent, renderNodes, renderState, sortRows } from './render.js';
+import type { ReplyPayload, StatePayload } from '../fleet/topics.js';
 
 /** Exit status of a ctl run (CONTRACT §1): 1 failed, 2 bad usage, 3 no answer. */
-export class CtlExit extends Error {
-  constructor(readonly exitCode: number, message: string) {
-    super(message);
+export class CtlExit extends CliExit {
+  constructor(exitCode: number, message: string) {
+    super(exitCode, message, 'camnode ctl');
     this.name = 'CtlExit';
   }
 }
@@ -54,7 +55,7 @@ export function brokerOptions(opts: Common, env: NodeJS.ProcessEnv = process.env
 
 async function withClient<T>(opts: Common, fn: (client: FleetClient) => Promise<T>): Promise<T> {
   // MQTT.js is loaded only for commands that go over MQTT (not for --local).
-  const { FleetClient, NoAnswer } = await import('./fleet/client.js');
+  const { FleetClient, NoAnswer } = await import('./client.js');
   let client: FleetClient;
   try {
     client = await FleetClient.connect(brokerOptions(opts));

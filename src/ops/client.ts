@@ -3,8 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import type { ReplyPayload, StatePayload, StatusPayload } from './topics.js';
-import { Topics } from './topics.js';
+import type { ReplyPayload, StatePayload, StatusPayload } from '../fleet/topics.js';
+import { Topics } from '../fleet/topics.js';
 
 export interface BrokerOptions {
   url: string;

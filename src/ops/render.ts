@@ -1,7 +1,7 @@
 // Readable renderings for `camnode ctl` (pure): the fleet table, a node's state, events.
 import { formatBytes } from '../config/units.js';
 import type { NodeView } from './client.js';
-import type { StatePayload } from './topics.js';
+import type { StatePayload } from '../fleet/topics.js';
 
 export interface NodeRow {
   node: string;
