@@ -77,7 +77,7 @@ export function parseArgs<K extends CommandName>(name: K, args: unknown): Comman
         const shown = i.keys.slice(0, 5).map((k) => JSON.stringify(clip(k, 40)));
         return `unknown argument ${shown.join(', ')}${i.keys.length > 5 ? ` and ${i.keys.length - 5} more` : ''}`;
       }
-      return `${path || 'args'}: ${i.code === 'invalid_type' && i.input === undefined ? 'required' : i.message}`;
+      return `${path || 'args'}: ${i.code === 'invalid_type' && i.message.endsWith('received undefined') ? 'required' : i.message}`;
     });
     throw new CommandError('bad_request', `${name}: ${lines.join('; ')}`);
   }

@@ -84,7 +84,8 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
         const hint = closest(key, known);
         lines.push(`${formatPath([...issue.path, key])}: unknown key${hint ? ` (did you mean "${hint}"?)` : ''}`);
       }
-    } else if (issue.code === 'invalid_type' && issue.input === undefined) {
+    } else if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined')) {
+      // zod leaves `input` out of its issues, so a wrong type and a missing key differ only here.
       lines.push(`${formatPath(issue.path)}: required`);
     } else {
       lines.push(`${formatPath(issue.path)}: ${issue.message}`);

@@ -28,6 +28,9 @@ const size = () => unit('size', parseSize, '512MB, 2GiB');
 /** Bits per second. */
 const rate = () => unit('rate', parseRate, '500kbit, 4Mbit');
 
+/** An age X25519 recipient: "age1" and 58 bech32 characters. */
+const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
+
 export const SOURCE_FORMS = 'rtsp://, rtsps://, v4l2:/dev/videoN, file:PATH, testsrc';
 
 export type Source =
@@ -63,8 +66,17 @@ export function parseSource(source: string): Source | string {
   return `unsupported source "${source}" (use ${SOURCE_FORMS})`;
 }
 
+/** Ids that name something else: the phone system's recordings (§8), and upstream/MQTT folders. */
+export const RESERVED_CAMERA_IDS = ['calls'] as const;
+export const RESERVED_NODE_IDS = ['releases', 'audit', '_fleet', '_ctl'] as const;
+
+const reserved = (kind: string, ids: readonly string[]) => (id: string, ctx: z.RefinementCtx) => {
+  if (ids.includes(id)) ctx.addIssue({ code: 'custom', message: `"${id}" is reserved (${kind} ids ${ids.map((i) => `"${i}"`).join(', ')} name something else)` });
+};
+
 const camera = z.strictObject({
-  id: z.string().regex(/^[a-z0-9-]{1,32}$/, 'must match [a-z0-9-]{1,32}').describe('Camera id; names its folder and its clips.'),
+  id: z.string().regex(/^[a-z0-9-]{1,32}$/, 'must match [a-z0-9-]{1,32}').superRefine(reserved('camera', RESERVED_CAMERA_IDS))
+    .describe('Camera id; names its folder and its clips. `calls` is reserved.'),
   name: z.string().optional().describe('Display name. Default: the id.'),
   source: z.string().superRefine((s, ctx) => {
     const parsed = parseSource(s);
@@ -81,7 +93,8 @@ const camera = z.strictObject({
 });
 
 const node = z.strictObject({
-  id: z.string().regex(/^[a-z0-9-]{1,64}$/, 'must match [a-z0-9-]{1,64}').describe('Node id: the MQTT identity and the upstream folder.'),
+  id: z.string().regex(/^[a-z0-9-]{1,64}$/, 'must match [a-z0-9-]{1,64}').superRefine(reserved('node', RESERVED_NODE_IDS))
+    .describe('Node id: the MQTT identity and the upstream folder. `releases` and `audit` are reserved.'),
   site: z.string().optional().describe('Branch name. Default: the id.'),
   stateDir: z.string().min(1).default('/var/lib/camnode').describe('Incident book, outbox, audit log and keys (kept off the media disk).'),
 });
@@ -102,6 +115,9 @@ const incident = z.strictObject({
   preRoll: duration().prefault('2m').describe('How far back a lock reaches.'),
   postRoll: duration().prefault('5m').describe('How long after a trigger it keeps locking.'),
   maxLength: duration().prefault('1h').describe('A lock extended by later triggers stops growing here.'),
+  maxHold: duration().prefault('24h').describe('The longest range one hold may keep (footage on request). Not built yet: ignored.'),
+  maxLockedPercent: z.number().min(1).max(100).default(50)
+    .describe('Locks and holds together may pin at most this share of the quota (a button press always locks). Not built yet: ignored.'),
 });
 
 const button = z.strictObject({
@@ -110,6 +126,7 @@ const button = z.strictObject({
   activeLow: z.boolean().default(true).describe('The button pulls the line low when pressed.'),
   debounce: duration().prefault('50ms').describe('Edges closer than this count once.'),
   ledPin: z.number().int().min(0).max(63).optional().describe('Optional BCM number of the status LED.'),
+  heartbeat: z.boolean().default(false).describe('A short LED blink every few seconds while the agent is healthy. Not built yet: ignored.'),
 });
 
 const mqtt = z.strictObject({
@@ -121,6 +138,8 @@ const mqtt = z.strictObject({
   key: z.string().optional().describe('Client key (required for mqtts:// and wss://).'),
   prefix: z.string().regex(/^[^#+]+$/, 'must not contain MQTT wildcards').default('camnode').describe('Topic prefix.'),
   stateInterval: duration().prefault('60s').describe('Publish the state at least this often.'),
+  requireSignedCommands: z.boolean().default(true)
+    .describe('Commands over MQTT must be signed by an ops certificate of the fleet CA (false: test brokers only). Not built yet: ignored.'),
 }).superRefine((m, ctx) => {
   if (/^(mqtts|wss):/.test(m.url)) {
     for (const field of ['ca', 'cert', 'key'] as const) {
@@ -144,9 +163,56 @@ const upstream = z.strictObject({
   maxRate: rate().optional().describe('Optional bandwidth cap.'),
   window: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$/, 'must be "HH:MM-HH:MM" local time').optional()
     .describe('Optional local-time window for incidents locked with urgent: false.'),
+  encryptTo: z.array(z.string().regex(AGE_RECIPIENT, 'not an age recipient (age1 followed by 58 characters)')).max(20).default([])
+    .describe('age recipients: sealed clips are encrypted to them. Not built yet: ignored.'),
 }).superRefine((u, ctx) => {
   if (u.type === 's3' && !u.bucket) ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'required for type s3' });
   if (u.type === 'dir' && !u.path) ctx.addIssue({ code: 'custom', path: ['path'], message: 'required for type dir' });
+});
+
+const fleet = z.strictObject({
+  ca: z.string().min(1).optional().describe('CA that issues ops certificates, to verify signed commands. Default: mqtt.ca.'),
+  crl: z.string().min(1).optional().describe('Optional revocation list file (PEM), re-read when it changes.'),
+  rollbackAfter: duration().prefault('2m').describe('A pushed config or an update must prove itself within this, else it is rolled back.'),
+  releaseKey: z.string().superRefine((k, ctx) => {
+    if (!/^[A-Za-z0-9+/]{43}=$/.test(k) || Buffer.from(k, 'base64').length !== 32) {
+      ctx.addIssue({ code: 'custom', message: 'not a base64 Ed25519 public key (32 bytes, 44 characters)' });
+    }
+  }).optional().describe('Ed25519 public key (base64) that signs releases.'),
+});
+
+const audit = z.strictObject({
+  headInterval: duration().prefault('5m').describe('How often the node signs its audit log\'s head upstream.'),
+});
+
+const signage = z.strictObject({
+  posted: z.boolean().describe('Signs telling the public about the cameras are posted.'),
+  checkedAt: z.string().superRefine((d, ctx) => {
+    if (!/^\d{4}-\d{2}-\d{2}(T.*)?$/.test(d) || Number.isNaN(Date.parse(d))) ctx.addIssue({ code: 'custom', message: `not a date: ${JSON.stringify(d)} (e.g. 2026-11-02)` });
+  }).describe('When the signs were last checked (YYYY-MM-DD).'),
+  recheckEvery: duration().prefault('180d').describe('Signs are checked again at least this often.'),
+});
+
+const policy = z.strictObject({
+  signage: signage.optional().describe('The signage attestation, shown in check, the state and the report.'),
+});
+
+const calls = z.strictObject({
+  watch: z.string().min(1).describe('Where the phone system writes finished recordings.'),
+  pattern: z.string().min(1).default('*.wav').describe('Glob of recordings, sub-folders included.'),
+  settle: duration().prefault('10s').describe('A file unchanged this long (size and mtime) is finished.'),
+  startFrom: z.string().default('mtime').superRefine((v, ctx) => {
+    if (v === 'mtime') return;
+    let re: RegExp;
+    try {
+      re = new RegExp(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `not a regular expression: ${(err as Error).message}` });
+      return;
+    }
+    if (!/\(\?<(epoch|iso)>/.test(re.source)) ctx.addIssue({ code: 'custom', message: 'a regular expression here needs a named group `epoch` or `iso`' });
+  }).describe('How a call\'s start time is found: `mtime` (mtime − duration) or a regex with a named group `epoch` or `iso`.'),
+  keepSource: z.boolean().default(true).describe('The phone system keeps its own copy.'),
 });
 
 export const configSchema = z.strictObject({
@@ -166,7 +232,27 @@ export const configSchema = z.strictObject({
   mqtt: mqtt.optional().describe('The fleet link. Omitted: no fleet link.'),
   control: control.prefault({}).describe('Local commands.'),
   upstream: upstream.prefault({}).describe('Where sealed incidents are synced. Omitted: type none.'),
+  fleet: fleet.optional().describe('Who may command this node, and how pushed configs and updates prove themselves. Not built yet: ignored.'),
+  audit: audit.optional().describe('The audit log leaving the node. Not built yet: ignored.'),
+  policy: policy.optional().describe('The district policy\'s attestations. Not built yet: ignored.'),
+  calls: calls.optional().describe('The phone system\'s call recordings, kept under the same retention. Not built yet: ignored.'),
 });
 
 export type Config = z.output<typeof configSchema>;
 export type CameraConfig = Config['cameras'][number];
+
+/**
+ * Keys of the contract's second batch whose features are not built yet and that this config
+ * sets to something other than their default: accepted, validated, and ignored with one log
+ * line at start. Each feature removes its keys from here when it lands.
+ */
+export function unbuiltSettings(config: Config): string[] {
+  const out: string[] = [];
+  if (config.incident.maxHold !== 24 * 3_600_000) out.push('incident.maxHold');
+  if (config.incident.maxLockedPercent !== 50) out.push('incident.maxLockedPercent');
+  if (config.button.heartbeat) out.push('button.heartbeat');
+  if (config.mqtt && !config.mqtt.requireSignedCommands) out.push('mqtt.requireSignedCommands');
+  if (config.upstream.encryptTo.length > 0) out.push('upstream.encryptTo');
+  for (const section of ['fleet', 'audit', 'policy', 'calls'] as const) if (config[section] !== undefined) out.push(section);
+  return out;
+}

@@ -28,7 +28,7 @@ class StepTimers implements Timers {
   private next(until: number) { return this.pending.filter((t) => t.at <= until).sort((a, b) => a.at - b.at)[0]; }
 }
 
-const CONFIG = { backend: 'fake' as const, pin: 17, activeLow: true, debounce: 50, ledPin: 27 };
+const CONFIG = { backend: 'fake' as const, pin: 17, activeLow: true, debounce: 50, ledPin: 27, heartbeat: false };
 
 describe('fake button end to end', () => {
   let clock: ManualClock;

@@ -196,7 +196,7 @@ describe('the gpiod backend with real processes', () => {
   };
   const read = (file: string): Promise<string> => readFile(join(bin, file), 'utf8').catch(() => '');
   const make = (over: Record<string, unknown> = {}, spawnFn?: SpawnFn): Promise<ButtonSetup> => createButton(
-    { backend: 'auto', pin: 17, activeLow: true, debounce: 50, ledPin: 27, ...over },
+    { backend: 'auto', pin: 17, activeLow: true, debounce: 50, ledPin: 27, heartbeat: false, ...over },
     { log: silentLogger(), sysfsRoot: join(dir, 'sys'), devRoot: join(dir, 'dev'), path: bin, backoff: { baseMs: 20, maxMs: 100, jitter: 0 }, spawn: spawnFn },
   );
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, formatPath, parseConfigText, resolveConfigPath, validateConfig } from '../../src/config/load.js';
-import { parseSource } from '../../src/config/schema.js';
+import { parseSource, unbuiltSettings } from '../../src/config/schema.js';
 import { parseDuration, parseRate, parseSize } from '../../src/config/units.js';
 import { redactUrl } from '../../src/config/redact.js';
 
@@ -53,10 +53,10 @@ describe('config', () => {
     expect(c.storage).toEqual({ path: '/srv/camnode', maxUsePercent: 90, reserve: 2 ** 30 });
     expect(c.recording.segmentSeconds).toBe(10);
     expect(c.cameras[0]!.enabled).toBe(true);
-    expect(c.incident).toEqual({ preRoll: 120_000, postRoll: 300_000, maxLength: 3_600_000 });
-    expect(c.button).toEqual({ backend: 'auto', pin: 17, activeLow: true, debounce: 50 });
+    expect(c.incident).toEqual({ preRoll: 120_000, postRoll: 300_000, maxLength: 3_600_000, maxHold: 86_400_000, maxLockedPercent: 50 });
+    expect(c.button).toEqual({ backend: 'auto', pin: 17, activeLow: true, debounce: 50, heartbeat: false });
     expect(c.control.socket).toBe('/run/camnode/control.sock');
-    expect(c.upstream).toEqual({ type: 'none', region: 'us-east-1', prefix: 'incidents' });
+    expect(c.upstream).toEqual({ type: 'none', region: 'us-east-1', prefix: 'incidents', encryptTo: [] });
     expect(c.mqtt).toBeUndefined();
   });
 
@@ -167,5 +167,73 @@ describe('sources and secrets', () => {
     expect(redactUrl('rtsp://user:s3cret@10.0.0.21:554/stream1')).toBe('rtsp://user:***@10.0.0.21:554/stream1');
     expect(redactUrl("Input #0, rtsp, from 'rtsp://u:p@h/x': and rtsps://a:b@c/")).toBe("Input #0, rtsp, from 'rtsp://u:***@h/x': and rtsps://a:***@c/");
     expect(redactUrl('rtsp://10.0.0.21/stream1')).toBe('rtsp://10.0.0.21/stream1');
+  });
+});
+
+describe('keys of the second batch (CONTRACT §2, new): parsed and validated before their features land', () => {
+  const AGE = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+  const KEY = Buffer.alloc(32, 7).toString('base64');
+  const full = {
+    ...minimal,
+    incident: { maxHold: '12h', maxLockedPercent: 40 },
+    button: { heartbeat: true },
+    mqtt: { url: 'mqtt://127.0.0.1:1883', requireSignedCommands: false },
+    upstream: { type: 'dir', path: '/mnt/nas', encryptTo: [AGE] },
+    fleet: { ca: '/etc/camnode/tls/fleet-ca.crt', crl: '/etc/camnode/tls/crl.pem', rollbackAfter: '3m', releaseKey: KEY },
+    audit: { headInterval: '10m' },
+    policy: { signage: { posted: true, checkedAt: '2026-11-02' } },
+    calls: { watch: '/var/spool/asterisk/monitor', startFrom: '(?<epoch>\\d{10})' },
+  };
+
+  it('accepts every key with its defaults filled in', () => {
+    const c = validateConfig(full);
+    expect(c.incident).toMatchObject({ maxHold: 12 * 3_600_000, maxLockedPercent: 40 });
+    expect(c.fleet).toEqual({ ca: '/etc/camnode/tls/fleet-ca.crt', crl: '/etc/camnode/tls/crl.pem', rollbackAfter: 180_000, releaseKey: KEY });
+    expect(c.audit).toEqual({ headInterval: 600_000 });
+    expect(c.policy).toEqual({ signage: { posted: true, checkedAt: '2026-11-02', recheckEvery: 180 * 86_400_000 } });
+    expect(c.calls).toEqual({ watch: '/var/spool/asterisk/monitor', pattern: '*.wav', settle: 10_000, startFrom: '(?<epoch>\\d{10})', keepSource: true });
+    expect(validateConfig(minimal).mqtt).toBeUndefined();
+    expect(validateConfig({ ...minimal, mqtt: { url: 'mqtt://h' } }).mqtt?.requireSignedCommands).toBe(true);
+  });
+
+  it('says which are set but not built yet (ignored with one log line at start); defaults are not listed', () => {
+    expect(unbuiltSettings(validateConfig(full))).toEqual([
+      'incident.maxHold', 'incident.maxLockedPercent', 'button.heartbeat', 'mqtt.requireSignedCommands', 'upstream.encryptTo', 'fleet', 'audit', 'policy', 'calls',
+    ]);
+    expect(unbuiltSettings(validateConfig({ ...minimal, mqtt: { url: 'mqtt://h' } }))).toEqual([]);
+  });
+
+  it('names each bad value by its path', () => {
+    expect(problems({ ...minimal, incident: { maxHold: 'forever', maxLockedPercent: 0 } })).toEqual([
+      'incident.maxHold: not a duration: "forever" (e.g. 90s, 5m, 2h, 30d)',
+      'incident.maxLockedPercent: Too small: expected number to be >=1',
+    ]);
+    expect(problems({ ...minimal, upstream: { encryptTo: ['age1short', 'ssh-ed25519 AAAA'] } })).toEqual([
+      'upstream.encryptTo[0]: not an age recipient (age1 followed by 58 characters)',
+      'upstream.encryptTo[1]: not an age recipient (age1 followed by 58 characters)',
+    ]);
+    expect(problems({ ...minimal, fleet: { releaseKey: 'AAAA', rollbackAfter: 'x', crl: 5 } })).toEqual([
+      'fleet.crl: Invalid input: expected string, received number',
+      'fleet.rollbackAfter: not a duration: "x" (e.g. 90s, 5m, 2h, 30d)',
+      'fleet.releaseKey: not a base64 Ed25519 public key (32 bytes, 44 characters)',
+    ]);
+    expect(problems({ ...minimal, policy: { signage: { posted: 'yes', checkedAt: 'last week' } } })).toEqual([
+      'policy.signage.posted: Invalid input: expected boolean, received string',
+      'policy.signage.checkedAt: not a date: "last week" (e.g. 2026-11-02)',
+    ]);
+    expect(problems({ ...minimal, calls: { pattern: '*.wav' } })).toEqual(['calls.watch: required']);
+    expect(problems({ ...minimal, calls: { watch: '/spool', startFrom: '(\\d+)' } })).toEqual(['calls.startFrom: a regular expression here needs a named group `epoch` or `iso`']);
+    expect(problems({ ...minimal, calls: { watch: '/spool', startFrom: '(?<epoch>' } })[0]).toMatch(/^calls\.startFrom: not a regular expression: /);
+    expect(problems({ ...minimal, audit: { headInterval: '5m', chunk: 1 } })).toEqual(['audit.chunk: unknown key']);
+    expect(problems({ ...minimal, mqtt: { url: 'mqtt://h', requireSignedCommands: 'no' } })).toEqual(['mqtt.requireSignedCommands: Invalid input: expected boolean, received string']);
+  });
+
+  it('refuses the reserved ids', () => {
+    expect(problems(withCamera({ id: 'calls' }))).toEqual(['cameras[0].id: "calls" is reserved (camera ids "calls" name something else)']);
+    for (const id of ['releases', 'audit']) {
+      expect(problems({ ...minimal, node: { id } })).toEqual([`node.id: "${id}" is reserved (node ids "releases", "audit", "_fleet", "_ctl" name something else)`]);
+    }
+    // `_fleet` and `_ctl` are outside the id pattern anyway.
+    expect(problems({ ...minimal, node: { id: '_fleet' } })[0]).toMatch(/^node\.id: must match/);
   });
 });
