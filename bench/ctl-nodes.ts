@@ -82,7 +82,7 @@ function makeFleet(n: number): Fleet {
       health: {
         load: Math.round(r() * 200) / 100, memUsedPct: Math.round((25 + r() * 50) * 10) / 10,
         tempC: pi ? Math.round((42 + r() * 30) * 10) / 10 : null, throttled: pi ? r() < 0.01 : null,
-        uptimeS: Math.floor(r() * 90 * 86_400), clockSynced: r() > 0.005,
+        uptimeS: Math.floor(r() * 90 * 86_400), clockSynced: r() > 0.005, faults: [],
       },
     });
   }

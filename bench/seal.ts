@@ -7,6 +7,7 @@
 // and 4 bare concat runs over the same segment lists, one camera after another as the sealer does.
 //
 //   node dist/bench/seal.js [--rounds 2] [--dir DIR]
+import { Faults } from '../src/lifecycle/faults.js';
 import { execFile, execFileSync } from 'node:child_process';
 import { copyFile, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -152,6 +153,7 @@ async function sealOnce(work: string, storage: string, syn: Synthetic, round: nu
   const key = await loadOrCreateNodeKey(stateDir);
   const sealer = new Sealer({
     book, ring, sealedDir, segmentSeconds: SEGMENT_S, clock: systemClock, log, events, audit, key,
+    faults: new Faults({ clock: systemClock, events, log }),
     clockSynced: async () => clockStatus.synced(), version: VERSION,
   });
   await clockStatus.start();

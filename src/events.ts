@@ -14,6 +14,8 @@ export interface AgentEvents {
   'incident.synced': { incident: string };
   'sync.failed': { incident: string; reason: string; permanent: boolean };
   'button.pressed': { at: string };
+  'component.failed': { component: string; message: string; incident?: string };
+  'component.recovered': { component: string; message: string; incident?: string };
   'segment.finished': { camera: string; seq: number; startMs: number; durationMs: number; bytes: number };
   'segments.deleted': { camera: string; startMs: number; endMs: number; bytes: number; count: number; reason: string };
 }

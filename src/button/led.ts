@@ -71,8 +71,10 @@ export class Led implements Component {
     try {
       await this.deps.output.open();
     } catch (err) {
-      // A missing LED never stops the button or the recorder.
+      // A missing LED never stops the button or the recorder: thrown to the supervisor, which
+      // reports it and tries again; meanwhile patterns are kept and shown once it opens.
       this.deps.log.error({ err }, 'status LED unavailable');
+      throw err;
     }
     this.started = true;
     this.show(this.current);

@@ -29,8 +29,8 @@ export class DebouncedButton implements PanicButton {
   }
 
   /**
-   * A line that cannot be opened is logged and reported by problem(), never thrown: the
-   * cameras keep recording without a button rather than not at all.
+   * A line that cannot be opened is logged, kept for problem() and thrown: the agent's
+   * supervisor reports the fault and tries again later, and the cameras keep recording.
    */
   async start(_signal?: AbortSignal): Promise<void> {
     if (this.running) return;
@@ -39,8 +39,10 @@ export class DebouncedButton implements PanicButton {
     try {
       await this.deps.source.start({ edge: (e) => this.onEdge(e), reset: (level) => this.reset(level) });
     } catch (err) {
+      this.running = false;
       this.startError = (err as Error).message;
       this.deps.log.error({ err }, 'panic button unavailable; running without it');
+      throw err;
     }
   }
 

@@ -53,13 +53,4 @@ export interface LedOutput {
   close(): Promise<void>;
 }
 
-/** Timers, injectable so LED patterns can be tested without waiting. */
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemTimers: Timers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
+export { systemTimers, type Timers } from '../platform/timers.js';

@@ -39,7 +39,7 @@ async function removeStaleSocket(path: string): Promise<void> {
 }
 
 export class ControlSocket implements Component {
-  readonly name = 'control-socket';
+  readonly name = 'control';
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
 

@@ -60,7 +60,7 @@ export async function mqttOptions(config: MqttConfig, nodeId: string, willTopic:
 }
 
 export class FleetLink implements Component {
-  readonly name = 'fleet-link';
+  readonly name = 'fleet';
   readonly topics: Topics;
   private client: MqttClient | undefined;
   private stopping = false;

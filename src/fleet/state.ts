@@ -6,7 +6,7 @@ import type { StatePayload } from './topics.js';
 export const EMPTY_SYNC: StatePayload['sync'] = { queued: 0, bytesPending: 0, lastError: null, current: null };
 
 export const UNKNOWN_HEALTH: StatePayload['health'] = {
-  load: null, memUsedPct: null, tempC: null, throttled: null, uptimeS: null, clockSynced: null,
+  load: null, memUsedPct: null, tempC: null, throttled: null, uptimeS: null, clockSynced: null, faults: [],
 };
 
 export function buildState(nowMs: number, status: AgentStatus, health: StatePayload['health'], sync: StatePayload['sync'] = EMPTY_SYNC): StatePayload {

@@ -2,6 +2,7 @@
 // topic carries which payload.
 import type { Incident } from '../incidents/incident.js';
 import type { CommandName } from '../commands/protocol.js';
+import type { Fault } from '../lifecycle/faults.js';
 
 export interface StatusPayload {
   online: boolean;
@@ -46,12 +47,15 @@ export interface StatePayload {
     throttled: boolean | null;
     uptimeS: number | null;
     clockSynced: boolean | null;
+    /** Parts of the agent failing now (CONTRACT §5). */
+    faults: Fault[];
   };
 }
 
 export type EventType =
   | 'incident.locked' | 'incident.extended' | 'incident.sealed' | 'incident.synced' | 'incident.released'
-  | 'camera.down' | 'camera.up' | 'storage.pressure' | 'storage.full' | 'sync.failed' | 'button.pressed';
+  | 'camera.down' | 'camera.up' | 'storage.pressure' | 'storage.full' | 'sync.failed' | 'button.pressed'
+  | 'component.failed' | 'component.recovered';
 
 export interface EventPayload {
   id: number;

@@ -10,6 +10,7 @@ import { writeFileDurable, fsyncDir } from '../platform/durable.js';
 import { faultPoint } from '../platform/fault.js';
 import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
+import type { Faults } from '../lifecycle/faults.js';
 import type { Segment } from '../store/segment.js';
 import type { AuditLog } from '../audit/log.js';
 import type { NodeKey } from '../audit/keys.js';
@@ -26,6 +27,8 @@ export interface SealerDeps {
   clock: Clock;
   log: Logger;
   events: EventBus;
+  /** An incident that cannot seal is a fault of its own (CONTRACT §5). */
+  faults: Pick<Faults, 'report' | 'clear'>;
   audit: Pick<AuditLog, 'appendAnchored'>;
   key: Pick<NodeKey, 'publicKeyBase64' | 'sign'>;
   clockSynced(): Promise<boolean | null>;
@@ -79,8 +82,10 @@ export class Sealer implements Component {
       if (!due) continue;
       try {
         await this.seal(incident);
+        this.deps.faults.clear('sealer', incident.id);
       } catch (err) {
         this.deps.log.error({ err, incident: incident.id }, 'sealing failed; will retry');
+        this.deps.faults.report('sealer', `cannot seal ${incident.id}: ${(err as Error).message}`, incident.id);
       }
     }
   }

@@ -19,9 +19,12 @@ import { SyncQueue, type QueuedIncident } from './queue.js';
 import { UploadError, type ObjectStore, type UploadIo } from './store.js';
 
 export interface SyncerDeps {
-  store: ObjectStore;
-  /** Builds the target again (the `sync` command re-reads a fixed credentials file). */
-  reloadStore?: () => Promise<ObjectStore>;
+  /**
+   * Builds the target (reading the credentials file): at start — a failure is the component's
+   * fault, retried by the agent's supervisor — and again on the `sync` command, so a fixed file
+   * needs no restart.
+   */
+  openStore: () => Promise<ObjectStore>;
   book: IncidentBook;
   /** storage.path/incidents */
   sealedDir: string;
@@ -74,7 +77,7 @@ function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
 export class Syncer implements Component {
   readonly name = 'sync';
   private readonly queue: SyncQueue;
-  private store: ObjectStore;
+  private store: ObjectStore | undefined;
   private stopper = new AbortController();
   private wake = new AbortController();
   private loop: Promise<void> | undefined;
@@ -86,11 +89,11 @@ export class Syncer implements Component {
 
   constructor(private readonly deps: SyncerDeps) {
     this.queue = new SyncQueue({ stateDir: deps.stateDir, log: deps.log });
-    this.store = deps.store;
   }
 
   async start(): Promise<void> {
     this.stopper = new AbortController();
+    this.store = await this.deps.openStore();
     await this.queue.open();
     // Anything sealed and not synced belongs in the queue (a crash between seal and enqueue).
     for (const incident of this.deps.book.list()) {
@@ -112,12 +115,10 @@ export class Syncer implements Component {
 
   /** The `sync` command: retry everything now, permanent failures included. */
   async retryNow(): Promise<number> {
-    if (this.deps.reloadStore) {
-      try {
-        this.store = await this.deps.reloadStore();
-      } catch (err) {
-        this.deps.log.warn({ reason: (err as Error).message }, 'upstream target could not be rebuilt; keeping the one in use');
-      }
+    try {
+      this.store = await this.deps.openStore();
+    } catch (err) {
+      this.deps.log.warn({ reason: (err as Error).message }, 'upstream target could not be rebuilt; keeping the one in use');
     }
     for (const q of this.queue.list()) {
       q.permanent = false;
@@ -195,6 +196,7 @@ export class Syncer implements Component {
 
   private async send(q: QueuedIncident): Promise<void> {
     const { deps } = this;
+    const store = this.store!;
     const log = deps.log.child({ incident: q.incident });
     const bytesTotal = q.files.reduce((a, f) => a + f.bytes, 0);
     let bytesDone = q.files.filter((f) => f.done).reduce((a, f) => a + f.bytes, 0);
@@ -211,7 +213,7 @@ export class Syncer implements Component {
         const size = await stat(path).then((s) => s.size, () => -1);
         if (size !== file.bytes) throw new UploadError(`${path} is missing or changed since it was sealed (${size} bytes, expected ${file.bytes})`, true, 'LocalFileChanged');
         // Already there whole (a crash after the upload, before it was recorded)?
-        if (file.progress.kind === 'none' && await this.store.isStored(key, path, file, file.progress)) {
+        if (file.progress.kind === 'none' && await store.isStored(key, path, file, file.progress)) {
           log.info({ file: file.name }, 'already stored upstream');
         } else {
           this.currentFileSent = file.progress.kind === 'offset' ? file.progress.offset : file.progress.kind === 'multipart' ? file.progress.parts.length * file.progress.partSize : 0;
@@ -229,8 +231,8 @@ export class Syncer implements Component {
             note: (fields, msg) => log.debug(fields, msg),
             signal: this.stopper.signal,
           };
-          await this.store.upload(key, path, file, file.progress, io);
-          if (!await this.store.isStored(key, path, file, file.progress)) {
+          await store.upload(key, path, file, file.progress, io);
+          if (!await store.isStored(key, path, file, file.progress)) {
             throw new UploadError(`${key} did not verify after upload (size or ETag)`, false, 'VerifyFailed');
           }
         }
@@ -244,7 +246,7 @@ export class Syncer implements Component {
       await this.queue.remove(q.incident);
       this.nextAttemptAt.delete(q.incident);
       this.lastError = null;
-      log.info({ bytes: bytesTotal, to: this.store.describe() }, 'incident synced');
+      log.info({ bytes: bytesTotal, to: store.describe() }, 'incident synced');
       deps.events.emit('incident.synced', { incident: q.incident });
     } catch (err) {
       if (this.stopper.signal.aborted) return;

@@ -20,7 +20,7 @@ export function parseEnvFile(text: string): Record<string, string> {
 
 export class UpstreamConfigError extends Error {}
 
-export async function createStore(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<{ store: ObjectStore; keyPrefix: string } | null> {
+export async function createStore(config: Pick<Config, 'upstream' | 'node'>, env: NodeJS.ProcessEnv = process.env): Promise<{ store: ObjectStore; keyPrefix: string } | null> {
   const u = config.upstream;
   const keyPrefix = `${u.prefix}/${config.node.id}`;
   if (u.type === 'none') return null;

@@ -135,7 +135,7 @@ function recording(rig: Rig, inner: ObjectStore, root: string): ObjectStore {
 
 function startSyncer(rig: Rig, store: ObjectStore, over: Partial<SyncerDeps> = {}): Syncer {
   const syncer = new Syncer({
-    store, book: rig.book, sealedDir: rig.sealedDir, stateDir: rig.stateDir, keyPrefix: PREFIX,
+    openStore: async () => store, book: rig.book, sealedDir: rig.sealedDir, stateDir: rig.stateDir, keyPrefix: PREFIX,
     clock: rig.clock, log: silentLogger(), events: rig.events,
     sleep: (ms, signal) => {
       const status = syncer.status();

@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir, waitFor, type LogLine } from '../helpers/agent.js';
 import {
   compareStored, ctl, ctlJson, disposeAllS3rvers, footageBytes, freePort, lockLargeIncident, makeHighBitrateLoop,
-  partLines, readIncident, s3Upstream, startRun, startS3rver, startSyncNode, waitForIncidentState, watchArrivals,
+  partLines, readIncident, s3Upstream, startS3rver, startSyncNode, waitForIncidentState, watchArrivals,
   writeS3Credentials, type SyncNode,
 } from '../helpers/s3.js';
 import { recorderPids } from '../helpers/segments.js';
@@ -229,15 +229,45 @@ describe('sync to S3 (s3rver)', () => {
     }
     expect((await ctlJson<State>(missing.n, 'state')).sync).toMatchObject({ queued: 0, lastError: null });
 
-    // Fix the credentials: they are read at start, so restart, then `ctl sync`.
+    // Fix the credentials without a restart: `ctl sync` reads the file again.
     const wrong = runs[0]!;
     await writeS3Credentials(workDir, 'bad.env');
-    expect(await wrong.n.agent.stop()).toBe(0);
-    await startRun(wrong.n);
     expect(await ctlJson<{ queued: number }>(wrong.n, 'sync')).toEqual({ queued: 1 });
     await waitForIncidentState(wrong.n, wrong.id, 'synced', 30_000);
     for (const f of await compareStored(s3, BUCKET, wrong.n, NODE_ID, wrong.id)) {
       expect(f.storedSha256, f.name).toBe(f.sealedSha256);
     }
+    expect(wrong.n.runs).toHaveLength(1);
+  });
+
+  it('a credentials file that cannot be read at start: the agent records anyway and reports the sync fault; `ctl sync` after the fix uploads', async () => {
+    const s3 = await startS3rver({ buckets: [BUCKET] });
+    const later = join(workDir, 'later.env');
+    await rm(later, { force: true });
+    const mqtt = { url: `mqtt://127.0.0.1:${await freePort()}` };
+    const n = await node({ source: `file:${loop}`, upstream: s3Upstream(s3, BUCKET, later), over: { mqtt } });
+    // Recording goes on: footage arrives, and a lock is sealed locally.
+    await waitFor(async () => (await footageBytes(n)) > 0, 'some footage', 30_000);
+    const { incident } = await ctlJson<{ incident: string }>(n, 'lock', '--reason', 'fault at start', '--pre-roll', '2s', '--post-roll', '1s');
+    await waitForIncidentState(n, incident, 'sealed', 30_000);
+
+    interface Faulty { health: { faults: { component: string; since: string; message: string }[] }; sync: SyncState }
+    const state = await ctlJson<Faulty>(n, 'state');
+    expect(state.health.faults).toEqual([{ component: 'sync', since: expect.any(String), message: expect.stringContaining(`upstream.credentials: cannot read ${later} (ENOENT)`) }]);
+    expect(state.sync.lastError).toContain('ENOENT');
+    const outbox = async () => (JSON.parse(await readFile(join(n.stateDir, 'events-outbox.json'), 'utf8')) as { pending: Record<string, unknown>[] }).pending;
+    expect((await outbox()).filter((e) => e['type'] === 'component.failed')).toEqual([
+      expect.objectContaining({ component: 'sync', message: expect.stringContaining('ENOENT') }),
+    ]);
+    // It keeps retrying with backoff on its own, without a restart of the agent.
+    await n.agent.waitForLog((l) => l.msg === 'will try again' && l['component'] === 'sync' && Number(l['attempt']) >= 2, 'a second retry', 30_000);
+
+    // Fixed: `ctl sync` starts it at once, and the sealed incident goes up.
+    await writeS3Credentials(workDir, 'later.env');
+    expect(await ctlJson<{ queued: number }>(n, 'sync')).toEqual({ queued: 1 });
+    await waitForIncidentState(n, incident, 'synced', 30_000);
+    expect((await ctlJson<Faulty>(n, 'state')).health.faults).toEqual([]);
+    await waitFor(async () => (await outbox()).some((e) => e['type'] === 'component.recovered' && e['component'] === 'sync'), 'component.recovered in the outbox', 10_000);
+    expect(n.runs).toHaveLength(1);
   });
 });

@@ -1,36 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { FakeLedOutput } from '../../src/button/fake.js';
 import { Led, LED_TIMING, ledSchedule, type LedStep } from '../../src/button/led.js';
-import type { Timers } from '../../src/button/types.js';
+import { ManualTimers } from '../helpers/timers.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import { silentLogger } from '../../src/platform/logger.js';
-
-/** Timers driven by a ManualClock: advance() runs what falls due, in order. */
-class ManualTimers implements Timers {
-  private pending: { at: number; fn: () => void; id: number }[] = [];
-  private nextId = 1;
-  constructor(private readonly clock: ManualClock) {}
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.nextId++;
-    this.pending.push({ at: this.clock.monotonic() + ms, fn, id });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.pending = this.pending.filter((t) => t.id !== handle);
-  }
-  count(): number { return this.pending.length; }
-  advance(ms: number): void {
-    const until = this.clock.monotonic() + ms;
-    for (;;) {
-      const due = this.pending.filter((t) => t.at <= until).sort((a, b) => a.at - b.at || a.id - b.id)[0];
-      if (!due) break;
-      this.pending = this.pending.filter((t) => t !== due);
-      this.clock.advance(due.at - this.clock.monotonic());
-      due.fn();
-    }
-    this.clock.advance(until - this.clock.monotonic());
-  }
-}
 
 function rig() {
   const clock = new ManualClock();
@@ -173,14 +146,14 @@ describe('Led', () => {
     await led.stop(); // safe twice
   });
 
-  it('an output that fails is logged, never thrown into the lock', async () => {
+  it('an output that fails is thrown at start (to the supervisor), never into the lock', async () => {
     const clock = new ManualClock();
     const led = new Led({
       output: { open: async () => { throw new Error('EACCES'); }, set: () => { throw new Error('EIO'); }, close: async () => {} },
       log: silentLogger(),
       timers: new ManualTimers(clock),
     });
-    await led.start();
+    await expect(led.start()).rejects.toThrow('EACCES');
     await expect(led.during(async () => 'ok')).resolves.toBe('ok');
     expect(led.pattern()).toBe('confirmed');
     await led.stop();

@@ -133,7 +133,7 @@ describe('the onoff backend through createButton', () => {
   beforeEach(async () => { root = await mkdtemp(join(tmpdir(), 'camnode-sysfs-')); });
   afterEach(async () => { await rm(root, { recursive: true, force: true }); });
 
-  const config = { backend: 'auto' as const, pin: 17, activeLow: true, debounce: 50, ledPin: 27 };
+  const config = { backend: 'auto' as const, pin: 17, activeLow: true, debounce: 50, ledPin: 27, heartbeat: false };
 
   it('auto picks onoff on a Pi 5 tree: button on gpio 588, LED on 598, edges become one press', async () => {
     await writeTree(root, PI5_BOOKWORM);
@@ -208,12 +208,12 @@ describe('the onoff backend through createButton', () => {
     expect(onoff.made).toEqual([]);
   });
 
-  it('a Gpio that cannot be opened (no permission) leaves the agent running and check failing', async () => {
+  it('a Gpio that cannot be opened (no permission) is thrown to the supervisor and check fails', async () => {
     await writeTree(root, PI4_KERNEL_66);
     const module = { Gpio: class { constructor() { throw new Error("EACCES: permission denied, open '/sys/class/gpio/export'"); } } as unknown as OnoffModule['Gpio'] };
     const setup = await createButton(config, { log: silentLogger(), sysfsRoot: root, loadOnoff: async () => module });
-    await setup.button.start(new AbortController().signal);
-    await setup.led.start();
+    await expect(setup.button.start(new AbortController().signal)).rejects.toThrow('EACCES');
+    await expect(setup.led.start()).rejects.toThrow('EACCES');
     expect(setup.describe()).toMatchObject({ backend: 'onoff', status: 'fail', note: expect.stringContaining('EACCES') });
     setup.led.show('locking');
     await setup.led.stop();

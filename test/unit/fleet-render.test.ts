@@ -22,7 +22,7 @@ function state(over: Partial<StatePayload> = {}): StatePayload {
     },
     incidents: { active: 1, held: 3, unsynced: 1 },
     sync: { queued: 1, bytesPending: 350_000_000, lastError: null, current: null },
-    health: { load: 0.4, memUsedPct: 41.5, tempC: 52.1, throttled: false, uptimeS: 86_400, clockSynced: true },
+    health: { load: 0.4, memUsedPct: 41.5, tempC: 52.1, throttled: false, uptimeS: 86_400, clockSynced: true, faults: [] },
     ...over,
   };
 }
@@ -236,6 +236,20 @@ describe('renderNodes', () => {
 });
 
 describe('renderState', () => {
+  it('lists each fault after the health line, naming the incident a sealer fault is about', () => {
+    const s = state();
+    const text = renderState('n', state({
+      health: { ...s.health, faults: [
+        { component: 'sync', since: '2026-11-28T16:00:00.000Z', message: 'upstream.credentials: cannot read /etc/camnode/s3.env (EACCES)' },
+        { component: 'sealer', incident: '20261128T165500Z-7kq2', since: '2026-11-28T16:10:00.000Z', message: 'cannot seal 20261128T165500Z-7kq2: ENOSPC' },
+      ] },
+    }));
+    expect(text.split('\n').slice(-2)).toEqual([
+      'FAULT sync since 2026-11-28T16:00:00.000Z: upstream.credentials: cannot read /etc/camnode/s3.env (EACCES)',
+      'FAULT sealer (20261128T165500Z-7kq2) since 2026-11-28T16:10:00.000Z: cannot seal 20261128T165500Z-7kq2: ENOSPC',
+    ]);
+  });
+
   it('renders cameras, storage, incidents, sync and health', () => {
     const text = renderState('koelbel-01', state());
     expect(text.split('\n')).toEqual([

@@ -1,0 +1,78 @@
+// The fleet link (supervised): events go through a durable outbox to the broker in order, state
+// and status are published, commands come in on the shared handlers. Built from `mqtt`; MQTT.js
+// is loaded only when a node has one. A link that cannot start (a missing certificate file,
+// say) is the `fleet` fault and is retried; the broker being down is not a fault: the link
+// reconnects by itself and the outbox keeps every event meanwhile.
+import type { Config } from '../config/schema.js';
+import type { AgentEvents } from '../events.js';
+import type { CommandHandlers } from '../commands/handlers.js';
+import type { Component } from '../lifecycle/component.js';
+import { Supervised } from '../lifecycle/supervisor.js';
+import { iso } from '../platform/clock.js';
+import type { FleetLink } from '../fleet/link.js';
+import { EventOutbox } from '../fleet/outbox.js';
+import type { EventType, StatePayload } from '../fleet/topics.js';
+import { VERSION } from '../version.js';
+import type { AgentModule, ModuleBase } from './module.js';
+
+/** The agent events central ops receive (CONTRACT §3). */
+export const FLEET_EVENTS = [
+  'incident.locked', 'incident.extended', 'incident.sealed', 'incident.synced', 'incident.released',
+  'camera.down', 'camera.up', 'storage.full', 'sync.failed', 'button.pressed',
+  'component.failed', 'component.recovered',
+] as const satisfies readonly (keyof AgentEvents & EventType)[];
+
+export interface FleetDeps extends ModuleBase {
+  mqtt: NonNullable<Config['mqtt']>;
+  node: Config['node'];
+  /** Every module's commands (the link starts after all of them are registered). */
+  handlers: CommandHandlers;
+  state(): Promise<StatePayload>;
+  publicKey: string;
+}
+
+export interface FleetModule extends AgentModule {
+  /** Publishes the state now (the `state` command); undefined while the link is down. */
+  publishState(): Promise<StatePayload | undefined>;
+}
+
+export function fleetModule(deps: FleetDeps): FleetModule {
+  const { mqtt, node, clock, log, events, faults } = deps;
+  const outbox = new EventOutbox({ stateDir: node.stateDir, clock, log: log.child({ component: 'outbox' }) });
+  const link = new Supervised<FleetLink>({
+    name: 'fleet', faults, log,
+    build: async () => {
+      const { FleetLink } = await import('../fleet/link.js');
+      return new FleetLink({
+        config: mqtt, nodeId: node.id, handlers: deps.handlers, outbox,
+        state: deps.state,
+        status: { version: VERSION, since: iso(clock.now()), publicKey: deps.publicKey },
+        log: log.child({ component: 'fleet' }),
+      });
+    },
+  });
+
+  // Started with the outbox, before every other module: what they emit at start is kept.
+  const offs: (() => void)[] = [];
+  const forwarder: Component = {
+    name: 'event-forwarder',
+    async start() {
+      for (const type of FLEET_EVENTS) {
+        offs.push(events.on(type, (payload) => {
+          outbox.add(type, { ...payload }).catch((err: unknown) => log.error({ err, type }, 'event not queued'));
+          link.current()?.stateChanged();
+        }));
+      }
+    },
+    async stop() {
+      for (const off of offs.splice(0)) off();
+    },
+  };
+
+  return {
+    name: 'fleet',
+    early: [outbox, forwarder],
+    components: [link],
+    publishState: async () => link.current()?.publishState(),
+  };
+}

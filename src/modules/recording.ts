@@ -1,0 +1,133 @@
+// Recording (essential): the ring and one recorder per enabled camera, the audit of what the
+// ring deletes, and the snapshot command. Built from `storage`, `recording` and `cameras`.
+import type { Config } from '../config/schema.js';
+import { parseSource } from '../config/schema.js';
+import type { AuditLog } from '../audit/log.js';
+import { DeletionAudit } from '../audit/deletions.js';
+import { CommandError, type CommandArgs } from '../commands/protocol.js';
+import { deviceModel } from '../platform/device.js';
+import { diskUsage, type DiskUsageReader } from '../platform/disk.js';
+import { probeDurationMs } from '../platform/ffmpeg.js';
+import { buildRecorderArgs, chooseH264Encoder } from '../recorder/args.js';
+import { CameraRecorder, type CameraStatus } from '../recorder/camera-recorder.js';
+import { SnapshotError, takeSnapshot } from '../recorder/snapshot.js';
+import type { LockedRange } from '../store/eviction.js';
+import { Ring } from '../store/ring.js';
+import type { AgentModule, ModuleBase } from './module.js';
+
+/** A synthetic camera picture (the demo keeps it small). */
+export interface TestPicture { width: number; height: number; fps: number; bitrate: number }
+
+/** What the ring must keep or leave room for, beside its own segments. */
+export interface RingPins {
+  lockedRanges(): readonly LockedRange[];
+  /** camnode's bytes on this disk outside the ring: sealed clips. */
+  heldOutsideRing(): number;
+  /** Room to keep free for footage already promised to a lock. */
+  promisedBytes(): number;
+}
+
+export interface RecordingDeps extends ModuleBase {
+  storage: Config['storage'];
+  recording: Config['recording'];
+  cameras: Config['cameras'];
+  pins: RingPins;
+  audit: Pick<AuditLog, 'append'>;
+  clockSynced(): boolean | null;
+  disk?: DiskUsageReader | undefined;
+  ffmpegPath?: string | undefined;
+  deviceRoot?: string | undefined;
+  testsrc?: TestPicture | undefined;
+}
+
+export interface RecordingModule extends AgentModule {
+  readonly ring: Ring;
+  readonly recorders: readonly CameraRecorder[];
+  /** Every configured camera, disabled ones included. */
+  cameraStatuses(): CameraStatus[];
+  /** A camera's measured bitrate, or 0 when unknown. */
+  kbps(camera: string): number;
+}
+
+export async function recordingModule(deps: RecordingDeps): Promise<RecordingModule> {
+  const { storage, recording, cameras, log, clock, events } = deps;
+  const ffmpegPath = deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {};
+  const recorders: CameraRecorder[] = [];
+  const ring = new Ring({
+    options: {
+      storagePath: storage.path,
+      maxUsePercent: storage.maxUsePercent,
+      reserveBytes: storage.reserve,
+      maxBytes: storage.maxBytes,
+      maxAgeMs: storage.maxAge,
+      segmentSeconds: recording.segmentSeconds,
+    },
+    clock,
+    log: log.child({ component: 'ring' }),
+    events,
+    disk: deps.disk ?? diskUsage,
+    locks: deps.pins,
+    inProgressFiles: () => recorders.map((r) => r.currentFile()).filter((f): f is string => f !== null),
+    heldOutsideRing: () => deps.pins.heldOutsideRing(),
+    promisedBytes: () => deps.pins.promisedBytes(),
+    clockSynced: deps.clockSynced,
+    probeDurationMs: (path) => probeDurationMs(path),
+  });
+
+  const encoder = chooseH264Encoder(await deviceModel(deps.deviceRoot));
+  const testsrc = deps.testsrc;
+  for (const camera of cameras) {
+    if (!camera.enabled) {
+      log.info({ camera: camera.id }, 'camera disabled in config');
+      continue;
+    }
+    const source = parseSource(camera.source);
+    if (typeof source === 'string') throw new Error(`cameras.${camera.id}.source: ${source}`); // validated already
+    if (source.kind === 'v4l2' || source.kind === 'testsrc') log.info({ camera: camera.id, encoder }, 'camera is encoded on this machine');
+    recorders.push(new CameraRecorder({
+      camera: camera.id,
+      buildArgs: (outputPattern) => buildRecorderArgs({
+        source, outputPattern, segmentSeconds: recording.segmentSeconds, rtspTimeoutMs: 5_000, encoder,
+        ...(testsrc ? { testsrc, encodeBitrate: testsrc.bitrate } : {}),
+      }),
+      segmentSeconds: recording.segmentSeconds,
+      ring,
+      clock,
+      log: log.child({ component: 'recorder', camera: camera.id }),
+      events,
+      ...ffmpegPath,
+    }));
+  }
+
+  /** One JPEG from a camera's live stream (CONTRACT §3 snapshot). */
+  const snapshot = async ({ camera }: CommandArgs<'snapshot'>): Promise<{ camera: string; capturedAt: string; contentType: 'image/jpeg'; jpegBase64: string }> => {
+    const cam = cameras.find((c) => c.id === camera);
+    if (!cam) throw new CommandError('not_found', `no camera ${camera}`);
+    const source = parseSource(cam.source);
+    if (typeof source === 'string') throw new CommandError('internal', source);
+    try {
+      const shot = await takeSnapshot({ source, timeoutMs: 10_000, signal: deps.signal, ...(testsrc ? { testsrc } : {}), ...ffmpegPath });
+      return { camera, capturedAt: shot.capturedAt, contentType: 'image/jpeg', jpegBase64: shot.jpeg.toString('base64') };
+    } catch (err) {
+      if (err instanceof SnapshotError) throw new CommandError('internal', `snapshot of ${camera}: ${err.message}`);
+      throw err;
+    }
+  };
+
+  return {
+    name: 'recording',
+    // The deletion audit listens before the ring's first prune pass, at its start.
+    components: [new DeletionAudit({ events, audit: deps.audit, log: log.child({ component: 'audit' }) }), ring, ...recorders],
+    commands: { snapshot },
+    ring,
+    recorders,
+    cameraStatuses() {
+      const running = new Map(recorders.map((r) => [r.status().id, r.status()]));
+      return cameras.map((c): CameraStatus => running.get(c.id)
+        ?? { id: c.id, state: 'disabled', lastSegmentAt: null, kbps: null, restarts: 0, lastError: null });
+    },
+    kbps(camera) {
+      return recorders.find((r) => r.status().id === camera)?.status().kbps ?? 0;
+    },
+  };
+}
