@@ -35,21 +35,48 @@ export function demoConfig(dir: string, brokerUrl?: string): Config {
   });
 }
 
-export function statusLine(status: AgentStatus, incident?: Incident, nowMs = Date.now(), led?: boolean, sync?: StatePayload['sync']): string {
-  const cams = status.cameras.map((c) => `${c.id}:${c.state}${c.kbps !== null ? `@${c.kbps}kbps` : ''}`).join(' ');
-  const s = status.storage;
-  if (!s) return `cameras ${cams} | ring: starting`;
-  const oldest = s.oldestAt ? s.oldestAt.slice(11, 19) : '-';
-  let lock = '';
-  if (incident?.state === 'active') {
-    const left = Date.parse(incident.window.end) - nowMs;
-    lock = left > 0 ? ` | LOCKED ${incident.id}: post-roll ${Math.ceil(left / 1000)}s left` : ` | ${incident.id}: sealing soon`;
-  } else if (incident?.state === 'sealing') {
-    lock = ` | ${incident.id}: sealing`;
+interface Part { text: string; priority: number }
+
+/**
+ * Joins the parts that fit in `width` columns, keeping their order and dropping the least
+ * important first; a line wider than the terminal would wrap, and every redraw would then
+ * scroll the screen. Pure.
+ */
+export function fitParts(parts: readonly Part[], width: number): string {
+  const kept = [...parts];
+  const join = (): string => kept.map((p) => p.text).join(' | ');
+  while (kept.length > 1 && [...join()].length > width) {
+    const least = kept.reduce((a, b) => (b.priority > a.priority ? b : a));
+    kept.splice(kept.indexOf(least), 1);
   }
-  if (sync?.current) lock += ` | upload ${sync.current.incident} ${progressBar(sync.current.bytesSent, sync.current.bytesTotal, 12)}`;
-  const lamp = led === undefined ? '' : `LED ${led ? '●' : '○'} | `;
-  return `${lamp}cameras ${cams} | ring ${formatBytes(s.usedBytes)} of ${formatBytes(s.quotaBytes)} (${s.segments} segments) | oldest ${oldest} UTC | retained ${formatDuration(s.retainedSeconds * 1000)}${lock}`;
+  const line = join();
+  return [...line].length > width ? `${[...line].slice(0, Math.max(0, width - 1)).join('')}…` : line;
+}
+
+/** The demo's live status, at most `width` columns (1 = most important). Pure. */
+export function statusLine(status: AgentStatus, opts: { incident?: Incident | undefined; nowMs?: number; led?: boolean; sync?: StatePayload['sync']; width?: number } = {}): string {
+  const parts: Part[] = [];
+  if (opts.led !== undefined) parts.push({ text: `LED ${opts.led ? '●' : '○'}`, priority: 4 });
+  parts.push({ text: status.cameras.map((c) => `${c.id} ${c.state}${c.kbps !== null ? ` ${c.kbps}k` : ''}`).join(', '), priority: 2 });
+  const s = status.storage;
+  if (!s) {
+    parts.push({ text: 'ring: starting', priority: 3 });
+  } else {
+    parts.push({ text: `ring ${formatBytes(s.usedBytes)}/${formatBytes(s.quotaBytes)}`, priority: 3 });
+    parts.push({ text: `${s.segments} segments`, priority: 7 });
+    parts.push({ text: `oldest ${s.oldestAt ? s.oldestAt.slice(11, 19) : '-'} UTC`, priority: 6 });
+    parts.push({ text: `${formatDuration(s.retainedSeconds * 1000)} kept`, priority: 5 });
+  }
+  const incident = opts.incident;
+  if (incident?.state === 'active') {
+    const left = Date.parse(incident.window.end) - (opts.nowMs ?? Date.now());
+    parts.push({ text: left > 0 ? `LOCKED ${incident.id} ${Math.ceil(left / 1000)}s left` : `${incident.id} sealing soon`, priority: 1 });
+  } else if (incident?.state === 'sealing') {
+    parts.push({ text: `${incident.id} sealing`, priority: 1 });
+  }
+  const up = opts.sync?.current;
+  if (up) parts.push({ text: `upload ${progressBar(up.bytesSent, up.bytesTotal, 10)}`, priority: 3 });
+  return fitParts(parts, opts.width ?? Number.POSITIVE_INFINITY);
 }
 
 export async function runDemo(opts: DemoOptions): Promise<void> {
@@ -65,6 +92,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const agent = new Agent({ config, log, testsrc: { width: 640, height: 360, fps: 10, bitrate: 400_000 } });
   const tty = process.stdout.isTTY === true;
   const out = (line: string): void => { process.stdout.write(tty ? `\r\x1b[2K${line}` : `${line}\n`); };
+  // One column spare: writing into the last one makes some terminals wrap.
+  const width = (): number => Math.max(20, (process.stdout.columns || 80) - 1);
 
   const controller = new AbortController();
   await agent.start(controller.signal);
@@ -109,19 +138,21 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const latest = (): Incident | undefined => agent.incidents().filter((i) => i.state === 'active' || i.state === 'sealing').at(-1);
   let ticks = 0;
   // Redraw often on a terminal so the LED's blinks show.
+  const draw = (): void => out(statusLine(agent.status(), { incident: latest(), led: agent.ledLit(), sync: agent.syncStatus(), width: width() }));
   const timer = setInterval(() => {
     ticks++;
-    if (tty) out(statusLine(agent.status(), latest(), Date.now(), agent.ledLit(), agent.syncStatus()));
-    else if (ticks % 25 === 0) out(statusLine(agent.status(), latest()));
+    if (tty) draw();
+    else if (ticks % 25 === 0) out(statusLine(agent.status(), { incident: latest() }));
   }, 200);
+  if (tty) process.stdout.on('resize', draw);
   await done;
   clearInterval(timer);
+  process.stdout.off('resize', draw);
   if (tty) process.stdout.write('\n');
   console.log('stopping…');
   await agent.stop();
   await broker.stop();
-  const final = agent.status();
-  console.log(statusLine(final));
+  console.log(statusLine(agent.status()));
   const sealed = agent.incidents().filter((i) => i.state === 'sealed');
   if (sealed.length > 0) console.log(`sealed incidents: ${sealed.map((i) => join(config.storage.path, 'incidents', i.id)).join(', ')}`);
   console.log(`footage is in ${join(config.storage.path, 'segments')} (play a segment with: ffplay FILE)`);
