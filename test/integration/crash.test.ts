@@ -195,15 +195,17 @@ describe('crash recovery through the CLI', () => {
     await first.exited;
     // The premise: the recorders outlive their agent (ffmpeg ignores SIGPIPE, so the dead
     // segment-list pipe does not stop it) and keep writing into the ring.
+    // Asserted, so the test cannot pass without the restart having orphans to stop.
     const aliveAtRestart: number[] = [];
     for (const pid of orphans) if (await isAlive(pid)) aliveAtRestart.push(pid);
+    expect(aliveAtRestart, 'both orphaned recorders alive at restart').toEqual(orphans);
 
     const second = start(configPath);
     await started(second);
 
     const stopping = second.find((l) => l.msg === 'stopping recorders left by a previous agent');
-    if (aliveAtRestart.length > 0) expect(stopping, 'orphans were alive at restart').toBeDefined();
-    for (const pid of (stopping?.['pids'] as number[] | undefined) ?? []) expect(orphans).toContain(pid);
+    expect(stopping, 'the restart stopped the orphans').toBeDefined();
+    expect([...(stopping!['pids'] as number[])].sort((a, b) => a - b)).toEqual([...orphans].sort((a, b) => a - b));
     for (const pid of orphans) expect(await isAlive(pid), `orphan ${pid} after restart`).toBe(false);
 
     // Exactly one recorder per camera, and it is the new agent's, sampled over ~6 s.

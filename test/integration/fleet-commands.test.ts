@@ -9,7 +9,7 @@
 //   payload form when both are there.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { type IClientPublishOptions, type MqttClient } from 'mqtt';
@@ -66,6 +66,8 @@ async function startNode(version: Version): Promise<Node> {
     node: { id: NODE },
     incident: { preRoll: '2s', postRoll: '60s', maxLength: '1h' },
     control: { socket: join(dir, 'control.sock') },
+    // A folder upstream whose root is not there yet: sealed incidents wait in the queue.
+    upstream: { type: 'dir', path: join(dir, 'nas') },
     mqtt: { url: broker.url, protocolVersion: version, ca: broker.caFile, cert: files.cert, key: files.key, keepalive: '2s', stateInterval: '60s' },
   });
   const configPath = await writeConfig(dir, config);
@@ -346,9 +348,22 @@ describe.each([5, '3.1.1'] as Version[])('every command over MQTT %s', (version)
     expect(unknown.stderr).toContain('not_found');
   });
 
-  it('sync reports an empty outbox', async () => {
+  it('sync: counts what waits for the upstream, and sends it at once when asked after the fix', async () => {
+    const nas = join(node.dir, 'nas');
+    const { incident } = await ctlJson<{ incident: string }>(version, 'lock', NODE, '--reason', 'sync check', '--pre-roll', '2s', '--post-roll', '1s');
+    type Sync = { queued: number; lastError: string | null };
+    const syncState = async (): Promise<Sync> => ((body(await request('state', {})) as { data: { sync: Sync } }).data.sync);
+    // Sealed, then held back: the target folder does not exist (camnode never creates it).
+    await waitFor(async () => (await syncState()).lastError?.includes('does not exist'), 'the upload to fail for the missing folder', 30_000, 500);
+    expect(body(await request('sync', {}))).toEqual({ ok: true, data: { queued: 1 } });
+    expect((await ctlJson<{ state: string }>(version, 'incident', NODE, incident)).state).toBe('sealed');
+
+    await mkdir(nas);
+    expect(await ctlJson(version, 'sync', NODE)).toEqual({ queued: 1 });
+    await waitFor(async () => (await ctlJson<{ state: string }>(version, 'incident', NODE, incident)).state === 'synced', 'the incident synced', 20_000, 300);
+    expect(JSON.parse(await readFile(join(nas, 'incidents', NODE, incident, 'manifest.json'), 'utf8'))).toMatchObject({ incident: { id: incident } });
     expect(body(await request('sync', {}))).toEqual({ ok: true, data: { queued: 0 } });
-    expect(await ctlJson(version, 'sync', NODE)).toEqual({ queued: 0 });
+    expect(await syncState()).toMatchObject({ queued: 0, lastError: null });
   });
 
   it('a node that does not exist: ctl exits 3 with a clear message', async () => {

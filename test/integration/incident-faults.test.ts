@@ -68,7 +68,7 @@ async function makeNode(opts: { maxBytes?: string } = {}): Promise<Node> {
 
 /** Registers the node's teardown with the running test: agents, stray processes, observer, files. */
 function cleanupAfter(node: Node, ctx: TestContext): void {
-  // The test's own hook: these tests run concurrently.
+  // The test's own hook, so each node is torn down with the test that made it.
   ctx.onTestFinished(async () => {
     for (const a of node.agents) a.killGroup();
     await Promise.all(node.agents.map((a) => a.exited));
@@ -328,7 +328,9 @@ const bookCorrupt = (agent: RunningAgent) => agent.find((l) => l.msg.startsWith(
 
 // ---------------------------------------------------------------------------------------------
 
-describe.concurrent('a SIGKILL of the process group at a fault point', () => {
+// One at a time: five agents encoding ten x264 streams at once on two cores made the sub-second
+// holes these tests assert depend on how busy the machine was.
+describe('a SIGKILL of the process group at a fault point', () => {
   it('lock.returned: the lock was durable before the handler returned, so it survives unanswered', async (ctx) => {
     const node = await makeNode({ maxBytes: PRESSURE_BYTES });
     cleanupAfter(node, ctx);

@@ -350,3 +350,38 @@ describe('incidents through the real CLI', () => {
     for (const s of snow.values()) await s.stop();
   });
 });
+
+describe('a camera that dies inside a window', () => {
+  it('leaves a hole in its clip that the manifest lists in gaps; the other camera\'s clip has none', async () => {
+    const node = await startNode({ incident: { preRoll: '3s', postRoll: '14s', maxLength: '1h' } });
+    await recordedFor(node, 4);
+    const { incident: id } = await ctlJson<{ incident: string }>(node, 'lock', '--reason', 'camera pulled off the wall', '--by', 'desk-staff');
+    await sleep(3_000);
+    const back = servers.get('back')!;
+    await back.kill();
+    const killedAt = Date.now();
+    await sleep(5_000);
+    await back.restart();
+    const backAt = Date.now();
+
+    const sealed = await waitForState(node, id, 'sealed', 60_000);
+    const { manifest } = await readManifest(node, id);
+    const where = JSON.stringify(manifest.files.map((f) => ({ camera: f.camera, start: f.start, end: f.end, gaps: f.gaps })));
+    const front = manifest.files.find((f) => f.camera === 'front')!;
+    expect(front.gaps, where).toEqual([]);
+    const gaps = manifest.files.find((f) => f.camera === 'back')!.gaps;
+    // The hole spans the outage, give or take a segment and the stamping jitter at each edge;
+    // the recorder may take its backoff to return, so the hole may reach later, up to the window's end.
+    const hole = gaps.find((g) => ms(g.start) <= killedAt + SEGMENT_MS + JITTER_MS && ms(g.end) >= backAt - SEGMENT_MS - JITTER_MS);
+    expect(hole, where).toBeDefined();
+    expect(ms(hole!.start), where).toBeGreaterThanOrEqual(killedAt - 2 * (SEGMENT_MS + JITTER_MS));
+    expect(ms(hole!.end), where).toBeLessThanOrEqual(ms(sealed.window.end));
+    // Every gap lies inside the window.
+    for (const g of gaps) {
+      expect(ms(g.start), where).toBeGreaterThanOrEqual(ms(sealed.window.start));
+      expect(ms(g.end), where).toBeLessThanOrEqual(ms(sealed.window.end));
+    }
+    const verified = await runCli(['evidence', 'verify', join(node.storage, 'incidents', id), '--key', node.publicKey]);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+  });
+});
