@@ -18,7 +18,6 @@ import type { CameraStatus } from './recorder/camera-recorder.js';
 import type { LockSource, RingStats } from './store/ring.js';
 import { AuditLog } from './audit/log.js';
 import { loadOrCreateNodeKey } from './audit/keys.js';
-import type { ButtonDescription } from './button/index.js';
 import { CommandHandlers } from './commands/handlers.js';
 import type { Incident } from './incidents/incident.js';
 import { buildState, EMPTY_SYNC, UNKNOWN_HEALTH } from './fleet/state.js';
@@ -65,7 +64,7 @@ interface Built {
 
 export class Agent {
   readonly events: EventBus;
-  readonly faults: Faults;
+  private readonly faults: Faults;
   private built: Built | undefined;
   private group: ComponentGroup | undefined;
   private releaseLock: (() => Promise<void>) | undefined;
@@ -161,6 +160,19 @@ export class Agent {
     return this.stopped;
   }
 
+  /**
+   * After an error the process cannot contain: the recorders alone stop, gracefully, so each
+   * camera's last segment stays playable; the rest of the state is not trusted any more.
+   */
+  async stopRecorders(): Promise<void> {
+    await Promise.allSettled((this.built?.recording.recorders ?? []).map((r) => r.stop()));
+  }
+
+  /** A fault found outside every component (an unhandled rejection: a bug). */
+  reportFault(component: string, err: unknown): void {
+    this.faults.report(component, err);
+  }
+
   status(): AgentStatus {
     const b = this.built;
     if (!b) return { cameras: [], storage: undefined, incidents: { active: 0, held: 0, unsynced: 0 } };
@@ -193,10 +205,6 @@ export class Agent {
   /** Whether the status LED is lit now (the demo draws it). */
   ledLit(): boolean {
     return this.built?.incidents.ledLit() ?? false;
-  }
-
-  buttonDescription(): ButtonDescription | undefined {
-    return this.built?.incidents.buttonDescription();
   }
 
   private async stopOrphans(segmentsRoot: string): Promise<void> {

@@ -58,12 +58,31 @@ async function run(opts: { config?: string }): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // Last resorts (CONTRACT §5). A rejection nobody handled is a bug, but the state is intact:
+  // record it as a fault and go on. After an uncaught exception Node's state is undefined: stop
+  // the recorders (their segments stay playable) within 5 s and exit 70; systemd restarts.
+  process.on('unhandledRejection', (reason) => {
+    log.error({ err: reason }, 'unhandled rejection (a bug): recorded as a fault; the agent goes on');
+    agent.reportFault('agent', reason);
+  });
+  let failing = false;
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'internal error the agent cannot contain: stopping the recorders and exiting 70');
+    if (failing) return;
+    failing = true;
+    setTimeout(() => process.exit(70), 5_000).unref();
+    agent.stopRecorders().finally(() => process.exit(70));
+  });
   try {
     await agent.start(controller.signal);
   } catch (err) {
     await agent.stop().catch(() => {});
     throw err;
   }
+  // Tests of the last resorts above: CAMNODE_FAULT=uncaught|unhandled, once started.
+  const fault = process.env['CAMNODE_FAULT'];
+  if (fault === 'uncaught') setImmediate(() => { throw new Error('injected uncaught exception (CAMNODE_FAULT)'); });
+  if (fault === 'unhandled') void Promise.reject(new Error('injected unhandled rejection (CAMNODE_FAULT)'));
   // button.backend fake: each line on stdin is a press (bench setups and tests).
   const fake = agent.fakeButton();
   if (fake) createInterface({ input: process.stdin }).on('line', () => fake.press());

@@ -41,7 +41,8 @@ export const commandArgs = {
     reason: text(500).optional(),
     by: text(200).optional(),
     preRoll: duration.optional(),
-    postRoll: duration.optional(),
+    // A lock that reaches no further than its trigger keeps nothing of what happens next.
+    postRoll: duration.refine((ms) => ms > 0, 'must be longer than 0').optional(),
     cameras: z.array(z.string().regex(/^[a-z0-9-]{1,32}$/, 'not a camera id')).max(64).optional(),
     urgent: z.boolean().optional(),
   }),

@@ -113,7 +113,7 @@ const recording = z.strictObject({
 
 const incident = z.strictObject({
   preRoll: duration().prefault('2m').describe('How far back a lock reaches.'),
-  postRoll: duration().prefault('5m').describe('How long after a trigger it keeps locking.'),
+  postRoll: duration().prefault('5m').refine((ms) => ms > 0, 'must be longer than 0').describe('How long after a trigger it keeps locking (more than 0).'),
   maxLength: duration().prefault('1h').describe('A lock extended by later triggers stops growing here.'),
   maxHold: duration().prefault('24h').describe('The longest range one hold may keep (footage on request). Not built yet: ignored.'),
   maxLockedPercent: z.number().min(1).max(100).default(50)

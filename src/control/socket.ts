@@ -6,9 +6,15 @@ import { dirname } from 'node:path';
 import type { Component } from '../lifecycle/component.js';
 import type { Logger } from '../platform/logger.js';
 import type { CommandHandlers } from '../commands/handlers.js';
+import { isObject, MAX_REQUEST_BYTES, parseBounded, requestId } from '../commands/envelope.js';
+import type { Reply } from '../commands/protocol.js';
 
-/** Longest request line accepted; a longer one is refused and the connection closed. */
-export const MAX_REQUEST_BYTES = 1024 * 1024;
+
+/** CONTRACT §5: requests a connection may have unanswered, and connections at once. */
+export const MAX_IN_FLIGHT = 8;
+export const MAX_CONNECTIONS = 32;
+/** Replies a client leaves unread before it is cut off (a still is ~100 kB of base64). */
+const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
 
 export interface ControlSocketDeps {
   path: string;
@@ -50,6 +56,8 @@ export class ControlSocket implements Component {
     await mkdir(dirname(path), { recursive: true });
     await removeStaleSocket(path);
     const server = createServer((socket) => this.serve(socket));
+    // Past this many, new connections are closed at once; the agent goes on.
+    server.maxConnections = MAX_CONNECTIONS;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => { server.off('error', reject); resolve(); });
@@ -74,40 +82,79 @@ export class ControlSocket implements Component {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
-    let buffered = '';
+    const log = this.deps.log;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let inFlight = 0;
     let chain: Promise<void> = Promise.resolve();
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      buffered += chunk;
+    const cutOff = (why: string, fields: Record<string, unknown> = {}): void => {
+      log.warn(fields, `control connection closed: ${why}`);
+      socket.destroy();
+    };
+    socket.on('data', (chunk: Buffer) => {
+      let start = 0;
       let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        if (line.trim()) chain = chain.then(() => this.answer(socket, line));
+      while (!socket.destroyed && (nl = chunk.indexOf(0x0a, start)) >= 0) {
+        const line = pendingBytes > 0 ? Buffer.concat([...pending, chunk.subarray(start, nl)]) : chunk.subarray(start, nl);
+        pending = [];
+        pendingBytes = 0;
+        start = nl + 1;
+        if (line.length > MAX_REQUEST_BYTES) {
+          this.refuseAndClose(socket, `request larger than ${MAX_REQUEST_BYTES} bytes`);
+          return;
+        }
+        if (isBlank(line)) continue;
+        // A client may pipeline, but not without bound: it reads its replies or is cut off.
+        if (++inFlight > MAX_IN_FLIGHT) {
+          cutOff(`more than ${MAX_IN_FLIGHT} requests in flight`);
+          return;
+        }
+        chain = chain
+          .then(() => this.answer(socket, line))
+          .catch((err: unknown) => log.error({ err }, 'control request failed'))
+          .finally(() => { inFlight--; });
       }
-      if (buffered.length > MAX_REQUEST_BYTES) {
-        this.deps.log.warn({ bytes: buffered.length }, 'control request too large; connection closed');
-        socket.end(`${JSON.stringify({ id: null, ok: false, error: { code: 'bad_request', message: `request larger than ${MAX_REQUEST_BYTES} bytes` } })}\n`);
-        buffered = '';
-        socket.destroy();
-      }
+      if (socket.destroyed) return;
+      const rest = chunk.subarray(start);
+      if (rest.length === 0) return;
+      pending.push(rest);
+      pendingBytes += rest.length;
+      if (pendingBytes > MAX_REQUEST_BYTES) this.refuseAndClose(socket, `request larger than ${MAX_REQUEST_BYTES} bytes`);
     });
   }
 
-  private async answer(socket: Socket, line: string): Promise<void> {
-    let request: { id?: unknown; cmd?: unknown; args?: unknown };
-    try {
-      request = JSON.parse(line) as typeof request;
-      if (typeof request !== 'object' || request === null || Array.isArray(request)) throw new Error('not a JSON object');
-    } catch (err) {
-      this.deps.log.warn({ reason: (err as Error).message }, 'malformed control request');
-      socket.write(`${JSON.stringify({ id: null, ok: false, error: { code: 'bad_request', message: `malformed request: ${(err as Error).message}` } })}\n`);
-      return;
-    }
-    const id = typeof request.id === 'string' || typeof request.id === 'number' ? request.id : null;
-    const reply = await this.deps.handlers.handle(request.cmd, request.args ?? {}, { via: 'local' });
-    if (!socket.destroyed) socket.write(`${JSON.stringify({ id, ...reply })}\n`);
+  private refuseAndClose(socket: Socket, message: string): void {
+    this.deps.log.warn({ reason: message }, 'control request refused; connection closed');
+    socket.end(`${JSON.stringify({ id: null, ok: false, error: { code: 'bad_request', message } })}\n`);
+    socket.destroySoon();
   }
+
+  private async answer(socket: Socket, line: Buffer): Promise<void> {
+    const parsed = parseBounded(line);
+    let reply: Reply;
+    let id: string | number | null = null;
+    if (!parsed.ok || !isObject(parsed.value)) {
+      const reason = parsed.ok ? 'not a JSON object' : parsed.reason;
+      this.deps.log.warn({ reason }, 'malformed control request');
+      reply = { ok: false, error: { code: 'bad_request', message: `malformed request: ${reason}` } };
+    } else {
+      const request = parsed.value;
+      id = requestId(request['id']);
+      reply = await this.deps.handlers.handle(request['cmd'], request['args'] ?? {}, { via: 'local' });
+    }
+    if (socket.destroyed) return;
+    socket.write(`${JSON.stringify({ id, ...reply })}\n`);
+    // A client that does not read its replies is cut off rather than buffered for.
+    if (socket.writableLength > MAX_UNREAD_REPLY_BYTES) {
+      this.deps.log.warn({ unread: socket.writableLength }, 'control connection closed: its replies are not being read');
+      socket.destroy();
+    }
+  }
+}
+
+function isBlank(line: Buffer): boolean {
+  for (const b of line) if (b !== 0x20 && b !== 0x09 && b !== 0x0d) return false;
+  return true;
 }
 
 /** One request over the control socket; rejects with code 'timeout' when nothing answers in time. */

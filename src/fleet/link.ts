@@ -89,7 +89,11 @@ export class FleetLink implements Component {
     client.on('close', () => this.onClose());
     // Said once per outage by onClose (MQTT.js may report one failure more than once).
     client.on('error', (err) => { this.lastError = err.message; });
-    client.on('message', (topic, payload, packet) => void this.onMessage(topic, payload, packet.properties?.responseTopic, packet.properties?.correlationData));
+    client.on('message', (topic, payload, packet) => {
+      // Every request's promise is caught here: nothing a requester sends reaches the process.
+      this.onMessage(topic, payload, packet.properties?.responseTopic, packet.properties?.correlationData)
+        .catch((err: unknown) => log.error({ err, topic: clip(topic) }, 'request failed'));
+    });
     this.offAdded = this.deps.outbox.onAdded(() => void this.sendEvents());
     this.stateTimer = setInterval(() => void this.publishState(), config.stateInterval);
     this.stateTimer.unref();

@@ -1,17 +1,16 @@
 // Reading a command request off MQTT (CONTRACT §3), pure. MQTT 5 carries the reply address as
 // Response Topic + Correlation Data; 3.1.1 puts "replyTo" and "id" into the payload beside
 // the arguments (removed before the arguments are validated). If both are present, MQTT 5 wins.
+import { isObject, MAX_REQUEST_BYTES, parseBounded, requestId } from '../commands/envelope.js';
 import type { Topics } from './topics.js';
 
-/** Largest request carried out; anything larger is refused (read only for its reply address). */
-export const MAX_REQUEST_BYTES = 256 * 1024;
 
 export interface ReplyAddress {
   topic: string;
   /** MQTT 5 Correlation Data, echoed back. */
   correlationData?: Buffer;
-  /** 3.1.1 request id, echoed back in the reply payload. */
-  id?: unknown;
+  /** 3.1.1 request id, echoed back in the reply payload (null when it was not a short string or a safe integer). */
+  id?: string | number | null;
 }
 
 export type ParsedRequest =
@@ -44,18 +43,21 @@ export function parseRequest(packet: RequestPacket, node: string, topics: Topics
   let body: unknown = {};
   let parseError: string | null = null;
   if (packet.payload.length > 0) {
-    try {
-      body = JSON.parse(packet.payload.toString('utf8'));
-    } catch (err) {
-      parseError = `malformed JSON: ${(err as Error).message}`;
+    const parsed = parseBounded(packet.payload);
+    if (parsed.ok) {
+      body = parsed.value;
+    } else {
+      parseError = parsed.reason;
+      // Too deep, or not UTF-8: the 3.1.1 reply address may still be readable, to say why.
+      reply ??= payloadReplyAddress(packet.payload);
     }
   }
   let args: unknown = body;
-  if (body !== null && typeof body === 'object' && !Array.isArray(body)) {
-    const { replyTo, id, ...rest } = body as Record<string, unknown>;
+  if (isObject(body)) {
+    const { replyTo, id, ...rest } = body;
     args = rest;
-    if (!reply && typeof replyTo === 'string') reply = { topic: replyTo, ...(id !== undefined ? { id } : {}) };
-    else if (reply && id !== undefined && !reply.correlationData) reply = { ...reply, id };
+    if (!reply && typeof replyTo === 'string') reply = { topic: replyTo, ...(id !== undefined ? { id: requestId(id) } : {}) };
+    else if (reply && id !== undefined && !reply.correlationData) reply = { ...reply, id: requestId(id) };
   } else if (!parseError) {
     parseError = 'a request must be a JSON object';
   }
@@ -75,7 +77,7 @@ function payloadReplyAddress(payload: Buffer): ReplyAddress | null {
   } catch {
     return null;
   }
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return null;
-  const { replyTo, id } = body as Record<string, unknown>;
-  return typeof replyTo === 'string' ? { topic: replyTo, ...(id !== undefined ? { id } : {}) } : null;
+  if (!isObject(body)) return null;
+  const { replyTo, id } = body;
+  return typeof replyTo === 'string' ? { topic: replyTo, ...(id !== undefined ? { id: requestId(id) } : {}) } : null;
 }

@@ -1,6 +1,6 @@
 // The incident book: every incident of this node, kept in lowdb under node.stateDir and
 // written durably before a lock is acknowledged. It serves the ring's locks.
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { access, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
@@ -103,6 +103,11 @@ export class IncidentBook implements Component {
     return lockedRanges(this.list());
   }
 
+  /** An id the book or the sealed folders already use (a set-aside `.damaged` one too). */
+  private idTaken(id: string): boolean {
+    return this.get(id) !== undefined || existsSync(join(this.deps.sealedDir, id)) || existsSync(join(this.deps.sealedDir, `${id}.damaged`));
+  }
+
   /** The incident still collecting footage, if any. */
   openIncident(): Incident | undefined {
     const now = this.deps.clock.now();
@@ -122,7 +127,7 @@ export class IncidentBook implements Component {
       const open = this.openIncident();
       const incident = open
         ? extendIncident(open, req, deps.policy, enabled)
-        : openIncident(deps.nodeId, req, deps.policy, enabled, deps.random);
+        : openIncident(deps.nodeId, req, deps.policy, enabled, { random: deps.random, taken: (id) => this.idTaken(id) });
       await this.put(incident);
       await deps.audit.append(open ? 'extend' : 'lock', { incident });
       deps.log.info({ incident: incident.id, via: req.via, window: incident.window, cameras: incident.cameras }, open ? 'incident extended' : 'incident locked');

@@ -62,15 +62,23 @@ function trigger(req: TriggerRequest): Trigger {
 }
 
 /** A trigger at T opens [T − preRoll, T + postRoll] (postRoll itself capped at maxLength). */
-export function openIncident(node: string, req: TriggerRequest, policy: WindowPolicy, enabledCameras: readonly string[], random?: (n: number) => number): Incident {
+export function openIncident(
+  node: string, req: TriggerRequest, policy: WindowPolicy, enabledCameras: readonly string[],
+  ids: { random?: ((n: number) => number) | undefined; taken?: (id: string) => boolean } = {},
+): Incident {
   // A pre-roll longer than maxLength (asked for, or configured) would put the whole capped
   // window before T: the lock would miss the very moment it was made for.
   const pre = Math.min(req.preRollMs ?? policy.preRollMs, policy.maxLengthMs);
   const post = req.postRollMs ?? policy.postRollMs;
   const start = req.atMs - pre;
   const end = Math.min(req.atMs + post, start + policy.maxLengthMs);
+  // Two incidents in one second share a stamp: a suffix already used is drawn again, so no
+  // incident ever replaces another (one in 2^20 a second; the bound only stops a broken random).
+  let id = incidentId(req.atMs, ids.random);
+  for (let i = 0; ids.taken?.(id) && i < 1_000; i++) id = incidentId(req.atMs, ids.random);
+  if (ids.taken?.(id)) throw new Error(`no free incident id for ${iso(req.atMs)}`);
   return {
-    id: incidentId(req.atMs, random),
+    id,
     node,
     triggers: [trigger(req)],
     cameras: req.cameras && req.cameras.length > 0 ? [...new Set(req.cameras)] : [...enabledCameras],

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { AUDIT_LOG_FILE, type AuditLog } from '../audit/log.js';
 import type { NodeKey } from '../audit/keys.js';
-import { createButton, type ButtonDescription, type ButtonSetup } from '../button/index.js';
+import { createButton, type ButtonSetup } from '../button/index.js';
 import type { DebouncedButton, Led } from '../button/index.js';
 import { CommandError } from '../commands/protocol.js';
 import { IncidentBook } from '../incidents/book.js';
@@ -64,7 +64,6 @@ export interface IncidentsModule extends AgentModule {
   /** The fake backend's button (demo: Enter; `run` with button.backend fake: a line on stdin). */
   fakeButton(): { press(): boolean } | null;
   ledLit(): boolean;
-  buttonDescription(): ButtonDescription;
 }
 
 export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsModule> {
@@ -147,6 +146,5 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     },
     fakeButton: () => setup.fake,
     ledLit: () => setup.led.isOn(),
-    buttonDescription: () => setup.describe(),
   };
 }

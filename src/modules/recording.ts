@@ -99,18 +99,24 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
     }));
   }
 
+  // One snapshot per camera at a time: each is an ffmpeg of its own on a Pi already recording.
+  const snapshotting = new Set<string>();
   /** One JPEG from a camera's live stream (CONTRACT §3 snapshot). */
   const snapshot = async ({ camera }: CommandArgs<'snapshot'>): Promise<{ camera: string; capturedAt: string; contentType: 'image/jpeg'; jpegBase64: string }> => {
     const cam = cameras.find((c) => c.id === camera);
     if (!cam) throw new CommandError('not_found', `no camera ${camera}`);
     const source = parseSource(cam.source);
     if (typeof source === 'string') throw new CommandError('internal', source);
+    if (snapshotting.has(camera)) throw new CommandError('conflict', `a snapshot of ${camera} is being taken; ask again when it is done`);
+    snapshotting.add(camera);
     try {
       const shot = await takeSnapshot({ source, timeoutMs: 10_000, signal: deps.signal, ...(testsrc ? { testsrc } : {}), ...ffmpegPath });
       return { camera, capturedAt: shot.capturedAt, contentType: 'image/jpeg', jpegBase64: shot.jpeg.toString('base64') };
     } catch (err) {
       if (err instanceof SnapshotError) throw new CommandError('internal', `snapshot of ${camera}: ${err.message}`);
       throw err;
+    } finally {
+      snapshotting.delete(camera);
     }
   };
 

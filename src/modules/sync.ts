@@ -32,10 +32,10 @@ export function syncModule(deps: SyncDeps): SyncModule {
   const openStore = async (): Promise<NonNullable<Awaited<ReturnType<typeof createStore>>>['store']> => (await createStore(config))!.store;
   const syncer = new Supervised({
     name: 'sync', faults, log,
-    build: () => new Syncer({
+    build: (fail) => new Syncer({
       openStore, keyPrefix: `${upstream.prefix}/${config.node.id}`, book: deps.book, sealedDir: deps.sealedDir, stateDir: config.node.stateDir,
       maxRateBps: upstream.maxRate, window: upstream.window,
-      clock, log: syncLog, events,
+      clock, log: syncLog, events, onFailure: fail,
     }),
   });
   syncLog.info({ upstream: upstream.type === 'dir' ? upstream.path : `s3://${upstream.bucket}`, maxRate: upstream.maxRate ?? null, window: upstream.window ?? null }, 'upstream sync');

@@ -5,6 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { CliExit } from '../platform/cli-exit.js';
+import { printable, printableDeep } from './printable.js';
 import { DEFAULT_CONFIG_PATH, loadConfig, resolveConfigPath } from '../config/load.js';
 import { parseDuration } from '../config/units.js';
 import { requestLocal } from '../control/socket.js';
@@ -87,8 +88,9 @@ async function request(opts: Common, node: string | undefined, cmd: string, args
   } else {
     reply = await withClient(opts, (client) => client.request(node!, cmd, args));
   }
-  if (!reply.ok) throw new CtlExit(reply.error.code === 'bad_request' ? 2 : 1, `${cmd} refused (${reply.error.code}): ${reply.error.message}`);
-  return reply.data;
+  if (!reply.ok) throw new CtlExit(reply.error.code === 'bad_request' ? 2 : 1, printable(`${cmd} refused (${reply.error.code}): ${reply.error.message}`));
+  // JSON output escapes control characters itself and stays exact for programs.
+  return opts.json ? reply.data : printableDeep(reply.data);
 }
 
 function print(opts: Common, data: unknown, render: () => string): void {
@@ -143,7 +145,7 @@ export function ctlCommand(): Command {
 
   withBroker(ctl.command('nodes').description('every node: online, cameras, retention, disk, temperature, incidents, last seen'))
     .action(async (o: Common) => {
-      const views = await withClient(o, (client) => client.nodes());
+      const views = printableDeep(await withClient(o, (client) => client.nodes()));
       const rows = sortRows(views.map(nodeRow));
       print(o, rows, () => renderNodes(rows, Date.now(), process.stdout.isTTY === true && !process.env['NO_COLOR']));
     });
@@ -160,7 +162,7 @@ export function ctlCommand(): Command {
     .argument('[node]')
     .action(async (node: string | undefined, o: Common) => {
       await withClient(o, async (client) => {
-        await client.watch(node, (n, e) => process.stdout.write(`${o.json ? JSON.stringify({ node: n, ...e }) : renderEvent(n, e)}\n`));
+        await client.watch(node, (n, e) => process.stdout.write(`${o.json ? JSON.stringify({ node: n, ...e }) : renderEvent(printable(n), printableDeep(e))}\n`));
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);
           process.once('SIGTERM', resolve);
@@ -267,12 +269,12 @@ async function lockAll(o: Common, payload: Record<string, unknown>, line: (node:
       const node = online[i]!;
       if (r.status === 'fulfilled' && r.value.ok) {
         out[node] = r.value.data;
-        if (!o.json) process.stdout.write(`${line(node, r.value.data as { incident: string; extended: boolean })}\n`);
+        if (!o.json) process.stdout.write(`${line(printable(node), printableDeep(r.value.data as { incident: string; extended: boolean }))}\n`);
       } else {
-        const why = r.status === 'rejected' ? (r.reason as Error).message : `refused: ${r.value.ok ? '' : r.value.error.message}`;
+        const why = printable(r.status === 'rejected' ? (r.reason as Error).message : `refused: ${r.value.ok ? '' : r.value.error.message}`);
         out[node] = { error: why };
         worst = Math.max(worst, r.status === 'rejected' && (r.reason as Error).name === 'NoAnswer' ? 3 : 1);
-        if (!o.json) process.stderr.write(`${node}: ${why}\n`);
+        if (!o.json) process.stderr.write(`${printable(node)}: ${why}\n`);
       }
     });
     if (o.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

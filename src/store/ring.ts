@@ -81,6 +81,8 @@ export class Ring implements Component {
   private lastStats: RingStats | undefined;
   private problems: ScanProblem[] = [];
   private fullReported = false;
+  /** The unlink in flight, if any: a lock cannot save a file already being unlinked. */
+  private unlinking: Promise<void> | undefined;
 
   constructor(private readonly deps: RingDeps) {
     this.root = join(deps.options.storagePath, 'segments');
@@ -107,6 +109,11 @@ export class Ring implements Component {
     clearInterval(this.timer);
     this.timer = undefined;
     await this.pruning;
+  }
+
+  /** Resolves once no unlink is in flight: from then on every lock in force is honoured. */
+  async unlinkSettled(): Promise<void> {
+    await this.unlinking?.catch(() => {});
   }
 
   /** Folder a camera's recorder writes into. */
@@ -255,10 +262,18 @@ export class Ring implements Component {
     const gone = new Set<number>();
     // One summary per camera and reason: what footage left the ring (warn: footage is deleted).
     const summary = new Map<string, { camera: string; reason: string; startMs: number; endMs: number; bytes: number; count: number }>();
+    let spared = 0;
     for (let i = 0; i < evict.length; i++) {
       const s = evict[i]!;
+      // The plan read the locks before the first unlink; a lock acknowledged since (a press
+      // while this pass deletes) must still win. Read again right before each one.
+      if (isLocked(s, this.deps.locks.lockedRanges())) {
+        spared++;
+        continue;
+      }
       try {
-        await unlink(this.pathOf(s));
+        this.unlinking = unlink(this.pathOf(s));
+        await this.unlinking;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
           this.deps.log.error({ err, camera: s.camera, seq: s.seq }, 'could not delete segment');
@@ -275,6 +290,7 @@ export class Ring implements Component {
       summary.set(key, entry);
     }
     this.segments = this.segments.filter((s) => !gone.has(s.seq));
+    if (spared > 0) this.deps.log.info({ spared }, 'segments locked while the pruner ran were kept');
     for (const e of summary.values()) {
       this.deps.log.warn({ camera: e.camera, from: iso(e.startMs), to: iso(e.endMs), bytes: e.bytes, segments: e.count, reason: e.reason }, 'footage deleted by the ring');
       this.deps.events.emit('segments.deleted', e);

@@ -38,6 +38,8 @@ export interface SyncerDeps {
   events: EventBus;
   backoff?: BackoffPolicy;
   random?: () => number;
+  /** The loop broke on something it does not expect (the supervisor restarts the syncer). */
+  onFailure?: (err: unknown) => void;
   /** Timers (tests make waits short). */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
@@ -103,7 +105,10 @@ export class Syncer implements Component {
       const found = this.deps.book.get(incident);
       void this.enqueue(incident, found?.urgent ?? true).then(() => this.poke(), (err: unknown) => this.deps.log.error({ err, incident }, 'could not queue the incident for upload'));
     });
-    this.loop = this.run();
+    this.loop = this.run().catch((err: unknown) => {
+      this.deps.log.error({ err }, 'sync loop failed');
+      this.deps.onFailure?.(err);
+    });
   }
 
   async stop(): Promise<void> {

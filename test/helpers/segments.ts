@@ -72,3 +72,9 @@ export async function recorderPids(storagePath: string): Promise<number[]> {
   }
   return pids.sort((a, b) => a - b);
 }
+
+/** The node's undelivered events, as its outbox journal says (read from outside). */
+export async function outboxPending(stateDir: string): Promise<Record<string, unknown>[]> {
+  const { OUTBOX_FILE, replayOutbox } = await import('../../src/fleet/outbox.js');
+  return replayOutbox(await readFile(join(stateDir, OUTBOX_FILE), 'utf8')).pending as Record<string, unknown>[];
+}

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { requestLocal } from '../../src/control/socket.js';
 import { baseConfig, RunningAgent, tempDir, waitFor, writeConfig, type LogLine } from '../helpers/agent.js';
 import { listSegments, probeDuration, recorderPids, type SegmentFile } from '../helpers/segments.js';
 
@@ -33,7 +34,7 @@ afterEach(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Setup { configPath: string; storage: string }
+interface Setup { configPath: string; storage: string; socket: string }
 
 async function setup(cameraIds: string[]): Promise<Setup> {
   const dir = await tempDir('camnode-crash-');
@@ -41,8 +42,9 @@ async function setup(cameraIds: string[]): Promise<Setup> {
   // testsrc: synthetic and encoded by the recorder's own ffmpeg, so an orphaned recorder keeps
   // producing footage without any server.
   const cameras = cameraIds.map((id) => ({ id, source: 'testsrc', zone: 'entrance' }));
-  const config = baseConfig(dir, cameras, { recording: { segmentSeconds: SEGMENT_SECONDS } });
-  return { configPath: await writeConfig(dir, config), storage: join(dir, 'storage') };
+  const socket = join(dir, 'control.sock');
+  const config = baseConfig(dir, cameras, { recording: { segmentSeconds: SEGMENT_SECONDS }, control: { socket } });
+  return { configPath: await writeConfig(dir, config), storage: join(dir, 'storage'), socket };
 }
 
 function start(configPath: string): RunningAgent {
@@ -268,5 +270,35 @@ describe('crash recovery through the CLI', () => {
 
     expect(await first.stop('SIGTERM')).toBe(0);
     expect(await recorderPids(storage)).toEqual([]);
+  });
+
+  it('an uncaught exception: the recorders stop gracefully, the agent exits 70, and the next start adopts their last segments', async () => {
+    const { configPath, storage } = await setup(['front']);
+    const agent = RunningAgent.start(configPath, { env: { CAMNODE_FAULT: 'uncaught' } });
+    agents.push(agent);
+    expect(await agent.exited).toBe(70);
+    expect(agent.find((l) => l.msg.startsWith('internal error the agent cannot contain'))).toBeDefined();
+    // Stopped, not orphaned: no recorder outlives the agent.
+    expect(await recorderPids(storage)).toEqual([]);
+    const again = start(configPath);
+    await started(again);
+    for (const s of await segmentsAfter(storage, 'front', 0, 2)) await expectPlays(s.path);
+    expect(await again.stop('SIGTERM')).toBe(0);
+  });
+
+  it('an unhandled rejection: recorded as a fault in the state, the agent goes on recording', async () => {
+    const { configPath, storage, socket } = await setup(['front']);
+    const agent = RunningAgent.start(configPath, { env: { CAMNODE_FAULT: 'unhandled' } });
+    agents.push(agent);
+    await started(agent);
+    await agent.waitForLog((l) => l.msg.startsWith('unhandled rejection'), 'the rejection logged');
+    const state = await requestLocal(socket, 'state', {}, 5_000);
+    expect((state.data as { health: { faults: unknown[] } }).health.faults).toEqual([
+      { component: 'agent', since: expect.any(String), message: 'injected unhandled rejection (CAMNODE_FAULT)' },
+    ]);
+    const seq = await lastSeq(storage, 'front');
+    await segmentsAfter(storage, 'front', seq, 2);
+    expect(agent.proc.exitCode).toBeNull();
+    expect(await agent.stop('SIGTERM')).toBe(0);
   });
 });

@@ -167,7 +167,7 @@ describe.each([
     // object has none, so these are answered only over MQTT 5.
     { name: 'malformed JSON', cmd: 'lock', payload: '{"reason": "x", ', error: /^malformed JSON/, log: 'malformed request', replyless311: true },
     { name: 'a JSON array', cmd: 'lock', payload: `[{"replyTo":"${REPLY_BASE}/arr"}]`, error: /must be a JSON object/, log: 'malformed request', replyless311: true },
-    { name: 'bytes that are not UTF-8', cmd: 'ping', payload: Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0xc3]), error: /^malformed JSON/, log: 'malformed request', replyless311: true },
+    { name: 'bytes that are not UTF-8', cmd: 'ping', payload: Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0xc3]), error: /^request is not valid UTF-8/, log: 'malformed request', replyless311: true },
     { name: 'a wrong type: preRoll "soon"', cmd: 'lock', payload: { preRoll: 'soon' }, error: /^lock: preRoll: not a duration: "soon"/, log: 'command refused' },
     { name: 'a wrong type: cameras "a"', cmd: 'lock', payload: { cameras: 'a' }, error: /^lock: cameras: /, log: 'command refused' },
     { name: 'a wrong type: urgent "yes"', cmd: 'lock', payload: { urgent: 'yes', reason: 'r' }, error: /^lock: urgent: /, log: 'command refused' },
@@ -182,6 +182,8 @@ describe.each([
     { name: 'release without its arguments', cmd: 'release', payload: { incident: 5 }, error: /^release: incident: .*by: required.*reason: required/, log: 'command refused' },
     { name: 'a malformed incident id', cmd: 'incident', payload: { incident: '../../etc/passwd' }, error: /^incident: incident: not an incident id/, log: 'command refused' },
     { name: 'a snapshot of an unknown camera', cmd: 'snapshot', payload: { camera: 'cam-z' }, error: /no camera cam-z/, log: 'command refused' },
+    { name: 'arguments nested 200 deep', cmd: 'lock', payload: { reason: JSON.parse('['.repeat(200) + ']'.repeat(200)) as unknown }, error: /^request nested deeper than 64/, log: 'malformed request' },
+    { name: 'type confusion: an object where the command reads strings', cmd: 'lock', payload: { reason: { toString: 0 }, by: ['a'] }, error: /^lock: reason: .*by: /, log: 'command refused' },
   ];
 
   it.each(cases)('$name: an error reply where it has an address, a log line, nothing changed', async (c) => {
@@ -203,6 +205,22 @@ describe.each([
       await logsSince(from, (l) => l.msg === c.log);
     }
     expect(await incidentCount()).toEqual(before);
+    expect(agent.proc.exitCode).toBeNull();
+  });
+
+  // The reply's JSON.stringify recursed into an id nested tens of thousands deep and threw in a
+  // handler nothing awaited. The 3.1.1 form only: under MQTT 5 Correlation Data is the id.
+  if (!v5) it('an id nested 50,000 deep: refused, answered with id null, the agent unharmed', async () => {
+    const to = own('deep-id');
+    const deepId = '['.repeat(50_000) + ']'.repeat(50_000);
+    await ops.client.publishAsync(CMD('ping'), `{"replyTo":"${to}","id":${deepId}}`, { qos: 1 });
+    const reply = await replyOn(to);
+    expect(reply.body).toEqual({ id: null, ok: false, error: { code: 'bad_request', message: 'request nested deeper than 64' } });
+    const longId = 'x'.repeat(129);
+    const to2 = own('long-id');
+    await ops.client.publishAsync(CMD('ping'), JSON.stringify({ replyTo: to2, id: longId }), { qos: 1 });
+    expect((await replyOn(to2)).body).toMatchObject({ id: null, ok: true });
+    await ping();
     expect(agent.proc.exitCode).toBeNull();
   });
 
@@ -443,7 +461,8 @@ function expectation(r: FuzzRequest): { replyTopic?: string; ok: boolean; hasId:
   let body: unknown = {};
   let parsed = true;
   if (r.payload.length > 0) {
-    try { body = JSON.parse(r.payload.toString('utf8')); } catch { parsed = false; }
+    // CONTRACT §5: valid UTF-8 only (no request here nests anywhere near 64 deep).
+    try { body = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(r.payload)); } catch { parsed = false; }
   }
   const isObject = parsed && body !== null && typeof body === 'object' && !Array.isArray(body);
   let replyTopic: string | undefined;
@@ -455,9 +474,11 @@ function expectation(r: FuzzRequest): { replyTopic?: string; ok: boolean; hasId:
     args = rest;
     if (r.responseTopic === undefined && typeof replyTo === 'string') replyTopic = replyTo;
     // The payload's id is echoed unless Correlation Data does that job.
+    // CONTRACT §5: an id is echoed when it is a string of at most 128 characters or a safe
+    // integer; any other id is echoed as null.
     if (bodyId !== undefined && !r.correlationData && (r.responseTopic !== undefined || typeof replyTo === 'string')) {
       hasId = true;
-      id = bodyId;
+      id = (typeof bodyId === 'string' && bodyId.length <= 128) || Number.isSafeInteger(bodyId) ? bodyId : null;
     }
   }
   if (r.responseTopic !== undefined) replyTopic = r.responseTopic;

@@ -11,14 +11,14 @@
 // (fixed client id, clean start off, a session expiry) with QoS 1 subscriptions, so events the
 // node delivers before ops are back are queued for them by the broker. Duplicates are allowed by
 // the contract (ids make them harmless) and must carry the same payload.
-import { access, readFile, rm } from 'node:fs/promises';
+import { access, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { baseConfig, runCli, RunningAgent, tempDir, waitFor, writeConfig, type LogLine } from '../helpers/agent.js';
 import { startMosquitto, stopAllMosquittos, type Mosquitto } from '../helpers/mosquitto.js';
-import { listSegments, recorderPids } from '../helpers/segments.js';
+import { listSegments, outboxPending as readOutbox, recorderPids } from '../helpers/segments.js';
 
 const PREFIX = 'camnode';
 const CAMERA = 'cam-1';
@@ -155,12 +155,7 @@ async function ctlLocal(socket: string, ...args: string[]): Promise<string> {
 
 /** The events in the node's durable outbox not yet acknowledged by a broker. */
 async function outboxPending(node: Omit<Node, 'agent'>): Promise<Event[]> {
-  try {
-    const data = JSON.parse(await readFile(join(node.dir, 'state', 'events-outbox.json'), 'utf8')) as { pending: Event[] };
-    return data.pending;
-  } catch {
-    return [];
-  }
+  return (await readOutbox(join(node.dir, 'state')).catch(() => [])) as unknown as Event[];
 }
 
 describe('broker outage during recording', () => {

@@ -5,10 +5,10 @@
 // reply and a log line each, nothing changed, the agent keeps answering).
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { requestLocal } from '../../src/control/socket.js';
+import { LineClient } from '../helpers/line-client.js';
 import { baseConfig, runCli, RunningAgent, tempDir, waitFor, writeConfig, type CliResult, type LogLine } from '../helpers/agent.js';
 import { useRtspRig } from '../helpers/rig.js';
 import { listSegments } from '../helpers/segments.js';
@@ -27,7 +27,6 @@ interface Incident {
   urgent: boolean;
 }
 type AuditEntry = { seq: number; prev: string; ts: string; type: string; [k: string]: unknown };
-interface Reply { id: unknown; ok: boolean; data?: unknown; error?: { code: string; message: string } }
 
 interface Node {
   dir: string;
@@ -105,60 +104,6 @@ function waitForState(node: Node, id: string, state: string, timeoutMs = 30_000)
 async function auditEntries(node: Pick<Node, 'stateDir'>): Promise<AuditEntry[]> {
   const text = await readFile(join(node.stateDir, 'audit.log'), 'utf8');
   return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as AuditEntry);
-}
-
-/** A raw client of the control socket: write any bytes, read reply lines in order. */
-class LineClient {
-  private buffered = '';
-  private readonly lines: string[] = [];
-  private waiting: ((line: string) => void) | undefined;
-  readonly closed: Promise<void>;
-
-  private constructor(readonly socket: Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      this.buffered += chunk;
-      let nl: number;
-      while ((nl = this.buffered.indexOf('\n')) >= 0) {
-        this.lines.push(this.buffered.slice(0, nl));
-        this.buffered = this.buffered.slice(nl + 1);
-      }
-      this.deliver();
-    });
-    socket.on('error', () => { /* the agent may close on us (oversize line) */ });
-    this.closed = new Promise((resolve) => socket.on('close', () => resolve()));
-  }
-
-  static open(path: string): Promise<LineClient> {
-    return new Promise((resolve, reject) => {
-      const socket = connect(path);
-      socket.once('connect', () => resolve(new LineClient(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  private deliver(): void {
-    if (this.waiting && this.lines.length > 0) {
-      const w = this.waiting;
-      this.waiting = undefined;
-      w(this.lines.shift()!);
-    }
-  }
-
-  /** Sends raw text and waits for the next reply line. */
-  async ask(raw: string, timeoutMs = 5_000): Promise<Reply> {
-    this.socket.write(raw);
-    const line = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no reply to ${raw.slice(0, 80)}`)), timeoutMs);
-      this.waiting = (l) => { clearTimeout(timer); resolve(l); };
-      this.deliver();
-    });
-    return JSON.parse(line) as Reply;
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
 }
 
 describe('releasing incidents', () => {
@@ -363,7 +308,7 @@ describe('bad input on the control socket', () => {
     big.socket.write(`{"id":"big","cmd":"lock","args":{"reason":"${'y'.repeat(2 * 1024 * 1024)}"}}\n`);
     await big.closed;
     if (received !== '') expect(JSON.parse(received.split('\n')[0]!)).toMatchObject({ ok: false, error: { code: 'bad_request' } });
-    await node.agent.waitForLog((l) => l.msg === 'control request too large; connection closed', 'the oversize line logged', 5_000);
+    await node.agent.waitForLog((l) => l.msg === 'control request refused; connection closed' && String(l['reason']).includes('larger than'), 'the oversize line logged', 5_000);
 
     // Nothing changed: no incident, no lock in the audit log, no sealed folder; still answering.
     expect(node.agent.proc.exitCode).toBeNull();

@@ -14,7 +14,7 @@ import {
   partLines, readIncident, s3Upstream, startS3rver, startSyncNode, waitForIncidentState, watchArrivals,
   writeS3Credentials, type SyncNode,
 } from '../helpers/s3.js';
-import { recorderPids } from '../helpers/segments.js';
+import { outboxPending, recorderPids } from '../helpers/segments.js';
 
 const NODE_ID = 'test-node';
 const BUCKET = 'evidence';
@@ -208,8 +208,7 @@ describe('sync to S3 (s3rver)', () => {
       expect(state.sync.lastError, name).toMatch(reason);
       expect(state.incidents.unsynced, name).toBe(1);
       expect((await readIncident(n, id)).state, name).toBe('sealed');
-      const outbox = JSON.parse(await readFile(join(n.stateDir, 'events-outbox.json'), 'utf8')) as { pending: Record<string, unknown>[] };
-      const events = outbox.pending.filter((e) => e['type'] === 'sync.failed');
+      const events = (await outboxPending(n.stateDir)).filter((e) => e['type'] === 'sync.failed');
       expect(events, name).toEqual([expect.objectContaining({ incident: id, permanent: true, reason: expect.stringMatching(reason) })]);
       // Not synced, so release is refused without --force.
       const refused = await ctl(n, 'release', id, '--by', 'vitest', '--reason', 'too early');
@@ -255,7 +254,7 @@ describe('sync to S3 (s3rver)', () => {
     const state = await ctlJson<Faulty>(n, 'state');
     expect(state.health.faults).toEqual([{ component: 'sync', since: expect.any(String), message: expect.stringContaining(`upstream.credentials: cannot read ${later} (ENOENT)`) }]);
     expect(state.sync.lastError).toContain('ENOENT');
-    const outbox = async () => (JSON.parse(await readFile(join(n.stateDir, 'events-outbox.json'), 'utf8')) as { pending: Record<string, unknown>[] }).pending;
+    const outbox = () => outboxPending(n.stateDir);
     expect((await outbox()).filter((e) => e['type'] === 'component.failed')).toEqual([
       expect.objectContaining({ component: 'sync', message: expect.stringContaining('ENOENT') }),
     ]);

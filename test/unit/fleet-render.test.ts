@@ -317,3 +317,14 @@ describe('renderEvent', () => {
     expect(renderEvent('n', {})).toBe(' n #? ?');
   });
 });
+
+describe('printable', () => {
+  it('shows control and bidi-override characters as escapes, in every string of a reply', async () => {
+    const { printable, printableDeep } = await import('../../src/ops/printable.js');
+    expect(printable('cam\u001b]0;owned\u0007 \u001b[2J\r\nline\u202eevil\u0085')).toBe('cam\\u001b]0;owned\\u0007 \\u001b[2J\\u000d\\u000aline\\u202eevil\\u0085');
+    expect(printable('Bücherei – Eingang')).toBe('Bücherei – Eingang');
+    const data = { incidents: [{ id: 'x', triggers: [{ by: 'ops\u001b[31m', reason: ['a\u0000'] }] }], 'k\u001b': 1, n: 5, ok: true, none: null };
+    expect(printableDeep(data)).toEqual({ incidents: [{ id: 'x', triggers: [{ by: 'ops\\u001b[31m', reason: ['a\\u0000'] }] }], 'k\\u001b': 1, n: 5, ok: true, none: null });
+    expect(data.incidents[0]!.triggers[0]!.by).toBe('ops\u001b[31m');
+  });
+});

@@ -3,7 +3,8 @@
 // before the arguments are validated; MQTT 5 wins when both are there), and the refusals —
 // malformed payloads keep their reply address, foreign reply addresses lose it.
 import { describe, expect, it } from 'vitest';
-import { MAX_REQUEST_BYTES, parseRequest, type ParsedRequest, type RequestPacket } from '../../src/fleet/requests.js';
+import { MAX_REQUEST_BYTES } from '../../src/commands/envelope.js';
+import { parseRequest, type ParsedRequest, type RequestPacket } from '../../src/fleet/requests.js';
 import { Topics } from '../../src/fleet/topics.js';
 
 const topics = new Topics('camnode');
@@ -66,10 +67,22 @@ describe('parseRequest: reply addresses', () => {
     expect(parse({ topic: CMD('lock'), body: { reason: 'r', replyTo: OWN, id: 7 } })).toEqual({
       ok: true, cmd: 'lock', args: { reason: 'r' }, reply: { topic: OWN, id: 7 },
     });
-    // Any JSON value is an id, echoed as it came; without one the reply has none.
-    expect(parse({ body: { replyTo: OWN, id: { a: [1, null] } } }).reply).toEqual({ topic: OWN, id: { a: [1, null] } });
+    // CONTRACT §5: an id is a string of at most 128 characters or a safe integer, echoed as it
+    // came; anything else is echoed as null (a deep one would break the reply's JSON.stringify).
+    expect(parse({ body: { replyTo: OWN, id: 'a-b' } }).reply).toEqual({ topic: OWN, id: 'a-b' });
+    expect(parse({ body: { replyTo: OWN, id: { a: [1, null] } } }).reply).toEqual({ topic: OWN, id: null });
+    expect(parse({ body: { replyTo: OWN, id: 'x'.repeat(129) } }).reply).toEqual({ topic: OWN, id: null });
+    expect(parse({ body: { replyTo: OWN, id: 2.5 } }).reply).toEqual({ topic: OWN, id: null });
     expect(parse({ body: { replyTo: OWN, id: null } }).reply).toEqual({ topic: OWN, id: null });
     expect(parse({ body: { replyTo: OWN } }).reply).toEqual({ topic: OWN });
+  });
+
+  it('a payload nested too deep or not UTF-8 is refused, and the refusal still finds its 3.1.1 reply address', () => {
+    const deep = Buffer.from(`{"replyTo":"${OWN}","id":${'['.repeat(10_000)}${']'.repeat(10_000)},"reason":"x"}`);
+    const r = parse({ topic: CMD('lock'), payload: deep });
+    expect(r).toMatchObject({ ok: false, reason: 'request nested deeper than 64', reply: { topic: OWN, id: null } });
+    const bad = Buffer.concat([Buffer.from(`{"replyTo":"${OWN}","id":3,"reason":"`), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]);
+    expect(parse({ topic: CMD('lock'), payload: bad })).toMatchObject({ ok: false, reason: 'request is not valid UTF-8', reply: { topic: OWN, id: 3 } });
   });
 
   it('when both forms are present MQTT 5 wins, and replyTo/id still never reach the arguments', () => {

@@ -1,0 +1,59 @@
+// The bounds every command transport enforces before a request is read (CONTRACT §5), and the
+// argument rules that refuse what cannot be meant (a lock with no post-roll). Pure.
+import { describe, expect, it } from 'vitest';
+import { jsonDepth, MAX_REQUEST_BYTES, parseBounded, requestId } from '../../src/commands/envelope.js';
+import { parseArgs } from '../../src/commands/protocol.js';
+import { ConfigError, validateConfig } from '../../src/config/load.js';
+
+const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+
+describe('jsonDepth', () => {
+  it('counts nesting outside strings only', () => {
+    expect(jsonDepth('{}')).toBe(1);
+    expect(jsonDepth('1')).toBe(0);
+    expect(jsonDepth('{"a":[{"b":[]}]}')).toBe(4);
+    expect(jsonDepth('{"a":"[[[[{{{{"}')).toBe(1);
+    expect(jsonDepth('{"a":"\\"[[[[\\\\"}')).toBe(1);
+    expect(jsonDepth(deep(64))).toBe(64);
+    // It stops at the limit: a megabyte of brackets costs no more than 65 of them.
+    expect(jsonDepth(deep(1_000_000))).toBe(65);
+  });
+});
+
+describe('parseBounded', () => {
+  it('parses what is within the bounds', () => {
+    expect(parseBounded('{"id":1,"cmd":"ping"}')).toEqual({ ok: true, value: { id: 1, cmd: 'ping' } });
+    expect(parseBounded(Buffer.from('{"reason":"Bücherei"}'))).toEqual({ ok: true, value: { reason: 'Bücherei' } });
+    expect(parseBounded(`{"a":${deep(63)}}`).ok).toBe(true);
+  });
+
+  it('refuses too large, too deep, not UTF-8, not JSON — each saying which', () => {
+    expect(parseBounded(Buffer.alloc(MAX_REQUEST_BYTES + 1, 0x20))).toEqual({ ok: false, reason: `request of ${MAX_REQUEST_BYTES + 1} bytes is larger than ${MAX_REQUEST_BYTES}` });
+    expect(parseBounded(`{"a":${deep(64)}}`)).toEqual({ ok: false, reason: 'request nested deeper than 64' });
+    expect(parseBounded(`{"id":${deep(100_000)}}`)).toEqual({ ok: false, reason: 'request nested deeper than 64' });
+    expect(parseBounded(Buffer.from([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x7d]))).toEqual({ ok: false, reason: 'request is not valid UTF-8' });
+    expect(parseBounded('{"a":')).toMatchObject({ ok: false, reason: expect.stringMatching(/^malformed JSON: /) });
+  });
+});
+
+describe('requestId', () => {
+  it('echoes short strings and safe integers, and nothing else', () => {
+    expect(requestId('abc')).toBe('abc');
+    expect(requestId('x'.repeat(128))).toBe('x'.repeat(128));
+    expect(requestId('x'.repeat(129))).toBeNull();
+    expect(requestId(42)).toBe(42);
+    expect(requestId(-7)).toBe(-7);
+    for (const bad of [1.5, Number.MAX_SAFE_INTEGER + 2, NaN, Infinity, {}, [], null, true, { toString: 0 }]) expect(requestId(bad)).toBeNull();
+  });
+});
+
+describe('a lock needs a post-roll', () => {
+  it('refuses postRoll 0 in a command and in the config', () => {
+    expect(() => parseArgs('lock', { postRoll: 0 })).toThrow('lock: postRoll: must be longer than 0');
+    expect(() => parseArgs('lock', { postRoll: '0s' })).toThrow('lock: postRoll: must be longer than 0');
+    expect(parseArgs('lock', { postRoll: '1s' }).postRoll).toBe(1_000);
+    const config = { node: { id: 'n' }, storage: { path: '/srv' }, cameras: [{ id: 'a', source: 'testsrc', zone: 'entrance' }], incident: { postRoll: 0 } };
+    expect(() => validateConfig(config)).toThrow(ConfigError);
+    try { validateConfig(config); } catch (err) { expect((err as ConfigError).problems).toEqual(['incident.postRoll: must be longer than 0']); }
+  });
+});
