@@ -75,7 +75,7 @@ function makeFleet(n: number): Fleet {
         quotaBytes: quota, usedBytes: used, lockedBytes: Math.round(r() * 5e9), freeBytes: Math.round(quota * 0.1 + r() * 50e9),
         oldestAt: iso(seen - retained * 1000), retainedSeconds: retained,
       },
-      incidents: { active: r() < 0.02 ? 1 : 0, held: Math.floor(r() * 4), unsynced: uploading ? 1 : 0 },
+      incidents: { active: r() < 0.02 ? 1 : 0, held: Math.floor(r() * 4), unsynced: uploading ? 1 : 0, damaged: 0 },
       sync: uploading
         ? { queued: 1, bytesPending: 470_000_000, lastError: null, current: { incident: '20261128T165500Z-7kq2', bytesSent: Math.round(r() * 470e6), bytesTotal: 470_000_000, rateBps: 500_000, etaS: Math.round(r() * 900) } }
         : { queued: 0, bytesPending: 0, lastError: null, current: null },

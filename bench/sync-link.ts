@@ -207,7 +207,9 @@ async function runSyncer(): Promise<void> {
   // The book only tells the Syncer the incident is sealed; the upload path is all real.
   const incident = { id: INCIDENT, state: 'sealed', urgent: true };
   const book = { list: () => [incident], get: () => incident, setState: async () => {} } as unknown as IncidentBook;
-  const syncer = new Syncer({ openStore: async () => newStore(), book, sealedDir, stateDir, keyPrefix: 'bench/resume', clock: systemClock, log, events });
+  // Nothing is damaged here; the bench measures the upload path.
+  const damaged = { has: () => false, setAside: async () => {} };
+  const syncer = new Syncer({ openStore: async () => newStore(), book, damaged, sealedDir, stateDir, keyPrefix: 'bench/resume', clock: systemClock, log, events });
   const synced = new Promise<void>((resolve) => events.on('incident.synced', () => resolve()));
   events.on('sync.failed', (e) => process.stdout.write(`FAILED ${JSON.stringify(e)}\n`));
   // Orphaned by a crashed benchmark, it would retry forever: it goes when its parent does.

@@ -82,8 +82,10 @@ export class Agent {
     const clock = this.clock;
     const version = await ffmpegVersion(this.deps.ffmpegPath);
     if (!versionAtLeast(version, MIN_FFMPEG)) throw new MissingToolError('ffmpeg', `ffmpeg ${version} is too old; camnode needs ${MIN_FFMPEG.join('.')} or newer`);
-    await probeWritable(config.storage.path);
-    await probeWritable(config.node.stateDir, 'node.stateDir');
+    // Read-only or forbidden storage stops the start; a full one does not: the ring's first
+    // prune pass frees the oldest footage (its own only), and recording goes on.
+    if (await probeWritable(config.storage.path) === 'full') log.warn({ path: config.storage.path }, 'storage is full at start: the ring frees its oldest footage first');
+    if (await probeWritable(config.node.stateDir, 'node.stateDir') === 'full') log.error({ path: config.node.stateDir }, 'node.stateDir is full: locks are kept in memory until they can be written');
     const segmentsRoot = join(config.storage.path, 'segments');
     const sealedDir = join(config.storage.path, 'incidents');
     await probeWritable(segmentsRoot);
@@ -127,7 +129,7 @@ export class Agent {
       kbps: (camera) => recording.kbps(camera),
       ffmpegPath: this.deps.ffmpegPath,
     });
-    const sync = syncModule({ ...base, config, book: incidents.book, sealedDir });
+    const sync = syncModule({ ...base, config, book: incidents.book, damaged: incidents.damaged, sealedDir });
     const fleet = config.mqtt
       ? fleetModule({ ...base, mqtt: config.mqtt, node: config.node, handlers, state: () => this.state(), publicKey: key.publicKeyBase64 })
       : undefined;
@@ -175,7 +177,7 @@ export class Agent {
 
   status(): AgentStatus {
     const b = this.built;
-    if (!b) return { cameras: [], storage: undefined, incidents: { active: 0, held: 0, unsynced: 0 } };
+    if (!b) return { cameras: [], storage: undefined, incidents: { active: 0, held: 0, unsynced: 0, damaged: 0 } };
     return { cameras: b.recording.cameraStatuses(), storage: b.recording.ring.stats(), incidents: b.incidents.counts() };
   }
 

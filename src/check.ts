@@ -111,13 +111,14 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
 
   let quota: number | null = null;
   try {
-    await probeWritable(join(config.storage.path, 'segments'));
+    const full = await probeWritable(join(config.storage.path, 'segments')) === 'full';
     const disk = await diskUsage(config.storage.path);
     const fragile = FRAGILE_FILESYSTEMS.has(disk.type);
     rows.push({
-      check: 'storage', verdict: fragile ? 'warn' : 'pass',
-      detail: `${config.storage.path}: writable, ${disk.type}, ${formatBytes(disk.sizeBytes)} (${formatBytes(disk.freeBytes)} free)`,
-      ...(fragile ? { fix: `reformat the media disk as ext4: ${disk.type} has no journal and loses more than the last write on power loss` } : {}),
+      check: 'storage', verdict: fragile || full ? 'warn' : 'pass',
+      detail: `${config.storage.path}: ${full ? 'writable but FULL' : 'writable'}, ${disk.type}, ${formatBytes(disk.sizeBytes)} (${formatBytes(disk.freeBytes)} free)`,
+      ...(full ? { fix: 'the agent frees its own oldest footage at start; if other files fill the disk, move them off it' }
+        : fragile ? { fix: `reformat the media disk as ext4: ${disk.type} has no journal and loses more than the last write on power loss` } : {}),
     });
     quota = quotaBytes({ sizeBytes: disk.sizeBytes, usedBytes: disk.usedBytes, ownBytes: 0, maxUsePercent: config.storage.maxUsePercent, reserveBytes: config.storage.reserve, maxBytes: config.storage.maxBytes });
   } catch (err) {

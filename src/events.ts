@@ -12,6 +12,7 @@ export interface AgentEvents {
   'incident.sealed': { incident: string };
   'incident.released': { incident: string };
   'incident.synced': { incident: string };
+  'incident.damaged': { incident: string; reason: string };
   'sync.failed': { incident: string; reason: string; permanent: boolean };
   'button.pressed': { at: string };
   'component.failed': { component: string; message: string; incident?: string };

@@ -34,6 +34,8 @@ export interface AuditPayloads {
   clock: { jumpMs: number; from: string; to: string };
   /** The log itself was repaired at start: a torn last line (never acknowledged) was cut off. */
   repair: { truncatedBytes: number; reason: string };
+  /** A sealed incident found damaged (manifest missing or unreadable, clips not matching): set aside, never deleted. */
+  damaged: { incident: string; reason: string; keptAt: string };
 }
 export type AuditEntryType = keyof AuditPayloads;
 

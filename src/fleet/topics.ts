@@ -38,7 +38,7 @@ export interface StatePayload {
     oldestAt: string | null;
     retainedSeconds: number | null;
   };
-  incidents: { active: number; held: number; unsynced: number };
+  incidents: { active: number; held: number; unsynced: number; damaged: number };
   sync: { queued: number; bytesPending: number; lastError: string | null; current: SyncProgress | null };
   health: {
     load: number | null;
@@ -53,7 +53,7 @@ export interface StatePayload {
 }
 
 export type EventType =
-  | 'incident.locked' | 'incident.extended' | 'incident.sealed' | 'incident.synced' | 'incident.released'
+  | 'incident.locked' | 'incident.extended' | 'incident.sealed' | 'incident.synced' | 'incident.released' | 'incident.damaged'
   | 'camera.down' | 'camera.up' | 'storage.pressure' | 'storage.full' | 'sync.failed' | 'button.pressed'
   | 'component.failed' | 'component.recovered';
 

@@ -10,6 +10,7 @@ import { createButton, type ButtonSetup } from '../button/index.js';
 import type { DebouncedButton, Led } from '../button/index.js';
 import { CommandError } from '../commands/protocol.js';
 import { IncidentBook } from '../incidents/book.js';
+import { DamagedIncidents } from '../incidents/damaged.js';
 import { isOpen, type Incident } from '../incidents/incident.js';
 import { Sealer } from '../incidents/sealer.js';
 import { faultPoint } from '../platform/fault.js';
@@ -39,23 +40,30 @@ export interface IncidentsDeps extends ModuleBase {
   ffmpegPath?: string | undefined;
 }
 
-export interface IncidentCounts { active: number; held: number; unsynced: number }
+export interface IncidentCounts { active: number; held: number; unsynced: number; damaged: number }
 
-/** CONTRACT §3: active = window open, held = sealed or synced and not released, unsynced = sealed. */
-export function countIncidents(incidents: readonly Incident[], nowMs: number): IncidentCounts {
+/**
+ * CONTRACT §3, §5: active = window open, held = sealed or synced and not released, unsynced =
+ * sealed, damaged = set aside (no longer held or waiting to sync).
+ */
+export function countIncidents(incidents: readonly Incident[], nowMs: number, damaged: { has(id: string): boolean; count(): number } = NONE_DAMAGED): IncidentCounts {
   let active = 0;
   let held = 0;
   let unsynced = 0;
   for (const i of incidents) {
     if (isOpen(i, nowMs)) active++;
+    if (damaged.has(i.id)) continue;
     if (i.state === 'sealed' || i.state === 'synced') held++;
     if (i.state === 'sealed') unsynced++;
   }
-  return { active, held, unsynced };
+  return { active, held, unsynced, damaged: damaged.count() };
 }
+
+const NONE_DAMAGED = { has: () => false, count: () => 0 };
 
 export interface IncidentsModule extends AgentModule {
   readonly book: IncidentBook;
+  readonly damaged: DamagedIncidents;
   counts(): IncidentCounts;
   /** Bytes of sealed clips on the media disk (0 while the sealer is down). */
   sealedBytes(): number;
@@ -81,6 +89,8 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     audit,
     auditLogPath: join(node.stateDir, AUDIT_LOG_FILE),
   });
+
+  const damaged = new DamagedIncidents({ sealedDir: deps.sealedDir, audit, events, clock, log: log.child({ component: 'incidents' }) });
 
   const sealer = new Supervised({
     name: 'sealer', faults, log,
@@ -114,7 +124,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
   return {
     name: 'incidents',
     // The book starts early: the ring's first prune pass must already see every lock.
-    early: [book],
+    early: [book, damaged],
     components: [sealer, led, button],
     commands: {
       lock: async (a, ctx) => {
@@ -134,7 +144,8 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       },
     },
     book,
-    counts: () => countIncidents(book.list(), clock.now()),
+    damaged,
+    counts: () => countIncidents(book.list(), clock.now(), damaged),
     sealedBytes: () => sealer.current()?.sealedBytes() ?? 0,
     promisedBytes: () => {
       const open = book.openIncident();

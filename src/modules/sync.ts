@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.js';
 import { CommandError } from '../commands/protocol.js';
 import { Supervised } from '../lifecycle/supervisor.js';
 import type { IncidentBook } from '../incidents/book.js';
+import type { DamagedIncidents } from '../incidents/damaged.js';
 import { EMPTY_SYNC } from '../fleet/state.js';
 import type { StatePayload } from '../fleet/topics.js';
 import { Syncer } from '../sync/syncer.js';
@@ -14,6 +15,7 @@ import type { AgentModule, ModuleBase } from './module.js';
 export interface SyncDeps extends ModuleBase {
   config: Pick<Config, 'upstream' | 'node'>;
   book: IncidentBook;
+  damaged: Pick<DamagedIncidents, 'has' | 'setAside'>;
   /** storage.path/incidents */
   sealedDir: string;
 }
@@ -33,7 +35,7 @@ export function syncModule(deps: SyncDeps): SyncModule {
   const syncer = new Supervised({
     name: 'sync', faults, log,
     build: (fail) => new Syncer({
-      openStore, keyPrefix: `${upstream.prefix}/${config.node.id}`, book: deps.book, sealedDir: deps.sealedDir, stateDir: config.node.stateDir,
+      openStore, keyPrefix: `${upstream.prefix}/${config.node.id}`, book: deps.book, damaged: deps.damaged, sealedDir: deps.sealedDir, stateDir: config.node.stateDir,
       maxRateBps: upstream.maxRate, window: upstream.window,
       clock, log: syncLog, events, onFailure: fail,
     }),

@@ -109,7 +109,8 @@ export function renderState(node: string, s: StatePayload): string {
   for (const c of s.cameras) lines.push(`  ${c.id.padEnd(16)} ${c.state.padEnd(10)} ${c.kbps === null ? '-' : `${c.kbps} kbit/s`}  last segment ${c.lastSegmentAt ?? '-'}  restarts ${c.restarts}`);
   const st = s.storage;
   lines.push(`storage: ${st.usedBytes === null ? '-' : formatBytes(st.usedBytes)} of ${st.quotaBytes === null ? '-' : formatBytes(st.quotaBytes)} quota, ${st.lockedBytes === null ? '-' : formatBytes(st.lockedBytes)} locked, ${st.freeBytes === null ? '-' : formatBytes(st.freeBytes)} free; oldest ${st.oldestAt ?? '-'} (${formatRetention(st.retainedSeconds)} retained)`);
-  lines.push(`incidents: ${s.incidents.active} active, ${s.incidents.held} held, ${s.incidents.unsynced} unsynced`);
+  // "kept": sealed and not disposed of (the state's `held`); damaged ones are set aside.
+  lines.push(`incidents: ${s.incidents.active} active, ${s.incidents.held} kept, ${s.incidents.unsynced} unsynced${s.incidents.damaged ? `, ${s.incidents.damaged} DAMAGED (set aside)` : ''}`);
   lines.push(`sync: ${s.sync.queued} queued, ${formatBytes(s.sync.bytesPending)} pending${s.sync.lastError ? `, last error: ${s.sync.lastError}` : ''}`);
   if (s.sync.current) {
     const c = s.sync.current;

@@ -24,24 +24,33 @@ async function makeDirs(dir: string): Promise<void> {
   }
 }
 
-export async function probeWritable(dir: string, field = 'storage.path'): Promise<void> {
+/**
+ * Writes, fsyncs and removes a probe file. A full disk is not a reason to stop: the ring frees
+ * its own oldest footage first (never a foreign file), so that answers 'full'. A read-only or
+ * forbidden one is: it throws StorageError naming the field.
+ */
+export async function probeWritable(dir: string, field = 'storage.path'): Promise<'ok' | 'full'> {
   const probe = join(dir, `.camnode-write-probe-${process.pid}`);
   try {
     await makeDirs(dir);
-    const handle = await open(probe, 'w');
     try {
-      await handle.writeFile('probe');
-      await handle.sync();
+      const handle = await open(probe, 'w');
+      try {
+        await handle.writeFile('probe');
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
     } finally {
-      await handle.close();
+      await unlink(probe).catch(() => {});
     }
-    await unlink(probe);
+    return 'ok';
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return 'full';
     const why = code === 'EROFS' ? 'is on a read-only filesystem'
       : code === 'EACCES' || code === 'EPERM' ? 'is not writable (permission denied)'
-        : code === 'ENOSPC' ? 'has no space left'
-          : `cannot be written (${code ?? (err as Error).message})`;
+        : `cannot be written (${code ?? (err as Error).message})`;
     throw new StorageError(`${field} ${dir} ${why}`);
   }
 }

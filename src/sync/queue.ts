@@ -1,6 +1,7 @@
 // The sync outbox: sealed incidents waiting to go upstream, with every file's size and SHA-256
 // and each file's upload progress, kept durably under node.stateDir (fsynced after every part)
 // so a power cut halfway through a 2 GB clip resumes where it stopped.
+import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { CorruptFileError, DurableJsonFile } from '../platform/durable-json.js';
@@ -29,6 +30,13 @@ export interface QueuedIncident {
 
 interface QueueData { version: 1; incidents: QueuedIncident[] }
 
+function isQueuedIncident(v: unknown): v is QueuedIncident {
+  const q = v as QueuedIncident;
+  return typeof v === 'object' && v !== null && typeof q.incident === 'string' && Array.isArray(q.files)
+    && q.files.every((f) => typeof f === 'object' && f !== null && typeof f.name === 'string' && Number.isSafeInteger(f.bytes) && typeof f.progress === 'object' && f.progress !== null)
+    && typeof q.attempts === 'number' && typeof q.urgent === 'boolean';
+}
+
 export class SyncQueue {
   private db: Low<QueueData> | undefined;
   private writes: Promise<void> = Promise.resolve();
@@ -43,10 +51,17 @@ export class SyncQueue {
       if (!Array.isArray(db.data.incidents)) throw new CorruptFileError(path, 'no incidents list');
     } catch (err) {
       if (!(err instanceof CorruptFileError)) throw err;
-      // Sealed incidents are queued again from the book at start; only progress is lost.
-      this.deps.log.error({ err: err.message }, 'sync queue is corrupt; uploads start over');
+      // Sealed incidents are queued again from the book at start; only progress is lost. The
+      // damaged file is kept aside for whoever looks into it.
+      const keptAs = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '')}`;
+      await rename(path, keptAs).catch(() => {});
+      this.deps.log.error({ err: err.message, keptAs }, 'sync queue is corrupt; kept aside, uploads start over');
       db.data = { version: 1, incidents: [] };
     }
+    // An entry that is not one (a hand edit, a bug) is dropped: the book queues it again.
+    const before = db.data.incidents.length;
+    db.data.incidents = db.data.incidents.filter(isQueuedIncident);
+    if (db.data.incidents.length < before) this.deps.log.error({ dropped: before - db.data.incidents.length }, 'sync queue entries not understood were dropped; queued again from the book');
     this.db = db;
   }
 

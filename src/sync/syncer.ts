@@ -13,6 +13,7 @@ import { faultPoint } from '../platform/fault.js';
 import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
 import type { IncidentBook } from '../incidents/book.js';
+import type { DamagedIncidents } from '../incidents/damaged.js';
 import type { SyncProgress } from '../fleet/topics.js';
 import { msUntilWindow, TokenBucket } from './pacing.js';
 import { SyncQueue, type QueuedIncident } from './queue.js';
@@ -26,6 +27,8 @@ export interface SyncerDeps {
    */
   openStore: () => Promise<ObjectStore>;
   book: IncidentBook;
+  /** Where an incident found damaged goes (its folder set aside, reported): never the whole sync. */
+  damaged: Pick<DamagedIncidents, 'has' | 'setAside'>;
   /** storage.path/incidents */
   sealedDir: string;
   stateDir: string;
@@ -64,6 +67,26 @@ function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+interface SealedFile { name: string; bytes: number; sha256: string }
+
+/** The file list of a sealed incident's manifest, checked for the shape sync relies on. Pure. */
+export function parseSealedManifest(bytes: Buffer): { files: SealedFile[] } {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new Error(`manifest.json is unreadable (${(err as Error).message})`);
+  }
+  const files = (doc as { files?: unknown } | null)?.files;
+  const ok = Array.isArray(files) && files.every((f: unknown) => {
+    const x = f as SealedFile;
+    return typeof f === 'object' && f !== null && typeof x.name === 'string' && /^[a-z0-9][a-z0-9.-]*$/.test(x.name)
+      && Number.isSafeInteger(x.bytes) && x.bytes >= 0 && typeof x.sha256 === 'string' && /^[0-9a-f]{64}$/.test(x.sha256);
+  });
+  if (!ok) throw new Error('manifest.json does not list its files as sealed manifests do');
+  return { files: files as SealedFile[] };
 }
 
 /** Aborts when either does (AbortSignal.any is newer than some Node 20 releases). */
@@ -152,11 +175,28 @@ export class Syncer implements Component {
     this.wake.abort();
   }
 
+  /**
+   * Queues a sealed incident, read from its folder. One that cannot be read — the manifest
+   * missing or unreadable, a clip gone or of another size — is set aside as damaged; the rest
+   * of the sync goes on.
+   */
   private async enqueue(id: string, urgent: boolean): Promise<void> {
-    if (this.queue.get(id)) return;
+    if (this.queue.get(id) || this.deps.damaged.has(id)) return;
     const dir = join(this.deps.sealedDir, id);
-    const manifestBytes = await readFile(join(dir, 'manifest.json'));
-    const manifest = JSON.parse(manifestBytes.toString('utf8')) as { files: { name: string; bytes: number; sha256: string }[] };
+    let manifestBytes: Buffer;
+    let manifest: { files: SealedFile[] };
+    try {
+      manifestBytes = await readFile(join(dir, 'manifest.json'));
+      manifest = parseSealedManifest(manifestBytes);
+      for (const f of manifest.files) {
+        const size = await stat(join(dir, f.name)).then((st) => st.size, () => null);
+        if (size !== f.bytes) throw new Error(`${f.name} is ${size === null ? 'missing' : `${size} bytes, the manifest says ${f.bytes}`}`);
+      }
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'manifest.json is missing' : (err as Error).message;
+      await this.deps.damaged.setAside(id, reason);
+      return;
+    }
     const entry: QueuedIncident = {
       incident: id, urgent, queuedAt: iso(this.deps.clock.now()),
       files: [
@@ -216,7 +256,13 @@ export class Syncer implements Component {
         const key = `${deps.keyPrefix}/${q.incident}/${file.name}`;
         const path = join(deps.sealedDir, q.incident, file.name);
         const size = await stat(path).then((s) => s.size, () => -1);
-        if (size !== file.bytes) throw new UploadError(`${path} is missing or changed since it was sealed (${size} bytes, expected ${file.bytes})`, true, 'LocalFileChanged');
+        if (size !== file.bytes) {
+          // Changed under us since it was sealed: no upload can make it whole.
+          await deps.damaged.setAside(q.incident, `${file.name} is ${size < 0 ? 'missing' : `${size} bytes`} since it was sealed (the manifest says ${file.bytes})`);
+          await this.queue.remove(q.incident);
+          this.nextAttemptAt.delete(q.incident);
+          return;
+        }
         // Already there whole (a crash after the upload, before it was recorded)?
         if (file.progress.kind === 'none' && await store.isStored(key, path, file, file.progress)) {
           log.info({ file: file.name }, 'already stored upstream');

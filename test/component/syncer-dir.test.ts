@@ -17,6 +17,7 @@ import { loadOrCreateNodeKey } from '../../src/audit/keys.js';
 import { serializeManifest, signManifest, verifyManifestSignature, type ManifestFile } from '../../src/audit/manifest.js';
 import { EventBus, type AgentEvents } from '../../src/events.js';
 import { IncidentBook } from '../../src/incidents/book.js';
+import { DamagedIncidents } from '../../src/incidents/damaged.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import { silentLogger } from '../../src/platform/logger.js';
 import { DirStore } from '../../src/sync/dir-store.js';
@@ -38,6 +39,7 @@ interface Rig {
   events: EventBus;
   book: IncidentBook;
   audit: AuditLog;
+  damaged: DamagedIncidents;
   syncer: Syncer | undefined;
   /** Waits asked for while an upload was in flight (the rate cap), and the progress then. */
   paceWaits: number[];
@@ -84,7 +86,9 @@ async function makeRig(startAt = Date.UTC(2026, 10, 28, 12)): Promise<Rig> {
     releaseNeedsSync: true, clock, log, events, audit, auditLogPath: audit.path,
   });
   await book.start();
-  const rig: Rig = { dir, stateDir, sealedDir, clock, events, book, audit, syncer: undefined, paceWaits: [], paceProgress: [], idleWaits: [], pending: undefined, uploads: [], seen: {} };
+  const damaged = new DamagedIncidents({ sealedDir, audit, events, clock, log });
+  await damaged.start();
+  const rig: Rig = { dir, stateDir, sealedDir, clock, events, book, audit, damaged, syncer: undefined, paceWaits: [], paceProgress: [], idleWaits: [], pending: undefined, uploads: [], seen: {} };
   for (const type of ['incident.synced', 'sync.failed'] as const) {
     events.on(type, (p) => { ((rig.seen[type] ??= []) as unknown[]).push(p); });
   }
@@ -135,7 +139,7 @@ function recording(rig: Rig, inner: ObjectStore, root: string): ObjectStore {
 
 function startSyncer(rig: Rig, store: ObjectStore, over: Partial<SyncerDeps> = {}): Syncer {
   const syncer = new Syncer({
-    openStore: async () => store, book: rig.book, sealedDir: rig.sealedDir, stateDir: rig.stateDir, keyPrefix: PREFIX,
+    openStore: async () => store, book: rig.book, damaged: rig.damaged, sealedDir: rig.sealedDir, stateDir: rig.stateDir, keyPrefix: PREFIX,
     clock: rig.clock, log: silentLogger(), events: rig.events,
     sleep: (ms, signal) => {
       const status = syncer.status();
@@ -365,23 +369,74 @@ describe('Syncer onto a folder', () => {
     await syncer.stop();
   });
 
-  it('a clip changed since it was sealed is a permanent failure, never uploaded', async () => {
+  it('damaged sealed incidents (manifest missing, truncated, a clip changed) are set aside at start; sync goes on with the rest', async () => {
     const rig = await makeRig();
     const root = join(rig.dir, 'nas');
     await mkdir(root); // upstream.path exists: camnode never creates it
-    const { id } = await sealedIncident(rig, { sizes: { front: 300_000, back: 200_000 } });
-    await truncate(join(rig.sealedDir, id, 'back.mp4'), 100_000);
+    const damagedSeen: unknown[] = [];
+    rig.events.on('incident.damaged', (e) => damagedSeen.push(e));
+    const missing = await sealedIncident(rig, { sizes: { front: 3_000 } });
+    rig.clock.advance(10_000);
+    const truncated = await sealedIncident(rig, { sizes: { front: 3_000 } });
+    rig.clock.advance(10_000);
+    const changed = await sealedIncident(rig, { sizes: { front: 300_000, back: 200_000 } });
+    rig.clock.advance(10_000);
+    const good = await sealedIncident(rig, { sizes: { front: 3_000 } });
+    await rm(join(rig.sealedDir, missing.id, 'manifest.json'));
+    const manifestPath = join(rig.sealedDir, truncated.id, 'manifest.json');
+    await truncate(manifestPath, (await stat(manifestPath)).size - 40);
+    await truncate(join(rig.sealedDir, changed.id, 'back.mp4'), 100_000);
+
+    // A crash between seal and enqueue: none of them is queued yet. start() must not throw.
     const syncer = startSyncer(rig, recording(rig, new DirStore(root), root));
     await syncer.start();
-    await until(() => rig.seen['sync.failed']?.length, 'sync.failed');
-    expect(rig.seen['sync.failed']).toEqual([{ incident: id, reason: expect.stringMatching(/back\.mp4 is missing or changed since it was sealed \(100000 bytes, expected 200000\)/), permanent: true }]);
-    // No retry scheduled: the loop waits for `sync` (its plain idle wait), and stays put.
-    expect(await idleWait(rig, 1)).toBe(60_000);
-    passIdle(rig);
-    expect(await idleWait(rig, 2)).toBe(60_000);
-    expect(rig.uploads.map((u) => basename(u.key))).toEqual(['front.mp4']);
+    await until(() => rig.seen['incident.synced']?.length, 'the good incident synced');
+    expect(rig.seen['incident.synced']).toEqual([{ incident: good.id }]);
+    await expectUpstreamIdentical(root, good.id, good.files);
+
+    expect(damagedSeen).toEqual([
+      { incident: missing.id, reason: 'manifest.json is missing' },
+      { incident: truncated.id, reason: expect.stringMatching(/^manifest\.json is unreadable/) },
+      { incident: changed.id, reason: 'back.mp4 is 100000 bytes, the manifest says 200000' },
+    ]);
+    for (const { id } of [missing, truncated, changed]) {
+      // Moved aside whole, never deleted; nothing of it went upstream; audited.
+      await expect(stat(join(rig.sealedDir, id))).rejects.toMatchObject({ code: 'ENOENT' });
+      expect((await stat(join(rig.sealedDir, `${id}.damaged`))).isDirectory()).toBe(true);
+      await expect(stat(join(root, PREFIX, id))).rejects.toMatchObject({ code: 'ENOENT' });
+    }
+    expect((await readdir(join(rig.sealedDir, `${changed.id}.damaged`))).sort()).toEqual(['back.mp4', 'front.mp4', 'manifest.json']);
+    const audit = (await readFile(rig.audit.path, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; incident?: string });
+    expect(audit.filter((e) => e.type === 'damaged').map((e) => e.incident)).toEqual([missing.id, truncated.id, changed.id]);
+    expect(rig.damaged.count()).toBe(3);
+    expect(await queueOnDisk(rig)).toEqual([]);
+
+    // After a restart they stay aside (counted from the folders), and are not tried again.
+    await syncer.stop();
+    const again = new DamagedIncidents({ sealedDir: rig.sealedDir, audit: rig.audit, events: rig.events, clock: rig.clock, log: silentLogger() });
+    await again.start();
+    expect(again.count()).toBe(3);
+    expect(again.has(changed.id)).toBe(true);
+  });
+
+  it('a clip changed after it was queued: set aside when its turn comes, never uploaded', async () => {
+    const rig = await makeRig();
+    const root = join(rig.dir, 'nas'); // not there yet: the first attempts fail and it stays queued
+    const syncer = startSyncer(rig, recording(rig, new DirStore(root), root));
+    await syncer.start();
+    const { id } = await sealedIncident(rig, { sizes: { front: 300_000, back: 200_000 } });
+    rig.events.emit('incident.sealed', { incident: id });
+    await until(() => rig.seen['sync.failed']?.length, 'a first failure (no target folder)');
+    expect(syncer.status().queued).toBe(1);
+    await rm(join(rig.sealedDir, id, 'back.mp4'));
+    await mkdir(root);
+    await syncer.retryNow();
+    await until(() => rig.damaged.has(id), 'set aside');
+    expect(rig.uploads.map((u) => basename(u.key)).filter((k) => k !== 'front.mp4')).toEqual([]);
     await expect(stat(join(root, PREFIX, id, 'manifest.json'))).rejects.toMatchObject({ code: 'ENOENT' });
-    expect(await queueOnDisk(rig)).toMatchObject([{ incident: id, permanent: true }]);
+    expect((await readdir(join(rig.sealedDir, `${id}.damaged`))).sort()).toEqual(['front.mp4', 'manifest.json']);
+    expect(await queueOnDisk(rig)).toEqual([]);
+    expect(syncer.status().queued).toBe(0);
   });
 
   describe.skipIf(!isRoot && process.env['CI'] !== 'true')('on a read-only mount (root)', () => {

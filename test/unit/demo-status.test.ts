@@ -12,7 +12,7 @@ const status: AgentStatus = {
     { id: 'desk', state: 'recording', lastSegmentAt: null, kbps: 398, restarts: 0, lastError: null },
   ],
   storage: { quotaBytes: 24e6, usedBytes: 12.3e6, lockedBytes: 0, freeBytes: 1e9, segments: 1204, oldestAt: '2026-12-02T00:57:03.000Z', retainedSeconds: 200, shortfallBytes: 0 },
-  incidents: { active: 1, held: 0, unsynced: 0 },
+  incidents: { active: 1, held: 0, unsynced: 0, damaged: 0 },
 };
 const locked = {
   id: '20261202T005950Z-abcd', state: 'active', window: { start: '2026-12-02T00:59:30.000Z', end: new Date(T + 18_000).toISOString() },

@@ -20,7 +20,7 @@ function state(over: Partial<StatePayload> = {}): StatePayload {
       quotaBytes: 190_000_000_000, usedBytes: 120_000_000_000, lockedBytes: 2_100_000_000, freeBytes: 60_000_000_000,
       oldestAt: '2026-11-01T08:00:00.000Z', retainedSeconds: 2_365_200,
     },
-    incidents: { active: 1, held: 3, unsynced: 1 },
+    incidents: { active: 1, held: 3, unsynced: 1, damaged: 0 },
     sync: { queued: 1, bytesPending: 350_000_000, lastError: null, current: null },
     health: { load: 0.4, memUsedPct: 41.5, tempC: 52.1, throttled: false, uptimeS: 86_400, clockSynced: true, faults: [] },
     ...over,
@@ -176,7 +176,7 @@ describe('renderNodes', () => {
           { id: 'b', state: 'stalled', lastSegmentAt: null, kbps: null, restarts: 4 },
         ],
         health: { ...state().health, tempC: 80.25 },
-        incidents: { active: 0, held: 0, unsynced: 0 },
+        incidents: { active: 0, held: 0, unsynced: 0, damaged: 0 },
       }),
     },
     { node: 'celle-04', status: online }, // no state yet
@@ -258,7 +258,7 @@ describe('renderState', () => {
       `  ${'entrance'.padEnd(16)} ${'recording'.padEnd(10)} 2010 kbit/s  last segment 2026-11-28T16:59:28.000Z  restarts 0`,
       `  ${'desk'.padEnd(16)} ${'recording'.padEnd(10)} 1500 kbit/s  last segment 2026-11-28T16:59:28.000Z  restarts 2`,
       'storage: 120.0 GB of 190.0 GB quota, 2.1 GB locked, 60.0 GB free; oldest 2026-11-01T08:00:00.000Z (27.4d retained)',
-      'incidents: 1 active, 3 held, 1 unsynced',
+      'incidents: 1 active, 3 kept, 1 unsynced',
       'sync: 1 queued, 350.0 MB pending',
       'health: load 0.4, memory 41.5%, temperature 52.1°C, throttled no, up 86400s, clock synced',
     ]);
