@@ -127,6 +127,7 @@ export class Agent {
       ring: recording.ring, audit, key,
       clockSynced: () => clockStatus.synced(),
       kbps: (camera) => recording.kbps(camera),
+      downIntervals: (camera) => recording.downIntervals(camera),
       ffmpegPath: this.deps.ffmpegPath,
     });
     const sync = syncModule({ ...base, config, book: incidents.book, damaged: incidents.damaged, sealedDir });

@@ -8,7 +8,10 @@ import { sha256Hex } from './chain.js';
 import { isPublicKeyBase64, verifyEd25519, type NodeKey } from './keys.js';
 import type { AuditIncident } from './log.js';
 
-export interface ManifestGap { start: string; end: string }
+/** Why a clip has a hole (CONTRACT §5). */
+export type GapReason = 'no footage' | 'unreadable segment' | 'camera down';
+
+export interface ManifestGap { start: string; end: string; reason?: GapReason }
 
 export interface ManifestFile {
   /** A plain file name in the incident folder, e.g. `entrance.mp4`. */

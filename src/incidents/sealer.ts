@@ -5,17 +5,18 @@
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Component } from '../lifecycle/component.js';
+import { backoffDelay, type BackoffPolicy } from '../lifecycle/backoff.js';
 import type { Clock } from '../platform/clock.js';
 import { writeFileDurable, fsyncDir } from '../platform/durable.js';
 import { faultPoint } from '../platform/fault.js';
 import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
 import type { Faults } from '../lifecycle/faults.js';
-import type { Segment } from '../store/segment.js';
 import type { AuditLog } from '../audit/log.js';
 import type { NodeKey } from '../audit/keys.js';
 import { manifestSha256, serializeManifest, signManifest, type ManifestFile } from '../audit/manifest.js';
-import { assembleClip, findGaps, sha256File } from './clip.js';
+import { assembleClip, explainGaps, findGaps, sha256File, UnreadableSegments } from './clip.js';
+import { segmentEndMs, type Segment } from '../store/segment.js';
 import type { IncidentBook } from './book.js';
 import { INCIDENT_ID, sealDueAt, type Incident } from './incident.js';
 
@@ -35,13 +36,21 @@ export interface SealerDeps {
   version: string;
   ffmpegPath?: string;
   checkIntervalMs?: number;
+  /** When each camera is known to have been down (camera.down to camera.up), for gap reasons. */
+  downIntervals?(camera: string): readonly { startMs: number; endMs: number }[];
+  backoff?: BackoffPolicy;
 }
+
+/** An incident that failed to seal is tried again after 5 s, doubling to 10 min. */
+const SEAL_RETRY: BackoffPolicy = { baseMs: 5_000, maxMs: 600_000, jitter: 0.2 };
 
 export class Sealer implements Component {
   readonly name = 'sealer';
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private heldBytes = 0;
+  /** Incidents that failed to seal: when to try again (monotonic). */
+  private readonly retries = new Map<string, { attempts: number; atMs: number }>();
   private stopped = false;
 
   constructor(private readonly deps: SealerDeps) {}
@@ -80,11 +89,17 @@ export class Sealer implements Component {
       if (this.stopped) return;
       const due = incident.state === 'sealing' || (incident.state === 'active' && sealDueAt(incident, this.deps.segmentSeconds) <= now);
       if (!due) continue;
+      const retry = this.retries.get(incident.id);
+      if (retry && retry.atMs > this.deps.clock.monotonic()) continue;
       try {
         await this.seal(incident);
+        this.retries.delete(incident.id);
         this.deps.faults.clear('sealer', incident.id);
       } catch (err) {
-        this.deps.log.error({ err, incident: incident.id }, 'sealing failed; will retry');
+        const attempts = (retry?.attempts ?? 0) + 1;
+        const delayMs = backoffDelay(attempts, this.deps.backoff ?? SEAL_RETRY);
+        this.retries.set(incident.id, { attempts, atMs: this.deps.clock.monotonic() + delayMs });
+        this.deps.log.error({ err, incident: incident.id, attempt: attempts, retryInMs: delayMs }, 'sealing failed; will retry');
         this.deps.faults.report('sealer', `cannot seal ${incident.id}: ${(err as Error).message}`, incident.id);
       }
     }
@@ -118,16 +133,23 @@ export class Sealer implements Component {
         continue;
       }
       const name = `${camera}.mp4`;
-      const listPath = join(workDir, `${camera}.concat.txt`);
-      await assembleClip(segments.map((s) => ({ path: deps.ring.pathOf(s), durationMs: s.durationMs })), listPath, join(workDir, name), deps.ffmpegPath);
-      await rm(listPath);
-      const first = segments[0]!;
-      const last = segments[segments.length - 1]!;
+      const { kept, unreadable } = await this.assemble(camera, segments, workDir, name);
+      if (kept.length === 0) {
+        log.error({ camera, unreadable: unreadable.length }, 'no segment of this camera in the window decodes; no clip');
+        continue;
+      }
+      const first = kept[0]!;
+      const last = kept[kept.length - 1]!;
+      const gaps = explainGaps(
+        findGaps(kept, startMs, endMs, Math.max(1_500, deps.segmentSeconds * 500)),
+        unreadable.map((u) => ({ startMs: Math.max(u.startMs, startMs), endMs: Math.min(segmentEndMs(u), endMs) })),
+        deps.downIntervals?.(camera) ?? [],
+      );
       pending.push(sha256File(join(workDir, name)).then(({ sha256, bytes }) => ({
         name, camera, bytes, sha256,
         start: new Date(first.startMs).toISOString(),
         end: new Date(last.startMs + last.durationMs).toISOString(),
-        gaps: findGaps(segments, startMs, endMs, Math.max(1_500, deps.segmentSeconds * 500)),
+        gaps,
       })));
       faultPoint('seal.mid');
     }
@@ -154,6 +176,38 @@ export class Sealer implements Component {
     await this.measureHeld();
     log.info({ files: files.length, bytes: files.reduce((a, f) => a + f.bytes, 0), dir: finalDir }, 'incident sealed');
     deps.events.emit('incident.sealed', { incident: incident.id });
+  }
+
+  /**
+   * One camera's clip. A segment that does not decode (a disk fault, a cut-off write) makes the
+   * whole concat fail; then each segment is probed, those that are not video are left out and
+   * named as gaps, and the rest is assembled. Only a clip that still cannot be made fails the seal.
+   */
+  private async assemble(camera: string, segments: Segment[], workDir: string, name: string): Promise<{ kept: Segment[]; unreadable: Segment[] }> {
+    const { deps } = this;
+    const listPath = join(workDir, `${camera}.concat.txt`);
+    const build = (list: Segment[]) => assembleClip(list.map((s) => ({ path: deps.ring.pathOf(s), durationMs: s.durationMs })), listPath, join(workDir, name), deps.ffmpegPath);
+    let kept = segments;
+    const unreadable: Segment[] = [];
+    try {
+      // Each round leaves out what ffmpeg could not open; it names one file per run, as it stops there.
+      for (;;) {
+        try {
+          if (kept.length > 0) await build(kept);
+          return { kept, unreadable };
+        } catch (err) {
+          if (!(err instanceof UnreadableSegments)) throw err;
+          const bad = new Set(err.paths);
+          const out = kept.filter((s) => bad.has(deps.ring.pathOf(s)));
+          if (out.length === 0) throw err;
+          deps.log.warn({ camera, unreadable: err.paths }, 'segments that do not decode are left out of the clip (listed as gaps)');
+          unreadable.push(...out);
+          kept = kept.filter((s) => !bad.has(deps.ring.pathOf(s)));
+        }
+      }
+    } finally {
+      await rm(listPath, { force: true });
+    }
   }
 
   private async isComplete(dir: string): Promise<boolean> {

@@ -37,6 +37,8 @@ export interface IncidentsDeps extends ModuleBase {
   clockSynced(): boolean | null;
   /** A camera's measured bitrate (0 when unknown), for the footage an open lock still takes. */
   kbps(camera: string): number;
+  /** When a camera was down, for the reasons of a clip's gaps. */
+  downIntervals(camera: string): readonly { startMs: number; endMs: number }[];
   ffmpegPath?: string | undefined;
 }
 
@@ -102,6 +104,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       events, faults, audit, key: deps.key,
       clockSynced: async () => deps.clockSynced(),
       version: VERSION,
+      downIntervals: deps.downIntervals,
       ...(deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {}),
     }),
   });

@@ -40,6 +40,33 @@ export interface RecordingDeps extends ModuleBase {
   testsrc?: TestPicture | undefined;
 }
 
+/** Outages of a camera (camera.down → camera.up), the last few, in memory: why a clip has a hole. */
+export class CameraOutages {
+  private readonly spans = new Map<string, { startMs: number; endMs: number }[]>();
+  private readonly open = new Map<string, number>();
+
+  constructor(private readonly now: () => number, private readonly keep = 200) {}
+
+  down(camera: string): void {
+    if (!this.open.has(camera)) this.open.set(camera, this.now());
+  }
+
+  up(camera: string): void {
+    const startMs = this.open.get(camera);
+    if (startMs === undefined) return;
+    this.open.delete(camera);
+    const list = this.spans.get(camera) ?? [];
+    list.push({ startMs, endMs: this.now() });
+    if (list.length > this.keep) list.shift();
+    this.spans.set(camera, list);
+  }
+
+  of(camera: string): { startMs: number; endMs: number }[] {
+    const startMs = this.open.get(camera);
+    return [...(this.spans.get(camera) ?? []), ...(startMs !== undefined ? [{ startMs, endMs: this.now() }] : [])];
+  }
+}
+
 export interface RecordingModule extends AgentModule {
   readonly ring: Ring;
   readonly recorders: readonly CameraRecorder[];
@@ -47,6 +74,8 @@ export interface RecordingModule extends AgentModule {
   cameraStatuses(): CameraStatus[];
   /** A camera's measured bitrate, or 0 when unknown. */
   kbps(camera: string): number;
+  /** When a camera was down, as far as this run saw. */
+  downIntervals(camera: string): readonly { startMs: number; endMs: number }[];
 }
 
 export async function recordingModule(deps: RecordingDeps): Promise<RecordingModule> {
@@ -120,6 +149,10 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
     }
   };
 
+  const outages = new CameraOutages(() => clock.now());
+  events.on('camera.down', ({ camera }) => outages.down(camera));
+  events.on('camera.up', ({ camera }) => outages.up(camera));
+
   return {
     name: 'recording',
     // The deletion audit listens before the ring's first prune pass, at its start.
@@ -135,5 +168,6 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
     kbps(camera) {
       return recorders.find((r) => r.status().id === camera)?.status().kbps ?? 0;
     },
+    downIntervals: (camera) => outages.of(camera),
   };
 }

@@ -374,6 +374,8 @@ describe('a camera that dies inside a window', () => {
     // the recorder may take its backoff to return, so the hole may reach later, up to the window's end.
     const hole = gaps.find((g) => ms(g.start) <= killedAt + SEGMENT_MS + JITTER_MS && ms(g.end) >= backAt - SEGMENT_MS - JITTER_MS);
     expect(hole, where).toBeDefined();
+    // The recorder said the camera was down then (camera.down): that is the hole's reason.
+    expect((hole as { reason?: string }).reason, where).toBe('camera down');
     expect(ms(hole!.start), where).toBeGreaterThanOrEqual(killedAt - 2 * (SEGMENT_MS + JITTER_MS));
     expect(ms(hole!.end), where).toBeLessThanOrEqual(ms(sealed.window.end));
     // Every gap lies inside the window.

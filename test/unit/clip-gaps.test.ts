@@ -28,3 +28,19 @@ describe('findGaps', () => {
     expect(findGaps([seg(0, 2), seg(3.6, 2)], T, T + 5_600, 1_500)).toEqual([{ start: iso(T + 2_000), end: iso(T + 3_600) }]);
   });
 });
+
+describe('explainGaps', () => {
+  it('names each hole: left out as unreadable, the camera known down, else no footage', async () => {
+    const { explainGaps } = await import('../../src/incidents/clip.js');
+    const gaps = [
+      { start: iso(T), end: iso(T + 2_000) },
+      { start: iso(T + 5_000), end: iso(T + 6_000) },
+      { start: iso(T + 8_000), end: iso(T + 9_000) },
+    ];
+    const unreadable = [{ startMs: T + 5_000, endMs: T + 6_000 }];
+    const down = [{ startMs: T + 8_500, endMs: T + 12_000 }, { startMs: T + 5_200, endMs: T + 5_300 }];
+    expect(explainGaps(gaps, unreadable, down).map((g) => g.reason)).toEqual(['no footage', 'unreadable segment', 'camera down']);
+    // A segment left out is a gap however short (the tolerance for stamping jitter is not for it).
+    expect(explainGaps([], [{ startMs: T + 3_000, endMs: T + 4_000 }], [])).toEqual([{ start: iso(T + 3_000), end: iso(T + 4_000), reason: 'unreadable segment' }]);
+  });
+});
