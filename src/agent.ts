@@ -85,11 +85,22 @@ export class Agent {
     // Read-only or forbidden storage stops the start; a full one does not: the ring's first
     // prune pass frees the oldest footage (its own only), and recording goes on.
     if (await probeWritable(config.storage.path) === 'full') log.warn({ path: config.storage.path }, 'storage is full at start: the ring frees its oldest footage first');
-    if (await probeWritable(config.node.stateDir, 'node.stateDir') === 'full') log.error({ path: config.node.stateDir }, 'node.stateDir is full: locks are kept in memory until they can be written');
+    // Nor does a state dir that cannot take writes now: the audit log says so (the `audit`
+    // fault), presses are kept in memory until they can be written, commands are refused.
+    const stateDir = await probeWritable(config.node.stateDir, 'node.stateDir').catch((err: unknown) => (err as Error).message);
+    if (stateDir !== 'ok') log.error({ path: config.node.stateDir, reason: stateDir }, 'node.stateDir cannot be written now: recording goes on; locks wait in memory');
     const segmentsRoot = join(config.storage.path, 'segments');
     const sealedDir = join(config.storage.path, 'incidents');
     await probeWritable(segmentsRoot);
-    this.releaseLock = await acquireAgentLock(join(segmentsRoot, 'agent.pid'), this.deps.procRoot);
+    const lockFile = join(segmentsRoot, 'agent.pid');
+    let lockLater = false;
+    try {
+      this.releaseLock = await acquireAgentLock(lockFile, this.deps.procRoot);
+    } catch (err) {
+      // The disk is full: the pid file waits until the ring's first pass has made room.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+      lockLater = true;
+    }
     await this.stopOrphans(segmentsRoot);
     const unbuilt = unbuiltSettings(config);
     if (unbuilt.length > 0) log.info({ keys: unbuilt }, 'config keys accepted but their features are not built yet: ignored');
@@ -98,7 +109,10 @@ export class Agent {
     const key = await loadOrCreateNodeKey(config.node.stateDir, log.child({ component: 'keys' }));
     const clockStatus = new ClockStatus();
     const health = new Health({ clockSynced: () => clockStatus.synced(), log: log.child({ component: 'health' }) });
-    const audit = new AuditLog({ stateDir: config.node.stateDir, log: log.child({ component: 'audit' }), clock });
+    const audit = new AuditLog({
+      stateDir: config.node.stateDir, log: log.child({ component: 'audit' }), clock,
+      onWritable: (writable, err) => (writable ? this.faults.clear('audit') : this.faults.report('audit', err ?? 'cannot be written')),
+    });
     const base: ModuleBase = { clock, log, events: this.events, faults: this.faults, signal };
     // Every module's commands are registered before any transport starts.
     const handlers = new CommandHandlers({ log: log.child({ component: 'commands' }) });
@@ -151,6 +165,12 @@ export class Agent {
     ];
     this.group = new ComponentGroup(components, log);
     await this.group.start(signal);
+    if (lockLater) {
+      this.releaseLock = await acquireAgentLock(lockFile, this.deps.procRoot).catch((err: unknown) => {
+        log.error({ err, lockFile }, 'the disk is still full: running without the agent lock file');
+        return undefined;
+      });
+    }
     log.info({ cameras: recording.recorders.length, modules: modules.map((m) => m.name), storage: config.storage.path, ffmpeg: version, publicKey: key.publicKeyBase64 }, 'agent started');
   }
 

@@ -45,7 +45,12 @@ export interface AuditLogDeps {
   stateDir: string;
   log: Logger;
   clock?: Clock;
+  /** Told when the log stops or starts being writable (the agent reports it as the `audit` fault). */
+  onWritable?(writable: boolean, err?: unknown): void;
 }
+
+/** Errors of a state dir that cannot take writes now, and may again later. */
+const UNWRITABLE = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT']);
 
 /** The `delete` entry for the ring's `segments.deleted` event. */
 export function deletePayload(e: AgentEvents['segments.deleted']): AuditPayloads['delete'] {
@@ -71,6 +76,20 @@ export class AuditLog implements Component {
 
   async start(): Promise<void> {
     if (this.handle) return;
+    try {
+      await this.openForAppend();
+    } catch (err) {
+      if (!UNWRITABLE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      // A state dir that cannot be written (read-only, full) does not stop the recording: the
+      // chain's head is read so that it continues correctly, and appends are tried again each
+      // time (they fail, and are retried by their callers, until the dir can be written).
+      await this.readHeadOnly();
+      this.deps.onWritable?.(false, err);
+      this.deps.log.error({ err, path: this.path }, 'audit log cannot be written; continuing without it until it can');
+    }
+  }
+
+  private async openForAppend(): Promise<void> {
     await mkdir(this.deps.stateDir, { recursive: true });
     // O_APPEND: every write lands at the end whatever else happened to the file.
     const handle = await open(this.path, 'a+', 0o640);
@@ -123,9 +142,38 @@ export class AuditLog implements Component {
     return run;
   }
 
+  /** The head of a log that cannot be opened for writing, read without touching it. */
+  private async readHeadOnly(): Promise<void> {
+    let handle: FileHandle;
+    try {
+      handle = await open(this.path, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    this.handle = handle;
+    try {
+      const { size } = await handle.stat();
+      // A torn last line is cut off once the log can be written again (openForAppend).
+      this.size = size > 0 ? (await this.findNewlineBefore(size)) + 1 : 0;
+      await this.recoverHead();
+    } finally {
+      this.handle = undefined;
+      await handle.close();
+    }
+  }
+
   private async write<K extends AuditEntryType>(type: K, payload: AuditPayloads[K]): Promise<AuditAppendResult> {
-    const handle = this.handle;
-    if (!handle) throw new Error('audit log is not open');
+    if (!this.handle) {
+      try {
+        await this.openForAppend();
+      } catch (err) {
+        throw new Error(`audit log ${this.path} cannot be written: ${(err as Error).message}`);
+      }
+      this.deps.onWritable?.(true);
+      this.deps.log.info({ path: this.path }, 'audit log can be written again');
+    }
+    const handle = this.handle!;
     for (const key of Object.keys(payload)) {
       if (RESERVED.has(key)) throw new Error(`audit payload may not set "${key}"`);
     }
@@ -145,6 +193,7 @@ export class AuditLog implements Component {
       this.dirty = false;
     } catch (err) {
       this.deps.log.error({ err, type, seq }, 'audit entry could not be written');
+      if (UNWRITABLE.has((err as NodeJS.ErrnoException).code ?? '')) this.deps.onWritable?.(false, err);
       throw err;
     }
     this.size += data.length;

@@ -93,7 +93,7 @@ export class EventOutbox implements Component {
     this.queue = replayed.pending;
     await this.compact();
     // The journal now holds what the one-document outbox of earlier releases held.
-    await rm(join(this.deps.stateDir, LEGACY_FILE), { force: true });
+    await rm(join(this.deps.stateDir, LEGACY_FILE), { force: true }).catch(() => {});
   }
 
   async stop(): Promise<void> {

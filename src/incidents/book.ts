@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
 import type { Component } from '../lifecycle/component.js';
+import { backoffDelay, type BackoffPolicy } from '../lifecycle/backoff.js';
 import type { Clock } from '../platform/clock.js';
 import { iso } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
@@ -26,6 +27,17 @@ export class BookError extends Error {
     this.name = 'BookError';
   }
 }
+
+/** A press the book keeps in memory (the ring honours it) until the state dir can be written. */
+export class LockNotDurable extends Error {
+  constructor(readonly incident: string, cause: unknown) {
+    super(`lock ${incident} is kept in memory and honoured, but could not be written yet (${(cause as Error)?.message ?? String(cause)}); retrying`);
+    this.name = 'LockNotDurable';
+  }
+}
+
+/** Owed writes are tried again after 1 s, doubling to a minute. */
+const OWED_RETRY: BackoffPolicy = { baseMs: 1_000, maxMs: 60_000, jitter: 0.2 };
 
 export interface IncidentBookDeps {
   stateDir: string;
@@ -51,6 +63,7 @@ export class IncidentBook implements Component {
   readonly name = 'incident-book';
   private db: Low<BookData> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  private stopped = false;
 
   constructor(private readonly deps: IncidentBookDeps) {}
 
@@ -74,21 +87,32 @@ export class IncidentBook implements Component {
       if (!(err instanceof CorruptFileError)) throw err;
       const kept = `${this.path}.corrupt-${iso(this.deps.clock.now()).replace(/[:.]/g, '')}`;
       this.deps.log.error({ err: err.message, keptAs: kept }, 'incident book is corrupt; recovering incidents from the audit log and the sealed folders');
-      await rename(this.path, kept);
+      // Kept aside for whoever looks into it; if the dir cannot be written now, it is replaced
+      // by the recovered book once it can.
+      await rename(this.path, kept).catch((e: unknown) => this.deps.log.error({ err: e }, 'the corrupt book could not be kept aside'));
       lost = true;
     }
     this.db = db;
+    this.stopped = false;
     const recovered = lost ? await this.recover() : 0;
     if (recovered > 0) {
       this.deps.log.warn({ recovered }, 'incidents restored into the book');
-      await db.write();
+      await db.write().catch((e: unknown) => this.deps.log.error({ err: e }, 'the recovered book could not be written yet; it is kept in memory and written with the next change'));
     }
     const active = this.list().filter((i) => i.state === 'active' || i.state === 'sealing').length;
     this.deps.log.info({ incidents: this.list().length, locked: active }, 'incident book loaded');
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.owedRetry);
+    this.owedRetry = undefined;
     await this.queue.catch(() => {});
+    if (this.owed.size > 0) {
+      await this.exclusive(() => this.writeOwed()).catch((err: unknown) => {
+        this.deps.log.error({ err, incidents: [...this.owed.keys()] }, 'locks kept in memory could not be written before stopping: they are lost');
+      });
+    }
   }
 
   list(): Incident[] {
@@ -128,8 +152,18 @@ export class IncidentBook implements Component {
       const incident = open
         ? extendIncident(open, req, deps.policy, enabled)
         : openIncident(deps.nodeId, req, deps.policy, enabled, { random: deps.random, taken: (id) => this.idTaken(id) });
-      await this.put(incident);
-      await deps.audit.append(open ? 'extend' : 'lock', { incident });
+      const type = open ? 'extend' : 'lock';
+      try {
+        await this.put(incident);
+        await deps.audit.append(type, { incident });
+      } catch (err) {
+        // A press is never lost to a state dir that cannot be written (read-only, full): it is
+        // kept in memory, where the ring honours it, and written as soon as it can be. A command
+        // is refused instead: its requester hears so and can ask again.
+        if (req.via !== 'button') throw err;
+        this.keepInMemory(incident, type, err);
+        throw new LockNotDurable(incident.id, err);
+      }
       deps.log.info({ incident: incident.id, via: req.via, window: incident.window, cameras: incident.cameras }, open ? 'incident extended' : 'incident locked');
       deps.events.emit(open ? 'incident.extended' : 'incident.locked', { incident: incident.id });
       return { incident, extended: open !== undefined };
@@ -173,6 +207,55 @@ export class IncidentBook implements Component {
       deps.events.emit('incident.released', { incident: incident.id });
       return released;
     });
+  }
+
+  /** Locks the ring honours that are not yet durable: id → the audit entry still owed. */
+  private readonly owed = new Map<string, 'lock' | 'extend'>();
+  private owedRetry: NodeJS.Timeout | undefined;
+  private owedAttempts = 0;
+
+  /** Presses kept in memory because the book or the audit log could not be written. */
+  undurable(): string[] {
+    return [...this.owed.keys()];
+  }
+
+  private keepInMemory(incident: Incident, type: 'lock' | 'extend', err: unknown): void {
+    this.place(incident);
+    if (!this.owed.has(incident.id)) this.owed.set(incident.id, type);
+    this.deps.log.error({ incident: incident.id, err }, 'lock kept in memory (the ring honours it): the state dir cannot be written; retrying');
+    this.scheduleOwed();
+  }
+
+  private scheduleOwed(): void {
+    if (this.owedRetry || this.stopped) return;
+    const delay = backoffDelay(++this.owedAttempts, OWED_RETRY);
+    this.owedRetry = setTimeout(() => {
+      this.owedRetry = undefined;
+      void this.exclusive(() => this.writeOwed()).catch(() => this.scheduleOwed());
+    }, delay);
+    this.owedRetry.unref();
+  }
+
+  /** The book, then each owed audit entry; the events follow once they are durable. */
+  private async writeOwed(): Promise<void> {
+    if (this.owed.size === 0) return;
+    await this.db!.write();
+    for (const [id, type] of [...this.owed]) {
+      const incident = this.get(id);
+      if (incident) await this.deps.audit.append(type, { incident });
+      this.owed.delete(id);
+      this.deps.log.warn({ incident: id }, 'lock kept in memory is durable now');
+      if (incident) this.deps.events.emit(type === 'lock' ? 'incident.locked' : 'incident.extended', { incident: id });
+    }
+    this.owedAttempts = 0;
+  }
+
+  /** In the book in memory, without writing it. */
+  private place(incident: Incident): void {
+    const list = this.db!.data.incidents;
+    const at = list.findIndex((i) => i.id === incident.id);
+    if (at >= 0) list[at] = incident;
+    else list.push(incident);
   }
 
   private async put(incident: Incident): Promise<void> {

@@ -53,6 +53,11 @@ function supervise(r: ReturnType<typeof rig>, startErrors: (string | null)[]) {
   return { supervised, built };
 }
 
+/** Polls (the problem check runs on a real interval). */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
 /** Lets the promise chains of a timer's attempt run. */
 async function settle(): Promise<void> {
   for (let i = 0; i < 10; i++) await Promise.resolve();
@@ -168,11 +173,11 @@ describe('Supervised', () => {
     });
     await supervised.start(new AbortController().signal);
     problem = 'gpiomon keeps exiting (3 restarts): exited (code 1)';
-    await new Promise((resolve) => setTimeout(resolve, 40));
+    await until(() => r.faults.list().length === 1);
     expect(r.faults.list()).toMatchObject([{ component: 'button', message: problem }]);
     problem = null;
-    await new Promise((resolve) => setTimeout(resolve, 40));
-    expect(r.faults.list()).toEqual([]);
+    await until(() => r.faults.list().length === 0);
+    expect(r.seen.map((s) => s.type)).toEqual(['component.failed', 'component.recovered']);
     expect(part.stops).toBe(0);
     await supervised.stop();
   });
