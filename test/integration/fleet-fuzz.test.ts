@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commandArgs, isCommandName } from '../../src/commands/protocol.js';
 import { baseConfig, RunningAgent, tempDir, waitFor, writeConfig, type LogLine } from '../helpers/agent.js';
 import { startMosquitto, stopAllMosquittos, type Mosquitto } from '../helpers/mosquitto.js';
-import { recorderPids } from '../helpers/segments.js';
+import { listSegments, recorderPids } from '../helpers/segments.js';
 
 const NODE = 'node-1';
 const PREFIX = 'camnode';
@@ -337,9 +337,16 @@ describe.each([
     });
   }
 
-  it('the agent is alive, answers, and logged no errors', async () => {
+  it('the agent is alive, answers, logged no errors, and recorded throughout without a gap', async () => {
     await ping();
     expect(agent.proc.exitCode).toBeNull();
+    // Every request above arrived while the camera recorded: its segments follow each other.
+    const segs = await listSegments(join(dir, 'storage'), CAMERAS[0]!);
+    expect(segs.length).toBeGreaterThan(3);
+    for (let i = 1; i < segs.length; i++) {
+      const hole = segs[i]!.startMs - (segs[i - 1]!.startMs + segs[i - 1]!.durationMs);
+      expect(hole, `hole before seq ${segs[i]!.seq}`).toBeLessThan(1_500);
+    }
     expect(agent.logs.filter((l) => l.level >= ERROR)).toEqual([]);
     // Nothing the ACL would have had to drop.
     expect(fromNode().filter((m) => !m.topic.startsWith(SUBTREE))).toEqual([]);
