@@ -158,15 +158,20 @@ export class Agent {
     for (const m of modules) handlers.register(m.commands ?? {});
     this.built = { health, recording, incidents, sync, fleet, publicKey: key.publicKeyBase64 };
 
+    // The early ones (the event outbox, the incident book) before the audit log: a state dir
+    // found unwritable is reported by the audit log's start, and that fault must reach the fleet.
     const components: Component[] = [
-      clockStatus, health, audit,
+      clockStatus, health,
       ...modules.flatMap((m) => m.early ?? []),
+      audit,
       ...modules.flatMap((m) => m.components),
     ];
     this.group = new ComponentGroup(components, log);
     await this.group.start(signal);
     if (lockLater) {
+      // Another agent that took the storage meanwhile wins (thrown: this one stops).
       this.releaseLock = await acquireAgentLock(lockFile, this.deps.procRoot).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
         log.error({ err, lockFile }, 'the disk is still full: running without the agent lock file');
         return undefined;
       });

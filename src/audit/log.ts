@@ -68,6 +68,8 @@ export class AuditLog implements Component {
   /** Bytes known to be whole lines; after a failed write the file is cut back to this. */
   private size = 0;
   private dirty = false;
+  /** The last write failed for want of a writable dir (said once, and once when it is over). */
+  private unwritable = false;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly deps: AuditLogDeps) {
@@ -84,6 +86,7 @@ export class AuditLog implements Component {
       // chain's head is read so that it continues correctly, and appends are tried again each
       // time (they fail, and are retried by their callers, until the dir can be written).
       await this.readHeadOnly();
+      this.unwritable = true;
       this.deps.onWritable?.(false, err);
       this.deps.log.error({ err, path: this.path }, 'audit log cannot be written; continuing without it until it can');
     }
@@ -170,8 +173,6 @@ export class AuditLog implements Component {
       } catch (err) {
         throw new Error(`audit log ${this.path} cannot be written: ${(err as Error).message}`);
       }
-      this.deps.onWritable?.(true);
-      this.deps.log.info({ path: this.path }, 'audit log can be written again');
     }
     const handle = this.handle!;
     for (const key of Object.keys(payload)) {
@@ -193,8 +194,16 @@ export class AuditLog implements Component {
       this.dirty = false;
     } catch (err) {
       this.deps.log.error({ err, type, seq }, 'audit entry could not be written');
-      if (UNWRITABLE.has((err as NodeJS.ErrnoException).code ?? '')) this.deps.onWritable?.(false, err);
+      if (UNWRITABLE.has((err as NodeJS.ErrnoException).code ?? '')) {
+        this.unwritable = true;
+        this.deps.onWritable?.(false, err);
+      }
       throw err;
+    }
+    if (this.unwritable) {
+      this.unwritable = false;
+      this.deps.onWritable?.(true);
+      this.deps.log.info({ path: this.path }, 'audit log can be written again');
     }
     this.size += data.length;
     const hash = sha256Hex(bytes);

@@ -15,11 +15,16 @@ export const MAX_IN_FLIGHT = 8;
 export const MAX_CONNECTIONS = 32;
 /** Replies a client leaves unread before it is cut off (a still is ~100 kB of base64). */
 const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
+const IDLE_MS = 5 * 60_000;
 
 export interface ControlSocketDeps {
   path: string;
   handlers: CommandHandlers;
   log: Logger;
+  /** The listening socket broke (the supervisor builds it again). */
+  onFailure?: (err: unknown) => void;
+  /** A connection idle this long is closed: idle ones must not hold the 32 places. */
+  idleMs?: number;
   /** /etc/group, to give the socket to group camnode where it exists. */
   groupFile?: string;
 }
@@ -62,6 +67,11 @@ export class ControlSocket implements Component {
       server.once('error', reject);
       server.listen(path, () => { server.off('error', reject); resolve(); });
     });
+    // An accept error (EMFILE) after this is the socket's failure, not the process's.
+    server.on('error', (err) => {
+      log.error({ err }, 'control socket failed');
+      this.deps.onFailure?.(err);
+    });
     this.server = server;
     await chmod(path, 0o660);
     const gid = await groupId('camnode', this.deps.groupFile ?? '/etc/group');
@@ -82,6 +92,7 @@ export class ControlSocket implements Component {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
+    socket.setTimeout(this.deps.idleMs ?? IDLE_MS, () => socket.destroy());
     const log = this.deps.log;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
@@ -124,6 +135,9 @@ export class ControlSocket implements Component {
   }
 
   private refuseAndClose(socket: Socket, message: string): void {
+    // Nothing more is read from it: what follows in the same stream is not carried out.
+    socket.pause();
+    socket.removeAllListeners('data');
     this.deps.log.warn({ reason: message }, 'control request refused; connection closed');
     socket.end(`${JSON.stringify({ id: null, ok: false, error: { code: 'bad_request', message } })}\n`);
     socket.destroySoon();
@@ -143,12 +157,14 @@ export class ControlSocket implements Component {
       reply = await this.deps.handlers.handle(request['cmd'], request['args'] ?? {}, { via: 'local' });
     }
     if (socket.destroyed) return;
-    socket.write(`${JSON.stringify({ id, ...reply })}\n`);
-    // A client that does not read its replies is cut off rather than buffered for.
+    // A client that does not read its replies is cut off rather than buffered for. Counted
+    // before this reply: one large reply (a still) to a client that reads is fine.
     if (socket.writableLength > MAX_UNREAD_REPLY_BYTES) {
       this.deps.log.warn({ unread: socket.writableLength }, 'control connection closed: its replies are not being read');
       socket.destroy();
+      return;
     }
+    socket.write(`${JSON.stringify({ id, ...reply })}\n`);
   }
 }
 

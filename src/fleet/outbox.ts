@@ -35,6 +35,7 @@ function isEvent(v: unknown): v is EventPayload {
 export function replayOutbox(text: string, limit = OUTBOX_LIMIT): Replayed {
   let nextId = 1;
   let pending: EventPayload[] = [];
+  const seen = new Set<number>();
   let damaged = 0;
   for (const line of text.split('\n')) {
     if (line === '') continue;
@@ -48,7 +49,9 @@ export function replayOutbox(text: string, limit = OUTBOX_LIMIT): Replayed {
     if (typeof entry.n === 'number' && Number.isSafeInteger(entry.n)) {
       nextId = Math.max(nextId, entry.n);
     } else if (isEvent(entry.e)) {
-      pending.push(entry.e);
+      // An event can be written twice (a rewrite raced its own append): ids say so.
+      if (!seen.has(entry.e.id)) pending.push(entry.e);
+      seen.add(entry.e.id);
       nextId = Math.max(nextId, entry.e.id + 1);
     } else if (typeof entry.d === 'number') {
       const upTo = entry.d;
@@ -91,9 +94,10 @@ export class EventOutbox implements Component {
     }
     this.nextId = replayed.nextId;
     this.queue = replayed.pending;
-    await this.compact();
-    // The journal now holds what the one-document outbox of earlier releases held.
-    await rm(join(this.deps.stateDir, LEGACY_FILE), { force: true }).catch(() => {});
+    // Not written (a state dir that cannot take writes now): the events wait in memory, the
+    // next append tries again, and the outbox of an earlier release stays until the journal is.
+    await this.enqueue(() => this.rewrite()).catch(() => {});
+    if (this.journal) await rm(join(this.deps.stateDir, LEGACY_FILE), { force: true }).catch(() => {});
   }
 
   async stop(): Promise<void> {
@@ -103,7 +107,7 @@ export class EventOutbox implements Component {
     await journal?.close();
   }
 
-  /** Adds an event; resolves once it is on disk. */
+  /** Adds an event; resolves once it is on disk, rejects if it could not be written (it is kept in memory). */
   async add(type: EventType, fields: Record<string, unknown>): Promise<EventPayload> {
     const { id: _id, type: _type, ts: _ts, ...rest } = fields;
     const event: EventPayload = { id: this.nextId++, type, ts: iso(this.deps.clock.now()), ...rest };
@@ -132,7 +136,7 @@ export class EventOutbox implements Component {
     void this.append({ d: id }, false).then(() => {
       if (this.queue.length === 0 && this.journalBytes > COMPACT_BYTES) return this.enqueue(() => this.rewrite());
       return undefined;
-    });
+    }).catch(() => {});
   }
 
   onAdded(listener: () => void): () => void {
@@ -143,23 +147,27 @@ export class EventOutbox implements Component {
   private append(entry: object, sync: boolean): Promise<void> {
     const line = `${JSON.stringify(entry)}\n`;
     return this.enqueue(async () => {
-      // No journal: the last rewrite failed (a state dir that was not writable); try again.
-      if (!this.journal) await this.rewrite();
-      const journal = this.journal!;
-      await journal.appendFile(line);
+      // No journal (the last write failed): written anew, it holds this change already.
+      if (!this.journal) return this.rewrite();
+      const journal = this.journal;
+      try {
+        await journal.appendFile(line);
+        if (sync) await journal.datasync();
+      } catch (err) {
+        // Part of the line may be on disk: never append after a torn line; write anew next time.
+        this.journal = undefined;
+        await journal.close().catch(() => {});
+        throw err;
+      }
       this.journalBytes += Buffer.byteLength(line);
-      if (sync) await journal.datasync();
     });
   }
 
+  /** Writes run one at a time, in order; the returned promise says how this one went. */
   private enqueue(work: () => Promise<void>): Promise<void> {
     const run = this.writing.then(work);
     this.writing = run.catch((err: unknown) => this.deps.log.error({ err }, 'could not write the event outbox'));
-    return run.catch(() => {});
-  }
-
-  private async compact(): Promise<void> {
-    await this.enqueue(() => this.rewrite());
+    return run;
   }
 
   /** The journal anew: what is pending and the next id, durably, then appended to. */

@@ -108,11 +108,8 @@ export class IncidentBook implements Component {
     clearTimeout(this.owedRetry);
     this.owedRetry = undefined;
     await this.queue.catch(() => {});
-    if (this.owed.size > 0) {
-      await this.exclusive(() => this.writeOwed()).catch((err: unknown) => {
-        this.deps.log.error({ err, incidents: [...this.owed.keys()] }, 'locks kept in memory could not be written before stopping: they are lost');
-      });
-    }
+    if (this.owed.size > 0) await this.exclusive(async () => {});
+    if (this.owed.size > 0) this.deps.log.error({ incidents: [...this.owed.keys()] }, 'locks kept in memory could not be written before stopping: they are lost');
   }
 
   list(): Incident[] {
@@ -231,7 +228,9 @@ export class IncidentBook implements Component {
     const delay = backoffDelay(++this.owedAttempts, OWED_RETRY);
     this.owedRetry = setTimeout(() => {
       this.owedRetry = undefined;
-      void this.exclusive(() => this.writeOwed()).catch(() => this.scheduleOwed());
+      void this.exclusive(async () => {
+        if (this.owed.size > 0) this.scheduleOwed();
+      });
     }, delay);
     this.owedRetry.unref();
   }
@@ -276,7 +275,13 @@ export class IncidentBook implements Component {
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
+    // Locks kept in memory go into the book and the audit log before anything that follows
+    // them does: the log keeps the order things happened in.
+    const job = async (): Promise<T> => {
+      if (this.owed.size > 0) await this.writeOwed().catch(() => {});
+      return fn();
+    };
+    const run = this.queue.then(job, job);
     this.queue = run.catch(() => {});
     return run;
   }

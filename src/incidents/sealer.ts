@@ -16,6 +16,7 @@ import type { AuditLog } from '../audit/log.js';
 import type { NodeKey } from '../audit/keys.js';
 import { manifestSha256, serializeManifest, signManifest, type ManifestFile } from '../audit/manifest.js';
 import { assembleClip, explainGaps, findGaps, sha256File, UnreadableSegments } from './clip.js';
+import { probeDurationMs } from '../platform/ffmpeg.js';
 import { segmentEndMs, type Segment } from '../store/segment.js';
 import type { IncidentBook } from './book.js';
 import { INCIDENT_ID, sealDueAt, type Incident } from './incident.js';
@@ -39,6 +40,8 @@ export interface SealerDeps {
   /** When each camera is known to have been down (camera.down to camera.up), for gap reasons. */
   downIntervals?(camera: string): readonly { startMs: number; endMs: number }[];
   backoff?: BackoffPolicy;
+  /** How long a segment plays, or null when it does not decode (ffprobe by default). */
+  probeDurationMs?(path: string): Promise<number | null>;
 }
 
 /** An incident that failed to seal is tried again after 5 s, doubling to 10 min. */
@@ -85,6 +88,13 @@ export class Sealer implements Component {
 
   private async sealDue(): Promise<void> {
     const now = this.deps.clock.now();
+    // An incident that failed to seal and was then disposed of: nothing more to try or report.
+    for (const id of this.retries.keys()) {
+      const state = this.deps.book.get(id)?.state;
+      if (state === 'active' || state === 'sealing') continue;
+      this.retries.delete(id);
+      this.deps.faults.clear('sealer', id);
+    }
     for (const incident of this.deps.book.list()) {
       if (this.stopped) return;
       const due = incident.state === 'sealing' || (incident.state === 'active' && sealDueAt(incident, this.deps.segmentSeconds) <= now);
@@ -197,7 +207,14 @@ export class Sealer implements Component {
           return { kept, unreadable };
         } catch (err) {
           if (!(err instanceof UnreadableSegments)) throw err;
+          // ffmpeg names only the first file it stops at. Rather than one concat per bad file,
+          // every segment is probed once (a damaged disk rarely damages just one); what the
+          // probe passes but ffmpeg still cannot open is found on the next round.
           const bad = new Set(err.paths);
+          if (unreadable.length === 0) {
+            const probe = deps.probeDurationMs ?? probeDurationMs;
+            for (const s of kept) if (!bad.has(deps.ring.pathOf(s)) && (await probe(deps.ring.pathOf(s))) === null) bad.add(deps.ring.pathOf(s));
+          }
           const out = kept.filter((s) => bad.has(deps.ring.pathOf(s)));
           if (out.length === 0) throw err;
           deps.log.warn({ camera, unreadable: err.paths }, 'segments that do not decode are left out of the clip (listed as gaps)');

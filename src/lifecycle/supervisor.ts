@@ -67,7 +67,11 @@ export class Supervised<T extends Component> implements Component {
     this.cancelRetry();
     clearInterval(this.problemTimer);
     this.problemTimer = undefined;
-    await this.inFlight;
+    // A failure handled meanwhile chains its instance's stop onto inFlight: wait for all of it.
+    for (let seen: Promise<void> | undefined; seen !== this.inFlight;) {
+      seen = this.inFlight;
+      await seen;
+    }
     const instance = this.instance;
     this.instance = undefined;
     await instance?.stop();
@@ -93,9 +97,16 @@ export class Supervised<T extends Component> implements Component {
   private async tryStart(): Promise<void> {
     if (!this.active || this.instance) return;
     let built: T | undefined;
+    // A failure reported while start() is still running (a loop that broke at once) counts
+    // as a failed start.
+    let failedEarly: { err: unknown } | undefined;
     try {
-      built = await this.deps.build((err) => this.failed(built, err));
+      built = await this.deps.build((err) => {
+        if (built !== undefined && this.instance === undefined && !failedEarly) failedEarly = { err };
+        else this.failed(built, err);
+      });
       await built.start(this.signal);
+      if (failedEarly) throw failedEarly.err;
     } catch (err) {
       await built?.stop().catch(() => {});
       this.deps.faults.report(this.name, err);

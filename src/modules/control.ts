@@ -16,7 +16,7 @@ export function controlModule(deps: ControlDeps): AgentModule {
   const { faults, log } = deps;
   const socket = new Supervised({
     name: 'control', faults, log,
-    build: () => new ControlSocket({ path: deps.control.socket, handlers: deps.handlers, log: log.child({ component: 'control' }) }),
+    build: (fail) => new ControlSocket({ path: deps.control.socket, handlers: deps.handlers, log: log.child({ component: 'control' }), onFailure: fail }),
   });
   return { name: 'control', components: [socket] };
 }

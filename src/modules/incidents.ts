@@ -31,7 +31,7 @@ export interface IncidentsDeps extends ModuleBase {
   segmentSeconds: number;
   /** Whether disposing of an incident needs it synced first (an upstream is configured). */
   releaseNeedsSync: boolean;
-  ring: Pick<Ring, 'segmentsBetween' | 'pathOf'>;
+  ring: Pick<Ring, 'segmentsBetween' | 'pathOf' | 'unlinkSettled'>;
   audit: AuditLog;
   key: NodeKey;
   clockSynced(): boolean | null;
@@ -118,7 +118,12 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
   setup.button.onPress(() => {
     const atMs = clock.now();
     events.emit('button.pressed', { at: new Date(atMs).toISOString() });
-    setup.led.during(() => book.lock({ atMs, via: 'button' })).then(
+    setup.led.during(async () => {
+      const made = await book.lock({ atMs, via: 'button' });
+      // An unlink the pruner had already begun cannot be called back: confirm only after it.
+      await deps.ring.unlinkSettled();
+      return made;
+    }).then(
       ({ incident: locked, extended }) => log.info({ incident: locked.id, extended }, 'panic button: lock durable'),
       (err: unknown) => log.error({ err }, 'panic button: the lock could NOT be made durable'),
     );
@@ -135,6 +140,8 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
           atMs: clock.now(), via: ctx.via, by: a.by, reason: a.reason, cameras: a.cameras,
           preRollMs: a.preRoll, postRollMs: a.postRoll, urgent: a.urgent,
         });
+        // From the reply on, every segment in the window is kept: none is mid-unlink.
+        await deps.ring.unlinkSettled();
         faultPoint('lock.returned');
         return { incident: locked.id, extended };
       },

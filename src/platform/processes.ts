@@ -86,7 +86,12 @@ export async function acquireAgentLock(lockFile: string, procRoot = '/proc'): Pr
         if (held === me) await unlink(lockFile).catch(() => {});
       };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        // Created, then the write failed (a full disk): an empty lock file would be taken for
+        // a stale one by the next agent; leave none rather than a misleading one.
+        if ((err as NodeJS.ErrnoException).code === 'ENOSPC') await unlink(lockFile).catch(() => {});
+        throw err;
+      }
     }
     const [pidText, started] = (await readFile(lockFile, 'utf8').catch(() => '')).trim().split(' ');
     const pid = Number.parseInt(pidText ?? '', 10);

@@ -229,7 +229,8 @@ export class Ring implements Component {
       maxAgeMs: this.deps.clockSynced?.() === false ? undefined : options.maxAgeMs, uncertainBeforeSeq: this.uncertainBeforeSeq(),
     });
     await clockChecked;
-    if (plan.evict.length > 0) await this.delete(plan.evict, plan.reasons);
+    // Segments a lock taken during the pass spared are still held.
+    const sparedBytes = plan.evict.length > 0 ? await this.delete(plan.evict, plan.reasons) : 0;
 
     let lockedBytes = 0;
     for (const s of this.segments) if (isLocked(s, locks)) lockedBytes += s.bytes;
@@ -237,7 +238,7 @@ export class Ring implements Component {
     const newest = this.segments[this.segments.length - 1];
     this.lastStats = {
       quotaBytes: quota,
-      usedBytes: plan.bytesAfter - promised,
+      usedBytes: plan.bytesAfter + sparedBytes - promised,
       lockedBytes,
       freeBytes: disk.freeBytes,
       segments: this.segments.length,
@@ -258,17 +259,20 @@ export class Ring implements Component {
     }
   }
 
-  private async delete(evict: Segment[], reasons: ('quota' | 'age')[]): Promise<void> {
+  /** Deletes what the plan chose; returns the bytes of those a lock spared meanwhile. */
+  private async delete(evict: Segment[], reasons: ('quota' | 'age')[]): Promise<number> {
     const gone = new Set<number>();
     // One summary per camera and reason: what footage left the ring (warn: footage is deleted).
     const summary = new Map<string, { camera: string; reason: string; startMs: number; endMs: number; bytes: number; count: number }>();
     let spared = 0;
+    let sparedBytes = 0;
     for (let i = 0; i < evict.length; i++) {
       const s = evict[i]!;
       // The plan read the locks before the first unlink; a lock acknowledged since (a press
       // while this pass deletes) must still win. Read again right before each one.
       if (isLocked(s, this.deps.locks.lockedRanges())) {
         spared++;
+        sparedBytes += s.bytes;
         continue;
       }
       try {
@@ -295,6 +299,7 @@ export class Ring implements Component {
       this.deps.log.warn({ camera: e.camera, from: iso(e.startMs), to: iso(e.endMs), bytes: e.bytes, segments: e.count, reason: e.reason }, 'footage deleted by the ring');
       this.deps.events.emit('segments.deleted', e);
     }
+    return sparedBytes;
   }
 
   private uncertainBeforeSeq(): number {

@@ -124,10 +124,16 @@ export class Syncer implements Component {
     for (const incident of this.deps.book.list()) {
       if (incident.state === 'sealed') await this.enqueue(incident.id, incident.urgent);
     }
-    this.offSealed = this.deps.events.on('incident.sealed', ({ incident }) => {
+    const offSealed = this.deps.events.on('incident.sealed', ({ incident }) => {
       const found = this.deps.book.get(incident);
       void this.enqueue(incident, found?.urgent ?? true).then(() => this.poke(), (err: unknown) => this.deps.log.error({ err, incident }, 'could not queue the incident for upload'));
     });
+    // Disposed of before it went up (forced): nothing is left to send.
+    const offReleased = this.deps.events.on('incident.released', ({ incident }) => {
+      if (!this.queue.get(incident)) return;
+      void this.queue.remove(incident).then(() => this.deps.log.info({ incident }, 'disposed of before upload; taken off the queue'), (err: unknown) => this.deps.log.error({ err, incident }, 'could not take a disposed incident off the queue'));
+    });
+    this.offSealed = () => { offSealed(); offReleased(); };
     this.loop = this.run().catch((err: unknown) => {
       this.deps.log.error({ err }, 'sync loop failed');
       this.deps.onFailure?.(err);
@@ -189,12 +195,18 @@ export class Syncer implements Component {
       manifestBytes = await readFile(join(dir, 'manifest.json'));
       manifest = parseSealedManifest(manifestBytes);
       for (const f of manifest.files) {
-        const size = await stat(join(dir, f.name)).then((st) => st.size, () => null);
+        const size = await stat(join(dir, f.name)).then((st) => st.size, (e: NodeJS.ErrnoException) => {
+          if (e.code === 'ENOENT') return null;
+          throw e;
+        });
         if (size !== f.bytes) throw new Error(`${f.name} is ${size === null ? 'missing' : `${size} bytes, the manifest says ${f.bytes}`}`);
       }
     } catch (err) {
-      const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'manifest.json is missing' : (err as Error).message;
-      await this.deps.damaged.setAside(id, reason);
+      // Missing, unreadable as a manifest, or of another size: damaged. Anything else (EIO,
+      // EMFILE) may pass: it is thrown and the incident tried again.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== undefined && code !== 'ENOENT') throw err;
+      await this.deps.damaged.setAside(id, code === 'ENOENT' ? 'manifest.json is missing' : (err as Error).message);
       return;
     }
     const entry: QueuedIncident = {
@@ -256,6 +268,11 @@ export class Syncer implements Component {
         const key = `${deps.keyPrefix}/${q.incident}/${file.name}`;
         const path = join(deps.sealedDir, q.incident, file.name);
         const size = await stat(path).then((s) => s.size, () => -1);
+        if (size !== file.bytes && deps.book.get(q.incident)?.state === 'released') {
+          // Disposed of meanwhile: nothing to send, nothing damaged.
+          await this.queue.remove(q.incident);
+          return;
+        }
         if (size !== file.bytes) {
           // Changed under us since it was sealed: no upload can make it whole.
           await deps.damaged.setAside(q.incident, `${file.name} is ${size < 0 ? 'missing' : `${size} bytes`} since it was sealed (the manifest says ${file.bytes})`);

@@ -96,3 +96,36 @@ describe('the event outbox journal', () => {
     await a.stop();
   });
 });
+
+const isRoot = process.getuid?.() === 0;
+
+describe('the outbox when the state dir cannot be written', () => {
+  // A read-only bind mount of the dir needs root (CI runs as root; off CI it skips).
+  it.skipIf(!isRoot && process.env['CI'] !== 'true')('an event that cannot be written rejects add() but stays pending; the next write puts everything down anew', async () => {
+    if (!isRoot) throw new Error('needs root for a read-only bind mount (CI runs as root)');
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('mount', ['--bind', dir, dir]);
+    try {
+      execFileSync('mount', ['-o', 'remount,bind,ro', dir]);
+      const a = outbox();
+      await a.start();
+      await expect(a.add('camera.up', { camera: 'c' })).rejects.toThrow(/EROFS/);
+      await expect(a.add('camera.down', { camera: 'c' })).rejects.toThrow(/EROFS/);
+      expect(a.pending().map((e) => e.type)).toEqual(['camera.up', 'camera.down']);
+      execFileSync('mount', ['-o', 'remount,bind,rw', dir]);
+      await a.add('camera.up', { camera: 'c' });
+      await a.stop();
+    } finally {
+      execFileSync('umount', [dir]);
+    }
+    const b = outbox();
+    await b.start();
+    expect(b.pending().map((e) => [e.id, e.type])).toEqual([[1, 'camera.up'], [2, 'camera.down'], [3, 'camera.up']]);
+    await b.stop();
+  });
+
+  it('replay drops an event written twice', () => {
+    const e = { id: 4, type: 'camera.up', ts: 't' };
+    expect(replayOutbox([JSON.stringify({ n: 4 }), JSON.stringify({ e }), JSON.stringify({ e })].join('\n')).pending).toEqual([e]);
+  });
+});

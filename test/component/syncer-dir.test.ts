@@ -439,6 +439,25 @@ describe('Syncer onto a folder', () => {
     expect(syncer.status().queued).toBe(0);
   });
 
+  it('a queued incident disposed of by force leaves the queue; it is not "damaged"', async () => {
+    const rig = await makeRig();
+    const root = join(rig.dir, 'nas'); // not there: it stays queued
+    const damagedSeen: unknown[] = [];
+    rig.events.on('incident.damaged', (e) => damagedSeen.push(e));
+    const syncer = startSyncer(rig, recording(rig, new DirStore(root), root));
+    await syncer.start();
+    const { id } = await sealedIncident(rig, { sizes: { front: 3_000 } });
+    rig.events.emit('incident.sealed', { incident: id });
+    await until(() => rig.seen['sync.failed']?.length, 'a first failure');
+    await rig.book.release({ incident: id, by: 'counsel', reason: 'not needed', force: true });
+    await until(() => syncer.status().queued === 0, 'off the queue');
+    await mkdir(root);
+    await syncer.retryNow();
+    expect(damagedSeen).toEqual([]);
+    expect(rig.damaged.count()).toBe(0);
+    expect(await queueOnDisk(rig)).toEqual([]);
+  });
+
   describe.skipIf(!isRoot && process.env['CI'] !== 'true')('on a read-only mount (root)', () => {
     it('EROFS is a permanent failure: said once, no retries until `sync`', async () => {
       if (!isRoot) throw new Error('needs root to mount a read-only tmpfs (CI runs as root)');

@@ -142,6 +142,30 @@ describe('Supervised', () => {
     await supervised.stop();
   });
 
+  it('a failure reported while start() still runs counts as a failed start', async () => {
+    const r = rig();
+    const built: Part[] = [];
+    const supervised = new Supervised<Part>({
+      name: 'sync', faults: r.faults, log: silentLogger(), timers: r.timers, backoff: { baseMs: 1_000, maxMs: 8_000, jitter: 0 },
+      build: (fail) => {
+        const part = new Part(built.length, null, fail);
+        // The first one's loop breaks at once, inside its start().
+        if (built.length === 0) part.start = async () => { part.started = true; fail(new Error('loop broke at once')); };
+        built.push(part);
+        return part;
+      },
+    });
+    await supervised.start(new AbortController().signal);
+    expect(supervised.current()).toBeUndefined();
+    expect(built[0]!.stops).toBe(1);
+    expect(r.faults.list()).toMatchObject([{ component: 'sync', message: 'loop broke at once' }]);
+    r.timers.advance(1_000);
+    await settle();
+    expect(supervised.current()).toBe(built[1]);
+    expect(r.faults.list()).toEqual([]);
+    await supervised.stop();
+  });
+
   it('retryNow tries at once (an operator fixed the cause); stop cancels the pending retry', async () => {
     const r = rig();
     const { supervised, built } = supervise(r, ['EACCES']);
