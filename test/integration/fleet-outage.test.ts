@@ -211,7 +211,7 @@ describe('broker outage during recording', () => {
     await waitFor(() => ops.got.slice(offlineReceived).some((m) => m.topic.endsWith('/status') && m.body?.['online'] === true && !m.retain), 'status republished');
     await waitFor(() => ops.got.slice(offlineReceived).some((m) => m.topic.endsWith('/state') && Date.parse(String(m.body?.['ts'])) >= backAt), 'state republished');
     const state = ops.got.slice(offlineReceived).filter((m) => m.topic.endsWith('/state')).at(-1)!.body!;
-    expect(state['incidents']).toEqual({ active: 0, held: 1, unsynced: 1 });
+    expect(state['incidents']).toEqual({ active: 0, held: 1, unsynced: 1, damaged: 0 });
 
     // Exactly the events that happened, in order, ids continuing from 1 without a gap.
     const all = events(ops.got, 'node-1');
