@@ -9,11 +9,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent.js';
 import { validateConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/platform/logger.js';
 import type { LockedRange } from '../../src/store/eviction.js';
+import { umount, useCleanups } from '../helpers/mounts.js';
 import { baseConfig, tempDir } from '../helpers/agent.js';
 import { probeDuration, recorderPids } from '../helpers/segments.js';
 
@@ -37,30 +38,13 @@ const POLL_MS = 200;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-let cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  // Reverse order: the agent and its ffmpeg go before the disk is unmounted, even on failure.
-  for (const fn of cleanups.reverse()) await fn().catch((err: unknown) => console.error('cleanup:', err));
-  cleanups = [];
-});
-
-async function umount(dir: string): Promise<void> {
-  for (let i = 0; i < 10; i++) {
-    try {
-      await exec('umount', [dir]);
-      return;
-    } catch {
-      await sleep(300); // a file still open a moment after its process exited
-    }
-  }
-  await exec('umount', ['-l', dir]);
-}
+const cleanup = useCleanups();
 
 interface Disk { work: string; mnt: string }
 
 async function mountDisk(kind: 'tmpfs' | 'ext4', megabytes: number): Promise<Disk> {
   const work = await tempDir(`camnode-disk-${kind}-`);
-  cleanups.push(() => rm(work, { recursive: true, force: true }));
+  cleanup(() => rm(work, { recursive: true, force: true }));
   const mnt = join(work, 'mnt');
   await mkdir(mnt);
   try {
@@ -75,7 +59,7 @@ async function mountDisk(kind: 'tmpfs' | 'ext4', megabytes: number): Promise<Dis
   } catch (err) {
     throw new Error(`mounting a ${kind} disk needs root (CI runs this as root): ${(err as Error).message}`);
   }
-  cleanups.push(() => umount(mnt));
+  cleanup(() => umount(mnt));
   return { work, mnt };
 }
 
@@ -173,7 +157,7 @@ async function fillAndWrap(sc: Scenario): Promise<void> {
   const log = createLogger({ level: 'info', destination: { write: (s: string) => { logLines.push(s); } } });
   const ranges: LockedRange[] = [];
   const agent = new Agent({ config, log, locks: { lockedRanges: () => ranges }, testsrc: TESTSRC });
-  cleanups.push(async () => {
+  cleanup(async () => {
     await agent.stop();
     for (const pid of await recorderPids(storage)) process.kill(pid, 'SIGKILL');
   });

@@ -8,8 +8,9 @@ import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { requestLocal } from '../../src/control/socket.js';
+import { umount, useCleanups } from '../helpers/mounts.js';
 import { baseConfig, runCli, RunningAgent, tempDir, waitFor, writeConfig } from '../helpers/agent.js';
 import { listSegments, recorderPids } from '../helpers/segments.js';
 
@@ -29,35 +30,19 @@ interface State {
 }
 interface Incident { id: string; state: string; window: { start: string; end: string } }
 
-let cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const fn of cleanups.reverse()) await fn().catch((err: unknown) => console.error('cleanup:', err));
-  cleanups = [];
-});
-
-async function umount(dir: string): Promise<void> {
-  for (let i = 0; i < 20; i++) {
-    try {
-      await exec('umount', [dir]);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-  await exec('umount', ['-l', dir]);
-}
+const cleanup = useCleanups();
 
 interface Node { dir: string; storage: string; stateDir: string; socket: string; configPath: string; agents: RunningAgent[] }
 
 async function node(over: Record<string, Record<string, unknown>> = {}, opts: { mountStorage?: string; upstreamDir?: boolean } = {}): Promise<Node> {
   const dir = await tempDir('camnode-storage-faults-');
   const mountStorage = opts.mountStorage;
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  cleanup(() => rm(dir, { recursive: true, force: true }));
   const storage = join(dir, 'storage');
   if (mountStorage) {
     await mkdir(storage);
     await exec('mount', ['-t', 'tmpfs', '-o', `size=${mountStorage}`, 'tmpfs', storage]);
-    cleanups.push(() => umount(storage));
+    cleanup(() => umount(storage));
   }
   const socket = join(dir, 'control.sock');
   const config = baseConfig(dir, [{ id: 'hall', source: 'testsrc', zone: 'entrance' }], {
@@ -73,7 +58,7 @@ async function node(over: Record<string, Record<string, unknown>> = {}, opts: { 
 function run(n: Node): RunningAgent {
   const agent = RunningAgent.start(n.configPath, { stdin: 'pipe' });
   n.agents.push(agent);
-  cleanups.push(async () => {
+  cleanup(async () => {
     agent.killGroup();
     await agent.exited;
     for (const pid of await recorderPids(n.storage)) {
@@ -195,7 +180,7 @@ describeRoot('damaged storage never stops the recording', () => {
     expect(await first.stop()).toBe(0);
     // The state dir, read-only from now on (an SD card the kernel remounted read-only).
     await exec('mount', ['--bind', n.stateDir, n.stateDir]);
-    cleanups.push(() => umount(n.stateDir));
+    cleanup(() => umount(n.stateDir));
     await exec('mount', ['-o', 'remount,bind,ro', n.stateDir]);
 
     const second = run(n);
