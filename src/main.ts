@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { auditVerifyCommand, evidenceVerifyCommand } from './audit/cli.js';
 import { ConfigError, loadConfig, resolveConfigPath } from './config/load.js';
+import { configSecrets, scrub } from './config/redact.js';
 import { createLogger } from './platform/logger.js';
 import { MissingToolError } from './platform/ffmpeg.js';
 import { StorageError } from './platform/storage.js';
@@ -20,16 +21,20 @@ function exitCodeFor(err: unknown): number {
   return 1;
 }
 
+/** The secrets of the config in use, once it is read: blanked in everything printed. */
+let secrets: readonly string[] = [];
+const say = (text: string): void => { process.stderr.write(`${scrub(text, secrets)}\n`); };
+
 function fail(err: unknown): never {
   if (err instanceof ConfigError) {
-    for (const line of err.problems) process.stderr.write(`${line}\n`);
+    for (const line of err.problems) say(line);
   } else if (err instanceof CliExit) {
-    process.stderr.write(`${err.prefix}: ${err.message}\n`);
+    say(`${err.prefix}: ${err.message}`);
   } else if (err instanceof MissingToolError || err instanceof StorageError || err instanceof AgentAlreadyRunning) {
-    process.stderr.write(`camnode: ${err.message}\n`);
+    say(`camnode: ${err.message}`);
   } else {
-    process.stderr.write(`camnode: ${(err as Error)?.message ?? String(err)}\n`);
-    if (process.env['CAMNODE_DEBUG']) process.stderr.write(`${(err as Error)?.stack}\n`);
+    say(`camnode: ${(err as Error)?.message ?? String(err)}`);
+    if (process.env['CAMNODE_DEBUG']) say(`${(err as Error)?.stack}`);
   }
   process.exit(exitCodeFor(err));
 }
@@ -44,8 +49,9 @@ function positiveInt(value: string): number {
 // by hand (the demo's broker, check's prober and the S3 SDK are tens of MB each).
 async function run(opts: { config?: string }): Promise<void> {
   const config = loadConfig(resolveConfigPath(opts.config));
+  secrets = configSecrets(config);
   const { Agent } = await import('./agent.js');
-  const log = createLogger();
+  const log = createLogger({ secrets });
   const agent = new Agent({ config, log });
   const controller = new AbortController();
   let stopping = false;
@@ -90,9 +96,10 @@ async function run(opts: { config?: string }): Promise<void> {
 
 async function check(opts: { config?: string }): Promise<void> {
   const config = loadConfig(resolveConfigPath(opts.config));
+  secrets = configSecrets(config);
   const { runChecks, renderChecks } = await import('./check.js');
   const rows = await runChecks(config);
-  process.stdout.write(`${renderChecks(rows, process.stdout.isTTY === true && !process.env['NO_COLOR'])}\n`);
+  process.stdout.write(`${scrub(renderChecks(rows, process.stdout.isTTY === true && !process.env['NO_COLOR']), secrets)}\n`);
   process.exitCode = rows.some((r) => r.verdict === 'fail') ? 1 : 0;
 }
 

@@ -1,9 +1,9 @@
 // `camnode evidence verify DIR --key PUBKEY [--audit FILE]` (CONTRACT §1): checks an incident
 // folder offline. Trust comes only from the key the verifier is given, never from the key the
 // manifest names; the manifest's key is only compared with it to give a clearer message.
-// Folder rules: every listed file must exist with its size and SHA-256; an .mp4 the manifest
+// Folder rules: every listed file must exist with its size and SHA-256; any file the manifest
 // does not list fails too (it would look like evidence without being covered by the
-// signature); any other unlisted file is noted and ignored.
+// signature). A manifest with a member name twice is refused (ambiguous under its signature).
 import { createHash, createPublicKey } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { ChainWalker, GENESIS_PREV, readRawLines, type AuditHead } from './chain.js';
 import { isPublicKeyBase64, publicKeyBase64 } from './keys.js';
 import { manifestSha256, verifyManifestSignature } from './manifest.js';
+import { parseJsonStrict } from '../platform/json.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 
@@ -69,11 +70,11 @@ export async function verifyEvidence(opts: { dir: string; trustedKey: string; au
     return done();
   }
   try {
-    const parsed = JSON.parse(manifestBytes.toString('utf8')) as unknown;
+    const parsed = parseJsonStrict(manifestBytes.toString('utf8'));
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
     manifest = parsed as Record<string, unknown>;
   } catch (err) {
-    add(false, 'manifest', `${MANIFEST_FILE} is not valid JSON (${(err as Error).message})`);
+    add(false, 'manifest', `${MANIFEST_FILE} is not valid JSON, or is ambiguous (${(err as Error).message})`);
     return done();
   }
   const incidentId = (manifest['incident'] as { id?: unknown } | undefined)?.id;
@@ -92,7 +93,7 @@ export async function verifyEvidence(opts: { dir: string; trustedKey: string; au
 
   if (typeof files !== 'string') {
     for (const f of files) add(...(await checkFile(opts.dir, f)));
-    await checkUnlisted(opts.dir, new Set(files.map((f) => f.name)), add, notes);
+    await checkUnlisted(opts.dir, new Set(files.map((f) => f.name)), add);
   }
 
   if (opts.auditPath !== undefined) {
@@ -132,12 +133,10 @@ async function checkFile(dir: string, f: ParsedFile): Promise<[boolean, string, 
   }
 }
 
-async function checkUnlisted(dir: string, listed: Set<string>, add: (ok: boolean, check: string, detail: string) => void, notes: string[]): Promise<void> {
+async function checkUnlisted(dir: string, listed: Set<string>, add: (ok: boolean, check: string, detail: string) => void): Promise<void> {
+  // Anything in the folder the signature does not cover could be taken for part of the evidence.
   const extra = (await readdir(dir)).filter((n) => n !== MANIFEST_FILE && !listed.has(n)).sort();
-  for (const name of extra) {
-    if (name.toLowerCase().endsWith('.mp4')) add(false, `file ${name}`, 'not listed in the manifest: a clip not covered by the signature');
-    else notes.push(`${name} is not listed in the manifest (ignored)`);
-  }
+  for (const name of extra) add(false, `file ${name}`, 'not listed in the manifest: not covered by the signature');
 }
 
 /**

@@ -24,7 +24,9 @@ export function describeAuditResult(path: string, r: AuditVerifyResult): string 
   if (r.ok) {
     return r.entries === 0
       ? `audit log ${path}: whole (empty)`
-      : `audit log ${path}: whole, ${r.entries} entries, head seq ${r.head.seq} ${r.head.head}`;
+      : `audit log ${path}: whole, ${r.entries} entries, head seq ${r.head.seq} ${r.head.head}\n`
+        // What "whole" proves, and what it cannot yet (CONTRACT §7 brings signed heads upstream).
+        + 'proves: no entry up to the head was changed, removed or inserted. does not prove: that no entries were cut off after the head — compare the head with one recorded earlier (a manifest\'s audit anchor, a copy of the log).';
   }
   const where = r.seq === null ? `line ${r.line}` : `line ${r.line} (seq ${r.seq})`;
   return `audit log ${path}: BROKEN at ${where}: ${r.reason}; ${r.entries} entries before it are whole`;

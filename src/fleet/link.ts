@@ -14,6 +14,7 @@ import type { CommandHandlers } from '../commands/handlers.js';
 import type { EventOutbox } from './outbox.js';
 import { parseRequest, type ReplyAddress } from './requests.js';
 import { clip } from '../commands/protocol.js';
+import { redactUrl } from '../config/redact.js';
 import { Topics, type StatePayload, type StatusPayload } from './topics.js';
 
 export type MqttConfig = NonNullable<Config['mqtt']>;
@@ -97,7 +98,7 @@ export class FleetLink implements Component {
     this.offAdded = this.deps.outbox.onAdded(() => void this.sendEvents());
     this.stateTimer = setInterval(() => void this.publishState(), config.stateInterval);
     this.stateTimer.unref();
-    log.info({ url: config.url, protocolVersion: config.protocolVersion, prefix: config.prefix }, 'connecting to the broker');
+    log.info({ url: redactUrl(config.url), protocolVersion: config.protocolVersion, prefix: config.prefix }, 'connecting to the broker');
   }
 
   async stop(): Promise<void> {

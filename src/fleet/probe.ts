@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
 import { mqttOptions, type MqttConfig } from './link.js';
 import { Topics } from './topics.js';
+import { redactUrl } from '../config/redact.js';
 
 export interface BrokerProbe { ok: boolean; detail: string; fix?: string }
 
@@ -29,20 +30,20 @@ export async function probeBroker(config: MqttConfig, nodeId: string, timeoutMs 
     ]);
   } catch (err) {
     client.end(true);
-    return { ok: false, detail: `${config.url}: ${(err as Error).message}`, fix: 'check the broker address, that it is reachable, and that this node\'s certificate is signed by the fleet CA with CN = node id' };
+    return { ok: false, detail: `${redactUrl(config.url)}: ${(err as Error).message}`, fix: 'check the broker address, that it is reachable, and that this node\'s certificate is signed by the fleet CA with CN = node id' };
   }
   try {
     const probe = `${topics.replyBase(nodeId)}/check-${randomBytes(4).toString('hex')}`;
     const granted = await client.subscribeAsync(probe, { qos: 1 });
     if (granted.some((g) => g.qos === 128 || g.qos > 2)) {
-      return { ok: false, detail: `${config.url}: subscribing to ${probe} was refused`, fix: `the broker's ACL must allow ${config.prefix}/${nodeId}/# for this node (see provisioning/mosquitto)` };
+      return { ok: false, detail: `${redactUrl(config.url)}: subscribing to ${probe} was refused`, fix: `the broker's ACL must allow ${config.prefix}/${nodeId}/# for this node (see provisioning/mosquitto)` };
     }
     const arrived = new Promise<void>((resolve) => client.on('message', (t) => { if (t === probe) resolve(); }));
     await client.publishAsync(probe, 'check', { qos: 1 });
     await Promise.race([arrived, timer('round trip timed out')]);
-    return { ok: true, detail: `${config.url} (MQTT ${config.protocolVersion}): connected as ${nodeId}, publish and subscribe allowed on ${config.prefix}/${nodeId}/#` };
+    return { ok: true, detail: `${redactUrl(config.url)} (MQTT ${config.protocolVersion}): connected as ${nodeId}, publish and subscribe allowed on ${config.prefix}/${nodeId}/#` };
   } catch (err) {
-    return { ok: false, detail: `${config.url}: publishing on ${config.prefix}/${nodeId}/ failed: ${(err as Error).message}`, fix: `the broker's ACL must allow ${config.prefix}/${nodeId}/# for this node (see provisioning/mosquitto)` };
+    return { ok: false, detail: `${redactUrl(config.url)}: publishing on ${config.prefix}/${nodeId}/ failed: ${(err as Error).message}`, fix: `the broker's ACL must allow ${config.prefix}/${nodeId}/# for this node (see provisioning/mosquitto)` };
   } finally {
     await client.endAsync().catch(() => {});
   }

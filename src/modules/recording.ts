@@ -2,6 +2,7 @@
 // ring deletes, and the snapshot command. Built from `storage`, `recording` and `cameras`.
 import type { Config } from '../config/schema.js';
 import { parseSource } from '../config/schema.js';
+import { urlSecrets } from '../config/redact.js';
 import type { AuditLog } from '../audit/log.js';
 import { DeletionAudit } from '../audit/deletions.js';
 import { CommandError, type CommandArgs } from '../commands/protocol.js';
@@ -122,6 +123,7 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
       segmentSeconds: recording.segmentSeconds,
       ring,
       clock,
+      secrets: urlSecrets(camera.source),
       log: log.child({ component: 'recorder', camera: camera.id }),
       events,
       ...ffmpegPath,

@@ -11,7 +11,7 @@ import type { Clock } from '../platform/clock.js';
 import { iso } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
-import { redactUrl } from '../config/redact.js';
+import { scrub } from '../config/redact.js';
 import { inProgressFileName, inProgressPattern, type Segment } from '../store/segment.js';
 import { parseSegmentListLine } from './args.js';
 
@@ -44,6 +44,8 @@ export interface CameraRecorderDeps {
   log: Logger;
   events: EventBus;
   ffmpegPath?: string;
+  /** This camera's password in every form it may appear in ffmpeg's output (config/redact). */
+  secrets?: readonly string[];
   backoff?: BackoffPolicy;
   random?: () => number;
   /** Grace for the first segment of a run (connecting, probing the stream). */
@@ -82,6 +84,11 @@ export class CameraRecorder implements Component {
   private stallTimer: NodeJS.Timeout | undefined;
   private finishing: Promise<unknown> = Promise.resolve();
   private down = false;
+
+  /** ffmpeg's words about this camera with its password blanked (they go to logs and events). */
+  private redact(text: string): string {
+    return scrub(text, this.deps.secrets ?? []);
+  }
 
   constructor(private readonly deps: CameraRecorderDeps) {
     this.name = `recorder:${deps.camera}`;
@@ -135,15 +142,16 @@ export class CameraRecorder implements Component {
     this.stderrTail = [];
     if (this.state !== 'error') this.state = 'connecting';
     const args = this.deps.buildArgs(join(this.dir, inProgressPattern(this.run)));
-    log.info({ args: args.map(redactUrl), run: this.run }, 'starting ffmpeg');
+    log.info({ args: args.map((a) => this.redact(a)), run: this.run }, 'starting ffmpeg');
     const child = spawn(this.deps.ffmpegPath ?? 'ffmpeg', args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     child.stdin.on('error', () => {}); // 'q' to an ffmpeg that already left
     createInterface({ input: child.stdout }).on('line', (line) => this.onSegmentLine(line));
     createInterface({ input: child.stderr }).on('line', (line) => {
-      this.stderrTail.push(redactUrl(line));
+      const clean = this.redact(line);
+      this.stderrTail.push(clean);
       if (this.stderrTail.length > STDERR_LINES) this.stderrTail.shift();
-      log.debug({ ffmpeg: redactUrl(line) }, 'ffmpeg');
+      log.debug({ ffmpeg: clean }, 'ffmpeg');
     });
     this.exited = new Promise((resolve) => {
       child.on('error', (err) => {

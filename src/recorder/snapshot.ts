@@ -3,7 +3,7 @@
 // not touched. Every failure becomes one plain sentence an operator can act on.
 import { spawn } from 'node:child_process';
 import type { Source } from '../config/schema.js';
-import { redactUrl } from '../config/redact.js';
+import { redactUrl, scrub, urlSecrets } from '../config/redact.js';
 import { buildInputArgs, type RecorderArgsInput } from './args.js';
 
 /** More than any sane JPEG of one frame; a guard against a runaway pipe filling memory. */
@@ -140,7 +140,8 @@ export function explainFailure(source: Source, stderr: string, code: number | nu
     return new SnapshotError('busy', `video device ${where} is busy (the recorder holds it while recording); no snapshot possible from a local camera that is recording`);
   }
   if (/No such file or directory/i.test(stderr)) return new SnapshotError('not_found', `${where} does not exist`);
-  const last = redactUrl(stderr).trim().split('\n').filter(Boolean).pop()?.replace(/^\[[^\]]*\]\s*/, '');
+  const secrets = source.kind === 'rtsp' ? urlSecrets(source.url) : [];
+  const last = scrub(stderr, secrets).trim().split('\n').filter(Boolean).pop()?.replace(/^\[[^\]]*\]\s*/, '');
   if (code === 0) return new SnapshotError('no_picture', `camera ${where} sent no picture`);
   return new SnapshotError('failed', `snapshot from ${where} failed${last ? `: ${last}` : ` (ffmpeg exit ${code})`}`);
 }

@@ -218,6 +218,8 @@ describe('camnode audit verify', () => {
     const whole = await runCli(['audit', 'verify', '--config', cfg]);
     expect(whole.code, whole.stderr).toBe(0);
     expect(whole.stdout).toContain('whole, 4 entries');
+    // It says what a whole chain does not prove: entries cut off after its head.
+    expect(whole.stdout).toMatch(/does not prove: that no entries were cut off after the head/);
     const raw = lines();
     raw[1] = raw[1]!.replace('"bytes":1', '"bytes":7'); // seq 2 altered
     writeFileSync(logPath(), `${raw.join('\n')}\n`);

@@ -93,13 +93,11 @@ describe('evidence verify: a good folder', () => {
     expect((await cli()).code).toBe(0);
   });
 
-  it('takes --key as a file holding the key, and ignores unlisted files that are not clips', async () => {
+  it('takes --key as a file holding the key', async () => {
     const keyFile = join(root, 'node.pub');
     writeFileSync(keyFile, `${key.publicKeyBase64}\n`);
-    writeFileSync(join(folder, 'README.txt'), 'notes');
     const r = await runCli(['evidence', 'verify', folder, '--key', keyFile]);
     expect(r.code, r.stdout).toBe(0);
-    expect(r.stdout).toContain('note    README.txt is not listed in the manifest (ignored)');
   });
 
   it('verifies after later audit entries and a torn tail past the seal', async () => {
@@ -129,7 +127,27 @@ describe('evidence verify: tampering fails', () => {
     expect(await failed()).toEqual(['file entrance.mp4: size 4000 bytes, the manifest says 4096']);
     writeFileSync(join(folder, 'entrance.mp4'), clip(0, 4096));
     writeFileSync(join(folder, 'extra.mp4'), clip(5, 10));
-    expect(await failed()).toEqual(['file extra.mp4: not listed in the manifest: a clip not covered by the signature']);
+    expect(await failed()).toEqual(['file extra.mp4: not listed in the manifest: not covered by the signature']);
+  });
+
+  it('any unlisted file: it could be taken for part of the evidence', async () => {
+    writeFileSync(join(folder, 'README.txt'), 'the suspect is …');
+    expect(await failed()).toEqual(['file README.txt: not listed in the manifest: not covered by the signature']);
+  });
+
+  it('a manifest with a member twice (JSON.parse would keep the last; the signature covers one)', async () => {
+    const path = join(folder, 'manifest.json');
+    const text = readFileSync(path, 'utf8');
+    // The signed manifest, with a second `incident` member inserted after the first one.
+    const doubled = text.replace(/^\{/, `{"incident": ${JSON.stringify(incident('nothing happened'))},`);
+    writeFileSync(path, doubled);
+    expect(await failed()).toEqual([expect.stringMatching(/^manifest: manifest\.json is not valid JSON, or is ambiguous \(duplicate member "incident"\)/)]);
+    // Reordered members of the same document are fine (the signature is over the canonical form).
+    const m = JSON.parse(text) as Record<string, unknown>;
+    const reordered = Object.fromEntries(Object.entries(m).reverse());
+    expect(Object.keys(reordered)[0]).toBe('signature');
+    writeFileSync(path, JSON.stringify(reordered));
+    expect(await failed()).toEqual([]);
   });
 
   it('a manifest edited and re-signed with another key', async () => {
