@@ -21,8 +21,12 @@ export interface AuditIncident { readonly id: string }
 export interface AuditPayloads {
   /** A new incident, whole, as it was made durable. */
   lock: { incident: AuditIncident };
-  /** An incident after a later trigger extended it, whole. */
-  extend: { incident: AuditIncident };
+  /**
+   * A later trigger: only the change (CONTRACT §4) — `{incident: id, trigger, end,
+   * camerasAdded, joined?, urgent?}`. Earlier releases wrote the whole incident here; recovery
+   * reads both.
+   */
+  extend: { incident: string; trigger: object; end: string; camerasAdded: string[]; joined?: 'press' | 'cap'; urgent?: true };
   /** Sealed: the SHA-256 hex of manifest.json's exact bytes. Follows the manifest's audit anchor directly. */
   seal: { incident: string; manifestSha256: string };
   release: { incident: string; by: string; reason: string };

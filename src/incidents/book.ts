@@ -15,7 +15,9 @@ import type { LockedRange } from '../store/eviction.js';
 import type { AuditLog } from '../audit/log.js';
 import { CorruptFileError, DurableJsonFile } from '../platform/durable-json.js';
 import {
-  extendIncident, INCIDENT_ID, isOpen, lockedRanges, openIncident,
+  applyExtension,
+  extendIncident,
+  type Extension, INCIDENT_ID, isOpen, lockedRanges, openIncident,
   type Incident, type IncidentState, type TriggerRequest, type WindowPolicy,
 } from './incident.js';
 
@@ -146,22 +148,27 @@ export class IncidentBook implements Component {
       const unknown = (req.cameras ?? []).filter((c) => !enabled.includes(c));
       if (unknown.length > 0) throw new BookError('bad_request', `cameras: unknown or disabled camera ${unknown.map((c) => `"${c}"`).join(', ')}`);
       const open = this.openIncident();
-      const incident = open
-        ? extendIncident(open, req, deps.policy, enabled)
-        : openIncident(deps.nodeId, req, deps.policy, enabled, { random: deps.random, taken: (id) => this.idTaken(id) });
-      const type = open ? 'extend' : 'lock';
+      const extension = open ? extendIncident(open, req, deps.policy, enabled) : undefined;
+      const incident = extension?.incident
+        ?? openIncident(deps.nodeId, req, deps.policy, enabled, { random: deps.random, taken: (id) => this.idTaken(id) });
       try {
         await this.put(incident);
-        await deps.audit.append(type, { incident });
+        // CONTRACT §4: a lock entry carries the whole incident, an extension only its change,
+        // so a button line that chatters grows the log by a line per press, not an incident.
+        if (extension) await deps.audit.append('extend', extension.change);
+        else await deps.audit.append('lock', { incident });
       } catch (err) {
         // A press is never lost to a state dir that cannot be written (read-only, full): it is
         // kept in memory, where the ring honours it, and written as soon as it can be. A command
         // is refused instead: its requester hears so and can ask again.
         if (req.via !== 'button') throw err;
-        this.keepInMemory(incident, type, err);
+        this.keepInMemory(incident, extension?.change, err);
         throw new LockNotDurable(incident.id, err);
       }
-      deps.log.info({ incident: incident.id, via: req.via, window: incident.window, cameras: incident.cameras }, open ? 'incident extended' : 'incident locked');
+      if (extension?.change.joined === 'cap' && incident.triggers[incident.triggers.length - 1]!.repeats === 1) {
+        deps.log.warn({ incident: incident.id, triggers: incident.triggers.length }, 'incident holds the most triggers it may list; later ones are counted in the last one');
+      }
+      deps.log.info({ incident: incident.id, via: req.via, window: incident.window, cameras: incident.cameras, joined: extension?.change.joined }, open ? 'incident extended' : 'incident locked');
       deps.events.emit(open ? 'incident.extended' : 'incident.locked', { incident: incident.id });
       return { incident, extended: open !== undefined };
     });
@@ -206,8 +213,11 @@ export class IncidentBook implements Component {
     });
   }
 
-  /** Locks the ring honours that are not yet durable: id → the audit entry still owed. */
-  private readonly owed = new Map<string, 'lock' | 'extend'>();
+  /**
+   * Locks the ring honours that are not yet durable: per incident, whether its lock entry is
+   * owed (then it carries the whole incident, extensions included) or only extensions.
+   */
+  private readonly owed = new Map<string, { lock: boolean; changes: Extension[] }>();
   private owedRetry: NodeJS.Timeout | undefined;
   private owedAttempts = 0;
 
@@ -216,9 +226,11 @@ export class IncidentBook implements Component {
     return [...this.owed.keys()];
   }
 
-  private keepInMemory(incident: Incident, type: 'lock' | 'extend', err: unknown): void {
+  private keepInMemory(incident: Incident, change: Extension | undefined, err: unknown): void {
     this.place(incident);
-    if (!this.owed.has(incident.id)) this.owed.set(incident.id, type);
+    const owed = this.owed.get(incident.id) ?? { lock: change === undefined, changes: [] };
+    if (change && !owed.lock) owed.changes.push(change);
+    this.owed.set(incident.id, owed);
     this.deps.log.error({ incident: incident.id, err }, 'lock kept in memory (the ring honours it): the state dir cannot be written; retrying');
     this.scheduleOwed();
   }
@@ -239,12 +251,19 @@ export class IncidentBook implements Component {
   private async writeOwed(): Promise<void> {
     if (this.owed.size === 0) return;
     await this.db!.write();
-    for (const [id, type] of [...this.owed]) {
+    for (const [id, owed] of [...this.owed]) {
       const incident = this.get(id);
-      if (incident) await this.deps.audit.append(type, { incident });
+      if (incident && owed.lock) {
+        await this.deps.audit.append('lock', { incident });
+      } else {
+        while (owed.changes.length > 0) {
+          await this.deps.audit.append('extend', owed.changes[0]!);
+          owed.changes.shift();
+        }
+      }
       this.owed.delete(id);
       this.deps.log.warn({ incident: id }, 'lock kept in memory is durable now');
-      if (incident) this.deps.events.emit(type === 'lock' ? 'incident.locked' : 'incident.extended', { incident: id });
+      if (incident) this.deps.events.emit(owed.lock ? 'incident.locked' : 'incident.extended', { incident: id });
     }
     this.owedAttempts = 0;
   }
@@ -294,20 +313,24 @@ export class IncidentBook implements Component {
     const found = new Map<string, Incident>();
     const apply = (line: string): void => {
       if (!line.includes('"incident"')) return;
-      let entry: { type?: string; incident?: unknown };
+      let entry: { type?: string; incident?: unknown; trigger?: unknown; end?: unknown; camerasAdded?: unknown };
       try {
         entry = JSON.parse(line) as typeof entry;
       } catch {
         return;
       }
+      // Lock entries, and the extend entries of earlier releases, carry the whole incident.
       if ((entry.type === 'lock' || entry.type === 'extend') && isIncident(entry.incident)) found.set(entry.incident.id, entry.incident);
       const id = typeof entry.incident === 'string' ? entry.incident : undefined;
       const known = id ? found.get(id) : undefined;
+      // An extend entry carries only its change: replayed on the incident as it stands.
+      const type = entry.type;
+      if (known && type === 'extend' && isExtension(entry)) found.set(known.id, applyExtension(known, entry));
       // A seal entry alone does not make an incident sealed: it is appended before the
       // `.sealing` folder is renamed into place, so a crash in between leaves the entry and no
       // clips. Only a sealed folder with its manifest proves the seal (the scan below); until
       // then the incident stays locked and the sealer seals it again.
-      if (known && (entry.type === 'release' || entry.type === 'release.forced')) found.set(known.id, { ...known, state: 'released' });
+      if (known && (type === 'release' || type === 'release.forced')) found.set(known.id, { ...known, state: 'released' });
     };
     // Streamed: the log can be large, and only the lines naming incidents matter.
     try {
@@ -350,6 +373,12 @@ export class IncidentBook implements Component {
     list.sort((a, b) => a.triggers[0]!.at.localeCompare(b.triggers[0]!.at));
     return restored;
   }
+}
+
+function isExtension(v: unknown): v is Extension {
+  const e = v as Extension;
+  return typeof e.incident === 'string' && typeof e.trigger === 'object' && e.trigger !== null && typeof e.trigger.at === 'string'
+    && typeof e.end === 'string' && Array.isArray(e.camerasAdded) && e.camerasAdded.every((c) => typeof c === 'string');
 }
 
 function isIncident(v: unknown): v is Incident {

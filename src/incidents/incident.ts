@@ -11,6 +11,28 @@ export interface Trigger {
   via: TriggerVia;
   by?: string;
   reason?: string;
+  /** Later presses counted in this trigger: within 1 s of it, or past the cap (CONTRACT §4). */
+  repeats?: number;
+}
+
+/** Presses this close to the last trigger join it (a noisy button line, a held button). */
+export const JOIN_WITHIN_MS = 1_000;
+/** An incident records at most this many triggers; later ones are counted in the last one's repeats. */
+export const MAX_TRIGGERS = 100;
+
+/**
+ * What an extension changed (CONTRACT §4), and all its audit entry carries: the trigger (or,
+ * `joined`, the press counted in the last trigger's repeats), the new end, the cameras added,
+ * and `urgent` when it turned urgent. Replaying these in order on the lock entry's incident
+ * gives the incident again.
+ */
+export interface Extension {
+  incident: string;
+  trigger: Trigger;
+  end: string;
+  camerasAdded: string[];
+  joined?: 'press' | 'cap';
+  urgent?: true;
 }
 
 export interface Incident {
@@ -89,22 +111,46 @@ export function openIncident(
 }
 
 /**
- * A later trigger at T2 while active: end = max(end, T2 + postRoll), capped at
- * start + maxLength; its cameras are added. Returns a new incident.
+ * A later trigger at T2 while active: end = max(end, T2 + postRoll), capped at start +
+ * maxLength; its cameras are added. A press within 1 s of the last trigger, or any trigger past
+ * the cap, is counted in the last trigger's `repeats` instead of listed. Returns the new
+ * incident and the change (its audit entry). Pure.
  */
-export function extendIncident(incident: Incident, req: TriggerRequest, policy: WindowPolicy, enabledCameras: readonly string[]): Incident {
+export function extendIncident(incident: Incident, req: TriggerRequest, policy: WindowPolicy, enabledCameras: readonly string[]): { incident: Incident; change: Extension } {
   const start = Date.parse(incident.window.start);
   const end = Date.parse(incident.window.end);
   const post = req.postRollMs ?? policy.postRollMs;
   const newEnd = Math.max(end, Math.min(req.atMs + post, start + policy.maxLengthMs));
   const asked = req.cameras && req.cameras.length > 0 ? req.cameras : enabledCameras;
+  const camerasAdded = [...new Set(asked)].filter((c) => !incident.cameras.includes(c));
+  const last = incident.triggers[incident.triggers.length - 1]!;
+  const t = trigger(req);
+  const joined = req.via === 'button' && last.via === 'button' && Math.abs(req.atMs - Date.parse(last.at)) < JOIN_WITHIN_MS ? 'press'
+    : incident.triggers.length >= MAX_TRIGGERS ? 'cap' : undefined;
+  // An urgent trigger makes the incident urgent; a non-urgent one never demotes it.
+  const urgent = incident.urgent || (req.urgent ?? true);
+  const change: Extension = {
+    incident: incident.id, trigger: t, end: iso(newEnd), camerasAdded,
+    ...(joined ? { joined } : {}), ...(urgent && !incident.urgent ? { urgent: true as const } : {}),
+  };
+  return { incident: applyExtension(incident, change), change };
+}
+
+/** An extension applied to the incident it was made on (recovery replays them). Pure. */
+export function applyExtension(incident: Incident, change: Extension): Incident {
+  const triggers = [...incident.triggers];
+  if (change.joined) {
+    const last = triggers[triggers.length - 1]!;
+    triggers[triggers.length - 1] = { ...last, repeats: (last.repeats ?? 0) + 1 };
+  } else {
+    triggers.push(change.trigger);
+  }
   return {
     ...incident,
-    triggers: [...incident.triggers, trigger(req)],
-    cameras: [...new Set([...incident.cameras, ...asked])],
-    window: { start: incident.window.start, end: iso(newEnd) },
-    // An urgent trigger makes the incident urgent; a non-urgent one never demotes it.
-    urgent: incident.urgent || (req.urgent ?? true),
+    triggers,
+    cameras: [...incident.cameras, ...change.camerasAdded.filter((c) => !incident.cameras.includes(c))],
+    window: { start: incident.window.start, end: change.end > incident.window.end ? change.end : incident.window.end },
+    urgent: incident.urgent || change.urgent === true,
   };
 }
 

@@ -142,7 +142,7 @@ describe('audit log', () => {
   it('continues the chain after a restart', async () => {
     const first = await openLog();
     await first.append('lock', { incident: incident('20261128T120000Z-aaaa') });
-    await first.append('extend', { incident: incident('20261128T120000Z-aaaa') });
+    await first.append('extend', { incident: '20261128T120000Z-aaaa', trigger: { at: '2026-11-28T12:00:05.000Z', via: 'button' }, end: '2026-11-28T12:05:05.000Z', camerasAdded: [] });
     const head = first.head();
     await first.stop();
     await first.stop(); // safe twice

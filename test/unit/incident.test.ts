@@ -34,20 +34,20 @@ describe('incident windows (CONTRACT §4)', () => {
 
   it('a later trigger sets end = max(end, T2 + postRoll) and adds cameras', () => {
     const i = openIncident('n1', { atMs: T, via: 'button', cameras: ['desk'] }, policy, cams);
-    const e = extendIncident(i, { atMs: T + 60_000, via: 'local', cameras: ['entrance'] }, policy, cams);
+    const e = extendIncident(i, { atMs: T + 60_000, via: 'local', cameras: ['entrance'] }, policy, cams).incident;
     expect(e.id).toBe(i.id);
     expect(e.window).toEqual({ start: i.window.start, end: new Date(T + 360_000).toISOString() });
     expect(e.cameras).toEqual(['desk', 'entrance']);
     expect(e.triggers).toHaveLength(2);
     // A trigger whose post-roll ends earlier never shortens the window.
-    const shorter = extendIncident(e, { atMs: T + 61_000, via: 'local', postRollMs: 1_000 }, policy, cams);
+    const shorter = extendIncident(e, { atMs: T + 61_000, via: 'local', postRollMs: 1_000 }, policy, cams).incident;
     expect(shorter.window.end).toBe(e.window.end);
     expect(shorter.cameras).toEqual(['desk', 'entrance']);
   });
 
   it('stops growing at start + maxLength', () => {
     const i = openIncident('n1', { atMs: T, via: 'button' }, policy, cams);
-    const e = extendIncident(i, { atMs: T + 3_500_000, via: 'button' }, policy, cams);
+    const e = extendIncident(i, { atMs: T + 3_500_000, via: 'button' }, policy, cams).incident;
     expect(Date.parse(e.window.end)).toBe(Date.parse(i.window.start) + 3_600_000);
     const capped = openIncident('n1', { atMs: T, via: 'button', postRollMs: 10 * 3_600_000 }, policy, cams);
     expect(Date.parse(capped.window.end) - Date.parse(capped.window.start)).toBe(3_600_000);
@@ -55,9 +55,9 @@ describe('incident windows (CONTRACT §4)', () => {
 
   it('a non-urgent trigger never demotes an urgent incident; an urgent one promotes', () => {
     const i = openIncident('n1', { atMs: T, via: 'button' }, policy, cams);
-    expect(extendIncident(i, { atMs: T + 1, via: 'mqtt', urgent: false }, policy, cams).urgent).toBe(true);
+    expect(extendIncident(i, { atMs: T + 1, via: 'mqtt', urgent: false }, policy, cams).incident.urgent).toBe(true);
     const slow = openIncident('n1', { atMs: T, via: 'mqtt', urgent: false }, policy, cams);
-    expect(extendIncident(slow, { atMs: T + 1, via: 'button' }, policy, cams).urgent).toBe(true);
+    expect(extendIncident(slow, { atMs: T + 1, via: 'button' }, policy, cams).incident.urgent).toBe(true);
   });
 
   it('is open until its end; locks ranges while active or sealing', () => {
@@ -72,5 +72,21 @@ describe('incident windows (CONTRACT §4)', () => {
   it('is sealed only after the segment covering its end has closed', () => {
     const i = openIncident('n1', { atMs: T, via: 'button' }, policy, cams);
     expect(sealDueAt(i, 10)).toBe(T + 300_000 + 22_000);
+  });
+});
+
+describe('extension changes (CONTRACT §4)', () => {
+  it('a press within 1 s of a press joins it; a command does not; the change replays to the same incident', async () => {
+    const { applyExtension } = await import('../../src/incidents/incident.js');
+    const i = openIncident('n1', { atMs: T, via: 'button' }, policy, cams);
+    const joined = extendIncident(i, { atMs: T + 900, via: 'button' }, policy, cams);
+    expect(joined.change).toMatchObject({ incident: i.id, joined: 'press', camerasAdded: [] });
+    expect(joined.incident.triggers).toEqual([{ ...i.triggers[0], repeats: 1 }]);
+    const command = extendIncident(joined.incident, { atMs: T + 950, via: 'local', reason: 'r', cameras: ['desk'] }, policy, cams);
+    expect(command.change.joined).toBeUndefined();
+    expect(command.incident.triggers).toHaveLength(2);
+    const later = extendIncident(command.incident, { atMs: T + 2_000, via: 'button' }, policy, cams);
+    expect(later.change.joined).toBeUndefined();
+    expect(applyExtension(applyExtension(applyExtension(i, joined.change), command.change), later.change)).toEqual(later.incident);
   });
 });
