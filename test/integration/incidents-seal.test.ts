@@ -244,11 +244,16 @@ describe('incidents through the real CLI', () => {
     expect(three.window).toEqual({ start: one.window.start, end: new Date(start + MAX).toISOString() });
     expect(three.cameras).toEqual(CAMERAS);
 
-    // One incident only, and the audit log has its lock and both extensions, each whole.
+    // One incident only; the audit log has its lock (the whole incident) and both extensions,
+    // each only its change (CONTRACT §4): the trigger, the new end, the cameras added.
     expect((await listIncidents(node)).map((i) => i.id)).toEqual([first.incident]);
     const entries = (await auditEntries(node)).filter((e) => e.type === 'lock' || e.type === 'extend');
     expect(entries.map((e) => e.type)).toEqual(['lock', 'extend', 'extend']);
-    expect(entries.map((e) => e['incident'])).toEqual([one, two, three]);
+    expect(entries[0]!['incident']).toEqual(one);
+    expect(entries.slice(1).map((e) => ({ incident: e['incident'], trigger: e['trigger'], end: e['end'], camerasAdded: e['camerasAdded'] }))).toEqual([
+      { incident: first.incident, trigger: two.triggers[1], end: two.window.end, camerasAdded: [] },
+      { incident: first.incident, trigger: three.triggers[2], end: three.window.end, camerasAdded: [] },
+    ]);
 
     // Sealed over the whole capped window; a trigger after it opens a new incident.
     const sealed = await waitForState(node, first.incident, 'sealed');
