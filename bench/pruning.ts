@@ -6,7 +6,7 @@
 //
 //   node dist/bench/pruning.js [--seconds 90]
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,7 +115,6 @@ async function main(): Promise<number> {
     // Logs off the disk under test.
     const log = createLogger({ level: 'info', destination: join(work, 'agent.log') });
     const agent = new Agent({ config, log, testsrc: TESTSRC });
-    agent.events.on('segments.deleted', (e) => { deleted += e.count; });
     agent.events.on('storage.full', () => { fullEvents++; });
     const controller = new AbortController();
     await agent.start(controller.signal);
@@ -132,6 +131,11 @@ async function main(): Promise<number> {
     } finally {
       controller.abort();
       await agent.stop();
+      // The ring logs one line per pass with the segments it deleted.
+      for (const line of readFileSync(join(work, 'agent.log'), 'utf8').split('\n')) {
+        if (!line.includes('footage deleted by the ring')) continue;
+        deleted += Number((JSON.parse(line) as { segments?: number }).segments ?? 0);
+      }
     }
   } finally {
     if (mounted) unmount(mounted);

@@ -61,6 +61,7 @@ async function scanOnce(root: string): Promise<Run> {
   const sampler = setInterval(() => { heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed); }, 5);
   const t0 = performance.now();
   const ring = new Ring({
+    auditDeletion: async () => {},
     options: { storagePath: root, maxUsePercent: 90, reserveBytes: 0, segmentSeconds: SEGMENT_MS / 1000 },
     clock: systemClock,
     log,

@@ -146,6 +146,7 @@ async function sealOnce(work: string, storage: string, syn: Synthetic, round: nu
     auditLogPath: join(stateDir, AUDIT_LOG_FILE),
   });
   const ring = new Ring({
+    auditDeletion: async () => {},
     options: { storagePath: storage, maxUsePercent: 99, reserveBytes: 0, segmentSeconds: SEGMENT_S },
     clock: systemClock, log, events, disk: diskUsage,
     locks: book, inProgressFiles: () => [], probeDurationMs: (p) => probeDurationMs(p),

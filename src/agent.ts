@@ -9,6 +9,7 @@ import { ComponentGroup, type Component } from './lifecycle/component.js';
 import { Faults } from './lifecycle/faults.js';
 import { systemClock, type Clock } from './platform/clock.js';
 import { ClockStatus } from './platform/clock-status.js';
+import { ClockSteps } from './platform/clock-steps.js';
 import type { DiskUsageReader } from './platform/disk.js';
 import { ffmpegVersion, MIN_FFMPEG, MissingToolError, versionAtLeast } from './platform/ffmpeg.js';
 import type { Logger } from './platform/logger.js';
@@ -45,6 +46,8 @@ export interface AgentDeps {
   deviceRoot?: string;
   /** Synthetic camera picture (the demo keeps it small). */
   testsrc?: TestPicture;
+  /** How often the ring prunes when space is not short (default 30 s). */
+  pruneIntervalMs?: number | undefined;
 }
 
 export interface AgentStatus {
@@ -108,6 +111,8 @@ export class Agent {
     // The core every module shares.
     const key = await loadOrCreateNodeKey(config.node.stateDir, log.child({ component: 'keys' }));
     const clockStatus = new ClockStatus();
+    // One watcher of the clock's steps for the ring and the book: both correct by the same step.
+    const steps = new ClockSteps({ clock, stateDir: config.node.stateDir, log: log.child({ component: 'clock' }), procRoot: this.deps.procRoot });
     const health = new Health({ clockSynced: () => clockStatus.synced(), log: log.child({ component: 'health' }) });
     const audit = new AuditLog({
       stateDir: config.node.stateDir, log: log.child({ component: 'audit' }), clock,
@@ -130,7 +135,9 @@ export class Agent {
       },
       audit,
       clockSynced: () => clockStatus.synced(),
+      steps,
       disk: this.deps.disk, ffmpegPath: this.deps.ffmpegPath, deviceRoot: this.deps.deviceRoot, testsrc: this.deps.testsrc,
+      pruneIntervalMs: this.deps.pruneIntervalMs,
     });
     const incidents: IncidentsModule = await incidentsModule({
       ...base,
@@ -138,7 +145,7 @@ export class Agent {
       enabledCameras: config.cameras.filter((c) => c.enabled).map((c) => c.id),
       sealedDir, segmentSeconds: config.recording.segmentSeconds,
       releaseNeedsSync: config.upstream.type !== 'none',
-      ring: recording.ring, audit, key,
+      ring: recording.ring, audit, key, steps,
       clockSynced: () => clockStatus.synced(),
       kbps: (camera) => recording.kbps(camera),
       downIntervals: (camera) => recording.downIntervals(camera),
@@ -161,7 +168,7 @@ export class Agent {
     // The early ones (the event outbox, the incident book) before the audit log: a state dir
     // found unwritable is reported by the audit log's start, and that fault must reach the fleet.
     const components: Component[] = [
-      clockStatus, health,
+      clockStatus, steps, health,
       ...modules.flatMap((m) => m.early ?? []),
       audit,
       ...modules.flatMap((m) => m.components),

@@ -18,7 +18,6 @@ export interface AgentEvents {
   'component.failed': { component: string; message: string; incident?: string };
   'component.recovered': { component: string; message: string; incident?: string };
   'segment.finished': { camera: string; seq: number; startMs: number; durationMs: number; bytes: number };
-  'segments.deleted': { camera: string; startMs: number; endMs: number; bytes: number; count: number; reason: string };
 }
 
 type Listener<T> = (payload: T) => void;

@@ -45,6 +45,18 @@ function positiveInt(value: string): number {
   return n;
 }
 
+/**
+ * CAMNODE_PRUNE_INTERVAL_MS: how often the ring prunes when space is not short (default 30 s).
+ * A diagnostic knob; the tests that race the pruner make it fast.
+ */
+function pruneIntervalFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const value = env['CAMNODE_PRUNE_INTERVAL_MS'];
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 100) throw new Error(`CAMNODE_PRUNE_INTERVAL_MS: must be a whole number of milliseconds, at least 100 (got "${value}")`);
+  return n;
+}
+
 // Each command loads only what it uses: the agent shares a Pi with ffmpeg, and `ctl` is run
 // by hand (the demo's broker, check's prober and the S3 SDK are tens of MB each).
 async function run(opts: { config?: string }): Promise<void> {
@@ -52,7 +64,7 @@ async function run(opts: { config?: string }): Promise<void> {
   secrets = configSecrets(config);
   const { Agent } = await import('./agent.js');
   const log = createLogger({ secrets });
-  const agent = new Agent({ config, log });
+  const agent = new Agent({ config, log, pruneIntervalMs: pruneIntervalFromEnv(process.env) });
   const controller = new AbortController();
   let stopping = false;
   const shutdown = (signal: string): void => {

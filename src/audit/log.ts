@@ -5,7 +5,7 @@
 // Entry line: {"seq":N,"prev":"<hex>","ts":"<ISO ms>","type":"…",…payload} — chain rules in chain.ts.
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AgentEvents } from '../events.js';
+import type { DeletedRun, DeleteReason } from '../store/eviction.js';
 import type { Component } from '../lifecycle/component.js';
 import { iso, systemClock, type Clock } from '../platform/clock.js';
 import { fsyncDir } from '../platform/durable.js';
@@ -32,10 +32,13 @@ export interface AuditPayloads {
   release: { incident: string; by: string; reason: string };
   /** A release before sync (`force`): who, why, and the state it was in. */
   'release.forced': { incident: string; by: string; reason: string; state: string };
-  /** Footage deleted by the ring, one entry per camera and pass. */
-  delete: { camera: string; from: string; to: string; bytes: number; segments: number; reason: string };
-  /** A wall-clock jump seen by the agent (NTP's first sync after boot, an operator's date). */
-  clock: { jumpMs: number; from: string; to: string };
+  /** Footage a prune pass deletes, written before its unlinks: one entry per reason, contiguous runs per camera. */
+  delete: { reason: DeleteReason; cameras: Record<string, DeletedRun[]> };
+  /**
+   * A wall-clock step seen by the agent (NTP's first sync after boot, an operator's date), and
+   * the windows of the incidents still locking, moved into the new time base (recovery sets them).
+   */
+  clock: { jumpMs: number; incidents: { incident: string; start: string; end: string }[] };
   /** The log itself was repaired at start: a torn last line (never acknowledged) was cut off. */
   repair: { truncatedBytes: number; reason: string };
   /** A sealed incident found damaged (manifest missing or unreadable, clips not matching): set aside, never deleted. */
@@ -55,11 +58,6 @@ export interface AuditLogDeps {
 
 /** Errors of a state dir that cannot take writes now, and may again later. */
 const UNWRITABLE = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT']);
-
-/** The `delete` entry for the ring's `segments.deleted` event. */
-export function deletePayload(e: AgentEvents['segments.deleted']): AuditPayloads['delete'] {
-  return { camera: e.camera, from: iso(e.startMs), to: iso(e.endMs), bytes: e.bytes, segments: e.count, reason: e.reason };
-}
 
 const RESERVED = new Set(['seq', 'prev', 'ts', 'type']);
 const TAIL_CHUNK = 64 * 1024;

@@ -23,6 +23,12 @@ export interface ManifestFile {
   start: string;
   end: string;
   gaps: ManifestGap[];
+  /**
+   * How its times were stamped (CONTRACT §5): `synced` with the OS clock synchronised,
+   * `unsynced` some before it was (or while the OS could not say), `stepped` some corrected
+   * for a clock step taken after they were recorded. Absent in manifests of earlier releases.
+   */
+  clock?: 'synced' | 'unsynced' | 'stepped';
 }
 
 export interface UnsignedManifest<I extends AuditIncident = AuditIncident> {

@@ -12,12 +12,13 @@ import { iso } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
 import type { LockedRange } from '../store/eviction.js';
-import type { AuditLog } from '../audit/log.js';
+import type { AuditLog, AuditPayloads } from '../audit/log.js';
+import type { StepSource } from '../platform/clock-steps.js';
 import { CorruptFileError, DurableJsonFile } from '../platform/durable-json.js';
 import {
   applyExtension,
   extendIncident,
-  type Extension, INCIDENT_ID, isOpen, lockedRanges, openIncident,
+  type Extension, INCIDENT_ID, isOpen, lockedRanges, openIncident, shiftWindow,
   type Incident, type IncidentState, type TriggerRequest, type WindowPolicy,
 } from './incident.js';
 
@@ -56,6 +57,8 @@ export interface IncidentBookDeps {
   audit: Pick<AuditLog, 'append'>;
   /** The audit log file, read to recover incidents when the book is lost or behind. */
   auditLogPath: string;
+  /** The clock's steps (shared with the ring): a step moves the windows of locking incidents. */
+  steps?: Pick<StepSource, 'check' | 'onStep'> | undefined;
   random?: (n: number) => number;
 }
 
@@ -67,7 +70,13 @@ export class IncidentBook implements Component {
   private queue: Promise<unknown> = Promise.resolve();
   private stopped = false;
 
-  constructor(private readonly deps: IncidentBookDeps) {}
+  /** Clock entries not yet in the audit log (the windows they moved are in the book in memory). */
+  private clockOwed: AuditPayloads['clock'][] = [];
+  private pendingStepMs = 0;
+
+  constructor(private readonly deps: IncidentBookDeps) {
+    deps.steps?.onStep((deltaMs) => this.stepped(deltaMs));
+  }
 
   get path(): string {
     return join(this.deps.stateDir, 'incidents.json');
@@ -103,6 +112,8 @@ export class IncidentBook implements Component {
     }
     const active = this.list().filter((i) => i.state === 'active' || i.state === 'sealing').length;
     this.deps.log.info({ incidents: this.list().length, locked: active }, 'incident book loaded');
+    if (this.pendingStepMs !== 0) this.stepped(this.pendingStepMs);
+    this.pendingStepMs = 0;
   }
 
   async stop(): Promise<void> {
@@ -138,12 +149,24 @@ export class IncidentBook implements Component {
   }
 
   /**
+   * The time for a trigger: the clock's steps are checked first, so that a window drawn from it
+   * and the open incident's window (moved by any step) are in one time base.
+   */
+  triggerTime(): number {
+    this.deps.steps?.check();
+    return this.deps.clock.now();
+  }
+
+  /**
    * Locks a window, or extends the open incident. Resolves only once the book is on disk
    * (fsynced) and the lock is in the audit log.
    */
   lock(req: TriggerRequest): Promise<LockResult> {
     return this.exclusive(async () => {
       const { deps } = this;
+      // A step since the last check moves the open window first (and is audited before this
+      // trigger), so that the trigger, read with triggerTime(), extends it in one time base.
+      if ((deps.steps?.check() ?? 0) !== 0) await this.writeClockOwed().catch(() => {});
       const enabled = deps.enabledCameras();
       const unknown = (req.cameras ?? []).filter((c) => !enabled.includes(c));
       if (unknown.length > 0) throw new BookError('bad_request', `cameras: unknown or disabled camera ${unknown.map((c) => `"${c}"`).join(', ')}`);
@@ -268,6 +291,36 @@ export class IncidentBook implements Component {
     this.owedAttempts = 0;
   }
 
+  /**
+   * A clock step (told synchronously, whoever checked): the windows of incidents still locking
+   * move with it at once, in memory, so the ring's locks and its corrected footage stay in one
+   * time base; the book and the audit entry follow as soon as the queue allows.
+   */
+  private stepped(deltaMs: number): void {
+    if (!this.db) {
+      this.pendingStepMs += deltaMs;
+      return;
+    }
+    const moved: AuditPayloads['clock']['incidents'] = [];
+    for (const incident of this.list()) {
+      if (incident.state !== 'active' && incident.state !== 'sealing') continue;
+      const next = shiftWindow(incident, deltaMs);
+      this.place(next);
+      moved.push({ incident: next.id, ...next.window });
+    }
+    this.clockOwed.push({ jumpMs: deltaMs, incidents: moved });
+    if (moved.length > 0) this.deps.log.warn({ stepMs: deltaMs, incidents: moved.map((m) => m.incident) }, 'clock step: the windows of open incidents moved with it');
+    void this.exclusive(async () => {});
+  }
+
+  private async writeClockOwed(): Promise<void> {
+    if (this.clockOwed.some((c) => c.incidents.length > 0)) await this.db!.write();
+    while (this.clockOwed.length > 0) {
+      await this.deps.audit.append('clock', this.clockOwed[0]!);
+      this.clockOwed.shift();
+    }
+  }
+
   /** In the book in memory, without writing it. */
   private place(incident: Incident): void {
     const list = this.db!.data.incidents;
@@ -298,6 +351,7 @@ export class IncidentBook implements Component {
     // them does: the log keeps the order things happened in.
     const job = async (): Promise<T> => {
       if (this.owed.size > 0) await this.writeOwed().catch(() => {});
+      if (this.clockOwed.length > 0) await this.writeClockOwed().catch(() => {});
       return fn();
     };
     const run = this.queue.then(job, job);
@@ -312,7 +366,7 @@ export class IncidentBook implements Component {
   private async recover(): Promise<number> {
     const found = new Map<string, Incident>();
     const apply = (line: string): void => {
-      if (!line.includes('"incident"')) return;
+      if (!line.includes('"incident"')) return; // a clock entry that moved something names one too
       let entry: { type?: string; incident?: unknown; trigger?: unknown; end?: unknown; camerasAdded?: unknown };
       try {
         entry = JSON.parse(line) as typeof entry;
@@ -331,6 +385,13 @@ export class IncidentBook implements Component {
       // clips. Only a sealed folder with its manifest proves the seal (the scan below); until
       // then the incident stays locked and the sealer seals it again.
       if (known && (type === 'release' || type === 'release.forced')) found.set(known.id, { ...known, state: 'released' });
+      // A clock step moved the windows of the incidents then locking: set them as it did.
+      if (type === 'clock' && Array.isArray((entry as { incidents?: unknown }).incidents)) {
+        for (const m of (entry as { incidents: { incident?: unknown; start?: unknown; end?: unknown }[] }).incidents) {
+          const moved = typeof m?.incident === 'string' ? found.get(m.incident) : undefined;
+          if (moved && typeof m.start === 'string' && typeof m.end === 'string') found.set(moved.id, { ...moved, window: { start: m.start, end: m.end } });
+        }
+      }
     };
     // Streamed: the log can be large, and only the lines naming incidents matter.
     try {

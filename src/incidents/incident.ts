@@ -154,6 +154,18 @@ export function applyExtension(incident: Incident, change: Extension): Incident 
   };
 }
 
+/**
+ * A clock step of `deltaMs` moves a locking incident's window with the footage it covers: both
+ * were drawn on the wall clock before the step. Its triggers keep the times they were stamped
+ * with. Pure.
+ */
+export function shiftWindow(incident: Incident, deltaMs: number): Incident {
+  return {
+    ...incident,
+    window: { start: iso(Date.parse(incident.window.start) + deltaMs), end: iso(Date.parse(incident.window.end) + deltaMs) },
+  };
+}
+
 /** Active: its window has not yet passed. */
 export function isOpen(incident: Incident, nowMs: number): boolean {
   return incident.state === 'active' && Date.parse(incident.window.end) > nowMs;

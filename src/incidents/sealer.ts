@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Component } from '../lifecycle/component.js';
 import { backoffDelay, type BackoffPolicy } from '../lifecycle/backoff.js';
 import type { Clock } from '../platform/clock.js';
+import { clipClock, type StampClock } from '../store/stamps.js';
 import { writeFileDurable, fsyncDir } from '../platform/durable.js';
 import { faultPoint } from '../platform/fault.js';
 import type { Logger } from '../platform/logger.js';
@@ -23,7 +24,7 @@ import { INCIDENT_ID, sealDueAt, type Incident } from './incident.js';
 
 export interface SealerDeps {
   book: IncidentBook;
-  ring: { segmentsBetween(camera: string, startMs: number, endMs: number): Segment[]; pathOf(s: Segment): string };
+  ring: { segmentsBetween(camera: string, startMs: number, endMs: number): Segment[]; pathOf(s: Segment): string; clockOf(s: Segment): StampClock };
   sealedDir: string;
   segmentSeconds: number;
   clock: Clock;
@@ -160,6 +161,7 @@ export class Sealer implements Component {
         start: new Date(first.startMs).toISOString(),
         end: new Date(last.startMs + last.durationMs).toISOString(),
         gaps,
+        clock: clipClock(kept.map((s) => deps.ring.clockOf(s))),
       })));
       faultPoint('seal.mid');
     }

@@ -13,6 +13,7 @@ import { IncidentBook } from '../incidents/book.js';
 import { DamagedIncidents } from '../incidents/damaged.js';
 import { isOpen, type Incident } from '../incidents/incident.js';
 import { Sealer } from '../incidents/sealer.js';
+import type { StepSource } from '../platform/clock-steps.js';
 import { faultPoint } from '../platform/fault.js';
 import { Supervised } from '../lifecycle/supervisor.js';
 import type { Ring } from '../store/ring.js';
@@ -31,9 +32,10 @@ export interface IncidentsDeps extends ModuleBase {
   segmentSeconds: number;
   /** Whether disposing of an incident needs it synced first (an upstream is configured). */
   releaseNeedsSync: boolean;
-  ring: Pick<Ring, 'segmentsBetween' | 'pathOf' | 'unlinkSettled'>;
+  ring: Pick<Ring, 'segmentsBetween' | 'pathOf' | 'clockOf' | 'unlinkSettled'>;
   audit: AuditLog;
   key: NodeKey;
+  steps: StepSource;
   clockSynced(): boolean | null;
   /** A camera's measured bitrate (0 when unknown), for the footage an open lock still takes. */
   kbps(camera: string): number;
@@ -90,6 +92,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     events,
     audit,
     auditLogPath: join(node.stateDir, AUDIT_LOG_FILE),
+    steps: deps.steps,
   });
 
   const damaged = new DamagedIncidents({ sealedDir: deps.sealedDir, audit, events, clock, log: log.child({ component: 'incidents' }) });
@@ -116,7 +119,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
   // A press locks at once, on this machine only: nothing here waits on a network. The LED is
   // solid until the lock is durable, then confirms — or flashes the error if it could not be.
   setup.button.onPress(() => {
-    const atMs = clock.now();
+    const atMs = book.triggerTime();
     events.emit('button.pressed', { at: new Date(atMs).toISOString() });
     setup.led.during(async () => {
       const made = await book.lock({ atMs, via: 'button' });
@@ -137,7 +140,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     commands: {
       lock: async (a, ctx) => {
         const { incident: locked, extended } = await book.lock({
-          atMs: clock.now(), via: ctx.via, by: a.by, reason: a.reason, cameras: a.cameras,
+          atMs: book.triggerTime(), via: ctx.via, by: a.by, reason: a.reason, cameras: a.cameras,
           preRollMs: a.preRoll, postRollMs: a.postRoll, urgent: a.urgent,
         });
         // From the reply on, every segment in the window is kept: none is mid-unlink.

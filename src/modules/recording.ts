@@ -4,8 +4,8 @@ import type { Config } from '../config/schema.js';
 import { parseSource } from '../config/schema.js';
 import { urlSecrets } from '../config/redact.js';
 import type { AuditLog } from '../audit/log.js';
-import { DeletionAudit } from '../audit/deletions.js';
 import { CommandError, type CommandArgs } from '../commands/protocol.js';
+import type { StepSource } from '../platform/clock-steps.js';
 import { deviceModel } from '../platform/device.js';
 import { diskUsage, type DiskUsageReader } from '../platform/disk.js';
 import { probeDurationMs } from '../platform/ffmpeg.js';
@@ -35,10 +35,13 @@ export interface RecordingDeps extends ModuleBase {
   pins: RingPins;
   audit: Pick<AuditLog, 'append'>;
   clockSynced(): boolean | null;
+  steps: StepSource;
   disk?: DiskUsageReader | undefined;
   ffmpegPath?: string | undefined;
   deviceRoot?: string | undefined;
   testsrc?: TestPicture | undefined;
+  /** How often the ring prunes (default 30 s; tests make it fast). */
+  pruneIntervalMs?: number | undefined;
 }
 
 /** Outages of a camera (camera.down → camera.up), the last few, in memory: why a clip has a hole. */
@@ -101,7 +104,10 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
     heldOutsideRing: () => deps.pins.heldOutsideRing(),
     promisedBytes: () => deps.pins.promisedBytes(),
     clockSynced: deps.clockSynced,
+    steps: deps.steps,
     probeDurationMs: (path) => probeDurationMs(path),
+    auditDeletion: async (entry) => void await deps.audit.append('delete', entry),
+    pruneIntervalMs: deps.pruneIntervalMs,
   });
 
   const encoder = chooseH264Encoder(await deviceModel(deps.deviceRoot));
@@ -157,8 +163,7 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
 
   return {
     name: 'recording',
-    // The deletion audit listens before the ring's first prune pass, at its start.
-    components: [new DeletionAudit({ events, audit: deps.audit, log: log.child({ component: 'audit' }) }), ring, ...recorders],
+    components: [ring, ...recorders],
     commands: { snapshot },
     ring,
     recorders,

@@ -4,13 +4,14 @@
 export interface Clock {
   /** Wall-clock milliseconds since the epoch (may jump). */
   now(): number;
-  /** Monotonic milliseconds (never jumps; origin arbitrary). */
+  /** Monotonic milliseconds (never jumps; counts from boot on Linux, so it is comparable across runs of one boot). */
   monotonic(): number;
 }
 
 export const systemClock: Clock = {
   now: () => Date.now(),
-  monotonic: () => performance.now(),
+  // CLOCK_MONOTONIC (libuv's hrtime): from boot, not from process start like performance.now().
+  monotonic: () => Number(process.hrtime.bigint() / 1_000n) / 1_000,
 };
 
 /** ISO-8601 UTC with milliseconds, the one time format the product writes. */

@@ -1,5 +1,6 @@
 // The pruner's one decision, kept pure: which finished segments to delete so that what
 // camnode holds stays within its quota, oldest (lowest seq) first, never a locked one.
+import { iso } from '../platform/clock.js';
 import { segmentEndMs, type Segment } from './segment.js';
 
 /** A time range on one camera that the ring must not delete (served by the incident book). */
@@ -26,7 +27,7 @@ export interface EvictionInput {
 export interface EvictionPlan {
   evict: Segment[];
   /** Reason per evicted segment, same order. */
-  reasons: ('quota' | 'age')[];
+  reasons: DeleteReason[];
   /** Own bytes once the plan is carried out. */
   bytesAfter: number;
   /** > 0 when locked footage keeps the ring above its quota by this much. */
@@ -52,7 +53,7 @@ export function planEviction(input: EvictionInput): EvictionPlan {
   let held = input.otherOwnBytes;
   for (const s of input.segments) held += s.bytes;
   const evict: Segment[] = [];
-  const reasons: ('quota' | 'age')[] = [];
+  const reasons: DeleteReason[] = [];
   for (const s of input.segments) {
     const overQuota = held > input.quotaBytes;
     const expired = isExpired(s, input);
@@ -64,6 +65,56 @@ export function planEviction(input: EvictionInput): EvictionPlan {
     held -= s.bytes;
   }
   return { evict, reasons, bytesAfter: held, shortfallBytes: Math.max(0, held - input.quotaBytes) };
+}
+
+export type DeleteReason = 'quota' | 'age';
+
+/** A run of one camera's footage a pass deletes: contiguous in the ring (CONTRACT §4). */
+export interface DeletedRun { from: string; to: string; segments: number; bytes: number }
+
+/**
+ * What a pass is about to delete, as the audit log states it: per reason, per camera, runs of
+ * segments adjacent in that camera's footage. A segment the pass keeps (locked, or simply not
+ * chosen) between two deleted ones splits the run, so a run never spans footage still there.
+ * `segments` is the ring in order; `evict` a subset of it with `reasons` alongside. Pure.
+ */
+export function deletionRuns(segments: readonly Segment[], evict: readonly Segment[], reasons: readonly DeleteReason[]): Map<DeleteReason, Record<string, DeletedRun[]>> {
+  const why = new Map<number, DeleteReason>();
+  evict.forEach((s, i) => why.set(s.seq, reasons[i]!));
+  const out = new Map<DeleteReason, Record<string, DeletedRun[]>>();
+  // The run each camera is extending, and its reason; anything kept or of another reason ends it.
+  const open = new Map<string, { reason: DeleteReason; run: DeletedRun; startMs: number; endMs: number }>();
+  for (const s of segments) {
+    const reason = why.get(s.seq);
+    const current = open.get(s.camera);
+    if (reason === undefined) {
+      open.delete(s.camera);
+      continue;
+    }
+    if (current && current.reason === reason) {
+      current.run.segments += 1;
+      current.run.bytes += s.bytes;
+      // Min and max: stamps need not rise along the ring (a clock step between two segments).
+      current.startMs = Math.min(current.startMs, s.startMs);
+      current.endMs = Math.max(current.endMs, segmentEndMs(s));
+      current.run.from = iso(current.startMs);
+      current.run.to = iso(current.endMs);
+      continue;
+    }
+    const run: DeletedRun = { from: iso(s.startMs), to: iso(segmentEndMs(s)), segments: 1, bytes: s.bytes };
+    open.set(s.camera, { reason, run, startMs: s.startMs, endMs: segmentEndMs(s) });
+    const byCamera = out.get(reason) ?? {};
+    (byCamera[s.camera] ??= []).push(run);
+    out.set(reason, byCamera);
+  }
+  return out;
+}
+
+/** Bytes the cameras write in one interval, from each camera's last segment: one pass of headroom. Pure. */
+export function passHeadroomBytes(lastSegments: Iterable<Pick<Segment, 'bytes' | 'durationMs'>>, intervalMs: number): number {
+  let bytes = 0;
+  for (const s of lastSegments) if (s.durationMs > 0) bytes += (s.bytes * intervalMs) / s.durationMs;
+  return Math.round(bytes);
 }
 
 export interface QuotaInput {

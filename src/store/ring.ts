@@ -5,14 +5,16 @@ import { join } from 'node:path';
 import type { Component } from '../lifecycle/component.js';
 import type { Clock } from '../platform/clock.js';
 import { iso } from '../platform/clock.js';
-import { ClockWatch } from '../platform/clock-watch.js';
+import { ClockSteps, type StepSource } from '../platform/clock-steps.js';
 import type { DiskUsageReader } from '../platform/disk.js';
 import { writeFileDurable } from '../platform/durable.js';
+import { faultPoint } from '../platform/fault.js';
 import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
-import { isLocked, planEviction, quotaBytes, type LockedRange } from './eviction.js';
+import { deletionRuns, isLocked, passHeadroomBytes, planEviction, quotaBytes, type DeletedRun, type DeleteReason, type LockedRange } from './eviction.js';
 import { scanRing, type ScanProblem } from './scan.js';
 import { segmentEndMs, segmentFileName, type Segment } from './segment.js';
+import { correctionMs, EMPTY_STAMPS, parseStamps, stampClock, withoutBelow, withStep, withUnsynced, type StampClock, type StampState } from './stamps.js';
 
 /** Where the ring learns what must not be deleted (the incident book serves it). */
 export interface LockSource {
@@ -47,10 +49,22 @@ export interface RingDeps {
    * is aged out: a clock months ahead at boot would make all footage look expired.
    */
   clockSynced?(): boolean | null;
+  /** The clock's steps (shared with the incident book); a private watcher when absent. */
+  steps?: StepSource | undefined;
   probeDurationMs(path: string): Promise<number | null>;
-  /** How often the pruner runs besides after each finished segment. */
-  pruneIntervalMs?: number;
+  /**
+   * Writes a pass's `delete` entry for one reason (CONTRACT §4), before any of its unlinks. A
+   * failure is logged and the pass goes on: the recorders need the room more than the entry.
+   */
+  auditDeletion(entry: { reason: DeleteReason; cameras: Record<string, DeletedRun[]> }): Promise<void>;
+  /**
+   * How often the pruner runs (default 30 s); between passes it runs at once only when the
+   * room left falls under what the cameras write in one interval.
+   */
+  pruneIntervalMs?: number | undefined;
 }
+
+export const DEFAULT_PRUNE_INTERVAL_MS = 30_000;
 
 export interface RingStats {
   quotaBytes: number;
@@ -63,7 +77,8 @@ export interface RingStats {
   shortfallBytes: number;
 }
 
-interface ClockState { uncertainBeforeSeq: number }
+/** clock.json is rewritten at most this often for unsynced stamps alone (a step writes it at once). */
+const STAMPS_SAVE_EVERY_MS = 60_000;
 
 /** Stamps before this cannot be right (a Pi without a battery clock boots in 1970). */
 const EARLIEST_PLAUSIBLE_MS = Date.UTC(2024, 0, 1);
@@ -73,8 +88,14 @@ export class Ring implements Component {
   readonly root: string;
   private segments: Segment[] = [];
   private nextSeq = 1;
-  private clockState: ClockState = { uncertainBeforeSeq: 0 };
-  private clockWatch: ClockWatch | undefined;
+  private stamps: StampState = EMPTY_STAMPS;
+  private stampsDirty = false;
+  private stampsSavedAt = -Infinity;
+  private stampsSaving: Promise<void> = Promise.resolve();
+  private readonly steps: StepSource;
+  private started = false;
+  /** Steps told before the index was built: applied once it is. */
+  private pendingStepMs = 0;
   private timer: NodeJS.Timeout | undefined;
   private pruning: Promise<void> | undefined;
   private pruneAgain = false;
@@ -83,9 +104,14 @@ export class Ring implements Component {
   private fullReported = false;
   /** The unlink in flight, if any: a lock cannot save a file already being unlinked. */
   private unlinking: Promise<void> | undefined;
+  /** Bytes finished since the last pass, and each camera's last segment (their rate). */
+  private addedSincePass = 0;
+  private readonly lastByCamera = new Map<string, Segment>();
 
   constructor(private readonly deps: RingDeps) {
     this.root = join(deps.options.storagePath, 'segments');
+    this.steps = deps.steps ?? new ClockSteps({ clock: deps.clock, stateDir: this.root, log: deps.log });
+    this.steps.onStep((deltaMs) => this.stepped(deltaMs));
   }
 
   async start(): Promise<void> {
@@ -94,14 +120,20 @@ export class Ring implements Component {
     this.segments = scan.segments;
     this.nextSeq = scan.nextSeq;
     this.problems = scan.problems;
-    this.clockWatch = new ClockWatch(this.deps.clock);
     await this.loadClockState();
     // After everything already in the ring, in the order they were last written.
     let adopted = 0;
     for (const p of scan.partials) if (await this.adopt(p.camera, p.path)) adopted++;
+    // A new boot starts a new time base: a step from now on corrects only what it records.
+    const bootId = this.steps.bootId();
+    if (bootId === null || this.stamps.boot?.id !== bootId) this.stamps = { ...this.stamps, boot: { id: bootId ?? '', firstSeq: this.nextSeq } };
+    this.started = true;
+    if (this.pendingStepMs !== 0) this.applyStep(this.pendingStepMs);
+    this.pendingStepMs = 0;
+    await this.saveStamps();
     this.deps.log.info({ segments: this.segments.length, adopted, problems: scan.problems.length, nextSeq: this.nextSeq }, 'ring index rebuilt');
     await this.prune();
-    this.timer = setInterval(() => void this.requestPrune(), this.deps.pruneIntervalMs ?? 5_000);
+    this.timer = setInterval(() => void this.requestPrune(), this.intervalMs());
     this.timer.unref();
   }
 
@@ -109,6 +141,7 @@ export class Ring implements Component {
     clearInterval(this.timer);
     this.timer = undefined;
     await this.pruning;
+    if (this.stampsDirty) await this.saveStamps().catch((err: unknown) => this.deps.log.warn({ err }, 'clock.json not saved at stop'));
   }
 
   /** Resolves once no unlink is in flight: from then on every lock in force is honoured. */
@@ -152,13 +185,37 @@ export class Ring implements Component {
   private async add(camera: string, file: string, startMs: number, durationMs: number, bytes: number): Promise<Segment> {
     const segment: Segment = { seq: this.nextSeq++, camera, startMs: Math.max(0, Math.round(startMs)), durationMs: Math.round(durationMs), bytes };
     await rename(file, join(this.root, camera, segmentFileName(segment)));
+    if (this.deps.clockSynced?.() !== true) {
+      this.stamps = withUnsynced(this.stamps, segment.seq);
+      this.stampsDirty = true;
+    }
     this.segments.push(segment);
-    void this.requestPrune();
+    this.lastByCamera.set(camera, segment);
+    this.addedSincePass += segment.bytes;
+    if (this.roomShort()) void this.requestPrune();
     return segment;
   }
 
+  private intervalMs(): number {
+    return this.deps.pruneIntervalMs ?? DEFAULT_PRUNE_INTERVAL_MS;
+  }
+
+  /** Whether the room the last pass left is less than one more interval of recording. */
+  private roomShort(): boolean {
+    const stats = this.lastStats;
+    if (!stats) return true;
+    const room = stats.quotaBytes - stats.usedBytes - this.addedSincePass;
+    return room < passHeadroomBytes(this.lastByCamera.values(), this.intervalMs());
+  }
+
+  /** The segment's file: named by its stamp, which a later clock step may have corrected in the index. */
   pathOf(s: Segment): string {
-    return join(this.root, s.camera, segmentFileName(s));
+    return join(this.root, s.camera, segmentFileName({ seq: s.seq, startMs: s.startMs - correctionMs(s.seq, this.stamps.steps), durationMs: s.durationMs }));
+  }
+
+  /** Whether a segment's times were stamped with a synced clock, or while unsynced, or corrected for a step. */
+  clockOf(s: Pick<Segment, 'seq'>): StampClock {
+    return stampClock(s.seq, this.stamps);
   }
 
   /** Finished segments of one camera overlapping [startMs, endMs), in order. */
@@ -209,6 +266,7 @@ export class Ring implements Component {
 
   private async prune(): Promise<void> {
     const { options, clock, log, events } = this.deps;
+    this.addedSincePass = 0;
     const disk = await this.deps.disk(options.storagePath);
     const outside = (await this.inProgressBytes()) + (this.deps.heldOutsideRing?.() ?? 0);
     const promised = this.deps.promisedBytes?.() ?? 0;
@@ -235,6 +293,11 @@ export class Ring implements Component {
     let lockedBytes = 0;
     for (const s of this.segments) if (isLocked(s, locks)) lockedBytes += s.bytes;
     const oldest = this.segments[0];
+    const pruned = withoutBelow(this.stamps, oldest?.seq ?? this.nextSeq);
+    if (pruned !== this.stamps) [this.stamps, this.stampsDirty] = [pruned, true];
+    if (this.stampsDirty && clock.monotonic() - this.stampsSavedAt > STAMPS_SAVE_EVERY_MS) {
+      await this.saveStamps().catch((err: unknown) => log.warn({ err }, 'clock.json not saved'));
+    }
     const newest = this.segments[this.segments.length - 1];
     this.lastStats = {
       quotaBytes: quota,
@@ -259,18 +322,36 @@ export class Ring implements Component {
     }
   }
 
-  /** Deletes what the plan chose; returns the bytes of those a lock spared meanwhile. */
-  private async delete(evict: Segment[], reasons: ('quota' | 'age')[]): Promise<number> {
+  /**
+   * Deletes what the plan chose: first the pass's `delete` entries (one per reason, contiguous
+   * runs per camera), then the unlinks. Returns the bytes of those a lock spared meanwhile.
+   */
+  private async delete(planned: Segment[], plannedReasons: DeleteReason[]): Promise<number> {
+    const { log } = this.deps;
+    // The plan read the locks before its awaits; a lock acknowledged since (a press while this
+    // pass runs) must still win. Read again before the entry, and before each unlink.
+    const evict: Segment[] = [];
+    const reasons: DeleteReason[] = [];
+    planned.forEach((s, i) => {
+      if (!isLocked(s, this.deps.locks.lockedRanges())) {
+        evict.push(s);
+        reasons.push(plannedReasons[i]!);
+      }
+    });
+    const runs = deletionRuns(this.segments, evict, reasons);
+    for (const [reason, cameras] of runs) {
+      await this.deps.auditDeletion({ reason, cameras })
+        .catch((err: unknown) => log.error({ err, reason }, 'could not audit the footage this pass deletes; deleting anyway: the cameras need the room'));
+    }
     const gone = new Set<number>();
-    // One summary per camera and reason: what footage left the ring (warn: footage is deleted).
-    const summary = new Map<string, { camera: string; reason: string; startMs: number; endMs: number; bytes: number; count: number }>();
-    let spared = 0;
-    let sparedBytes = 0;
+    let sparedBytes = planned.filter((s) => !evict.includes(s)).reduce((n, s) => n + s.bytes, 0);
+    let spared = planned.length - evict.length;
+    let bytes = 0;
+    const byReason: Partial<Record<DeleteReason, number>> = {};
     for (let i = 0; i < evict.length; i++) {
       const s = evict[i]!;
-      // The plan read the locks before the first unlink; a lock acknowledged since (a press
-      // while this pass deletes) must still win. Read again right before each one.
       if (isLocked(s, this.deps.locks.lockedRanges())) {
+        // Named in the entry just written; the lock's own entry follows it in the log.
         spared++;
         sparedBytes += s.bytes;
         continue;
@@ -280,61 +361,85 @@ export class Ring implements Component {
         await this.unlinking;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-          this.deps.log.error({ err, camera: s.camera, seq: s.seq }, 'could not delete segment');
+          log.error({ err, camera: s.camera, seq: s.seq }, 'could not delete segment');
           continue;
         }
       }
+      faultPoint('prune.unlinked');
       gone.add(s.seq);
-      const key = `${s.camera}/${reasons[i]}`;
-      const entry = summary.get(key) ?? { camera: s.camera, reason: reasons[i]!, startMs: s.startMs, endMs: segmentEndMs(s), bytes: 0, count: 0 };
-      entry.startMs = Math.min(entry.startMs, s.startMs);
-      entry.endMs = Math.max(entry.endMs, segmentEndMs(s));
-      entry.bytes += s.bytes;
-      entry.count += 1;
-      summary.set(key, entry);
+      bytes += s.bytes;
+      byReason[reasons[i]!] = (byReason[reasons[i]!] ?? 0) + 1;
     }
     this.segments = this.segments.filter((s) => !gone.has(s.seq));
-    if (spared > 0) this.deps.log.info({ spared }, 'segments locked while the pruner ran were kept');
-    for (const e of summary.values()) {
-      this.deps.log.warn({ camera: e.camera, from: iso(e.startMs), to: iso(e.endMs), bytes: e.bytes, segments: e.count, reason: e.reason }, 'footage deleted by the ring');
-      this.deps.events.emit('segments.deleted', e);
+    if (spared > 0) log.info({ spared }, 'segments locked while the pruner ran were kept');
+    // Routine: one line per pass (the audit log has the runs).
+    if (gone.size > 0) {
+      const cameras = [...new Set(evict.filter((s) => gone.has(s.seq)).map((s) => s.camera))];
+      log.info({ segments: gone.size, bytes, reasons: byReason, cameras }, 'footage deleted by the ring');
     }
     return sparedBytes;
   }
 
   private uncertainBeforeSeq(): number {
-    return this.clockState.uncertainBeforeSeq;
+    return this.stamps.uncertainBeforeSeq;
   }
 
   private clockFile(): string {
     return join(this.root, 'clock.json');
   }
 
+  /** clock.json, and the corrections it holds applied to the index just scanned. */
   private async loadClockState(): Promise<void> {
     try {
-      const parsed = JSON.parse(await readFile(this.clockFile(), 'utf8')) as Partial<ClockState>;
-      if (typeof parsed.uncertainBeforeSeq === 'number') this.clockState = { uncertainBeforeSeq: parsed.uncertainBeforeSeq };
+      this.stamps = parseStamps(JSON.parse(await readFile(this.clockFile(), 'utf8')));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.deps.log.warn({ err }, 'clock.json unreadable; treating all stamps as trusted');
     }
+    for (const s of this.segments) s.startMs += correctionMs(s.seq, this.stamps.steps);
     // Footage stamped in the future (the clock went back while we were down) or before any
     // plausible date (a Pi booted without a clock) cannot be aged: mark what exists uncertain.
     const now = this.deps.clock.now();
-    const implausible = this.segments.some((s) => s.seq >= this.clockState.uncertainBeforeSeq
+    const implausible = this.segments.some((s) => s.seq >= this.stamps.uncertainBeforeSeq
       && (segmentEndMs(s) > now + 60_000 || s.startMs < EARLIEST_PLAUSIBLE_MS));
-    if (implausible) await this.markUncertain('footage stamped in the future or before 2024; its age cannot be judged');
+    if (implausible) this.markUncertain('footage stamped in the future or before 2024; its age cannot be judged');
   }
 
-  /** Marks a jump synchronously, before the first await (prune relies on that); then persists it. */
+  /** Asks whether the clock stepped; a step is applied (synchronously, by the listener) before this returns. */
   private async checkClock(): Promise<void> {
-    const jump = this.clockWatch?.check() ?? 0;
-    if (jump !== 0) await this.markUncertain(`wall clock jumped by ${Math.round(jump / 1000)} s`);
+    if (this.steps.check() !== 0) await this.saveStamps().catch((err: unknown) => this.deps.log.error({ err }, 'clock.json not saved after a step'));
+  }
+
+  /** A step told by the clock (whoever checked it): this boot's footage so far is corrected in the index. */
+  private stepped(deltaMs: number): void {
+    if (!this.started) {
+      this.pendingStepMs += deltaMs;
+      return;
+    }
+    this.applyStep(deltaMs);
+  }
+
+  private applyStep(deltaMs: number): void {
+    const before = this.stamps;
+    this.stamps = withStep(this.stamps, deltaMs, this.nextSeq);
+    const step = this.stamps.steps.length > before.steps.length ? this.stamps.steps[this.stamps.steps.length - 1]! : undefined;
+    if (step) for (const s of this.segments) if (s.seq >= step.fromSeq && s.seq < step.toSeq) s.startMs += deltaMs;
+    this.deps.log.warn({ stepMs: deltaMs, corrected: step ? step.toSeq - step.fromSeq : 0 }, 'clock step: the stamps of this boot\'s footage so far are corrected for window membership');
+    this.markUncertain(`wall clock jumped by ${Math.round(deltaMs / 1000)} s`);
   }
 
   /** Everything recorded so far keeps its place in the ring but is no longer aged out. */
-  private async markUncertain(why: string): Promise<void> {
-    this.clockState = { uncertainBeforeSeq: this.nextSeq };
+  private markUncertain(why: string): void {
+    this.stamps = { ...this.stamps, uncertainBeforeSeq: this.nextSeq };
+    this.stampsDirty = true;
     this.deps.log.warn({ uncertainBeforeSeq: this.nextSeq }, `clock: ${why}; earlier footage is kept until space requires`);
-    await writeFileDurable(this.clockFile(), JSON.stringify(this.clockState) + '\n');
+  }
+
+  /** Writes clock.json (serialised: the latest state wins, never two writers on one file). */
+  private saveStamps(): Promise<void> {
+    this.stampsDirty = false;
+    this.stampsSavedAt = this.deps.clock.monotonic();
+    const run = this.stampsSaving.catch(() => {}).then(() => writeFileDurable(this.clockFile(), JSON.stringify(this.stamps) + '\n'));
+    this.stampsSaving = run;
+    return run;
   }
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GENESIS_PREV, sha256Hex } from '../../src/audit/chain.js';
 import { loadOrCreateNodeKey, NODE_KEY_FILE, NodeKeyError, readNodePublicKey, verifyEd25519 } from '../../src/audit/keys.js';
-import { AUDIT_LOG_FILE, AuditLog, deletePayload } from '../../src/audit/log.js';
+import { AUDIT_LOG_FILE, AuditLog } from '../../src/audit/log.js';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import { silentLogger } from '../../src/platform/logger.js';
@@ -93,15 +93,16 @@ describe('audit log', () => {
     expect(log.head()).toEqual({ seq: 0, head: GENESIS_PREV });
     const a = await log.append('lock', { incident: incident('20261128T120000Z-aaaa') });
     clock.advance(1234);
-    const b = await log.append('delete', deletePayload({ camera: 'entrance', startMs: Date.UTC(2026, 10, 1), endMs: Date.UTC(2026, 10, 1, 0, 10), bytes: 1000, count: 60, reason: 'quota' }));
+    const run = { from: '2026-11-01T00:00:00.000Z', to: '2026-11-01T00:10:00.000Z', segments: 60, bytes: 1000 };
+    const b = await log.append('delete', { reason: 'quota', cameras: { entrance: [run] } });
     const raw = lines();
     expect(raw).toHaveLength(2);
     expect(readFileSync(logPath(), 'utf8').endsWith('\n')).toBe(true);
     const [first, second] = entries();
     expect(first).toEqual({ seq: 1, prev: GENESIS_PREV, ts: '2026-11-28T12:00:00.000Z', type: 'lock', incident: incident('20261128T120000Z-aaaa') });
     expect(Object.keys(second!).slice(0, 4)).toEqual(['seq', 'prev', 'ts', 'type']);
-    expect(second).toEqual({ seq: 2, prev: sha256Hex(raw[0]!), ts: '2026-11-28T12:00:01.234Z', type: 'delete', camera: 'entrance',
-      from: '2026-11-01T00:00:00.000Z', to: '2026-11-01T00:10:00.000Z', bytes: 1000, segments: 60, reason: 'quota' });
+    expect(second).toEqual({ seq: 2, prev: sha256Hex(raw[0]!), ts: '2026-11-28T12:00:01.234Z', type: 'delete', reason: 'quota',
+      cameras: { entrance: [run] } });
     expect(a).toEqual({ seq: 1, hash: sha256Hex(raw[0]!) });
     expect(b).toEqual({ seq: 2, hash: sha256Hex(raw[1]!) });
     expect(log.head()).toEqual({ seq: 2, head: b.hash });
@@ -112,9 +113,9 @@ describe('audit log', () => {
   it('writes concurrent appends in call order, each chained to the one before', async () => {
     const log = await openLog();
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) =>
-      log.append('delete', { camera: `c${i}`, from: 'f', to: 't', bytes: i, segments: 1, reason: 'quota' })));
+      log.append('delete', { reason: 'quota', cameras: { [`c${i}`]: [{ from: 'f', to: 't', segments: 1, bytes: i }] } })));
     expect(results.map((r) => r.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
-    expect(entries().map((e) => e['camera'])).toEqual(Array.from({ length: 50 }, (_, i) => `c${i}`));
+    expect(entries().map((e) => Object.keys(e['cameras'] as object)[0])).toEqual(Array.from({ length: 50 }, (_, i) => `c${i}`));
     expect(await verifyAuditLog(logPath())).toMatchObject({ ok: true, entries: 50 });
   });
 
@@ -127,7 +128,7 @@ describe('audit log', () => {
       await gate; // the manifest is being signed and written meanwhile
       return { incident: '20261128T120000Z-aaaa', manifestSha256: sha256Hex(JSON.stringify(anchor)) };
     });
-    const deleted = log.append('delete', { camera: 'a', from: 'f', to: 't', bytes: 1, segments: 1, reason: 'quota' });
+    const deleted = log.append('delete', { reason: 'quota', cameras: { a: [{ from: 'f', to: 't', segments: 1, bytes: 1 }] } });
     release();
     const [s, d] = await Promise.all([sealed, deleted]);
     expect(s.anchor.seq).toBe(1);
@@ -180,7 +181,7 @@ describe('audit log', () => {
 
   it('does not hide damage further up: it appends after it, and verify reports the first broken link', async () => {
     const first = await openLog();
-    for (let i = 0; i < 5; i++) await first.append('delete', { camera: 'a', from: 'f', to: 't', bytes: i, segments: 1, reason: 'quota' });
+    for (let i = 0; i < 5; i++) await first.append('delete', { reason: 'quota', cameras: { a: [{ from: 'f', to: 't', segments: 1, bytes: i }] } });
     await first.stop();
     const raw = lines();
     raw[2] = raw[2]!.replace('"bytes":2', '"bytes":20'); // seq 3 altered
@@ -213,7 +214,7 @@ describe('camnode audit verify', () => {
   it('exits 0 on a whole log and 1 naming the first broken link', async () => {
     const cfg = await config();
     const log = await openLog();
-    for (let i = 0; i < 4; i++) await log.append('delete', { camera: 'a', from: 'f', to: 't', bytes: i, segments: 1, reason: 'quota' });
+    for (let i = 0; i < 4; i++) await log.append('delete', { reason: 'quota', cameras: { a: [{ from: 'f', to: 't', segments: 1, bytes: i }] } });
     await log.stop();
     const whole = await runCli(['audit', 'verify', '--config', cfg]);
     expect(whole.code, whole.stderr).toBe(0);

@@ -42,7 +42,7 @@ async function buildIncident(): Promise<void> {
   await log.start();
   try {
     await log.append('lock', { incident: incident('fight at the desk') });
-    await log.append('delete', { camera: 'entrance', from: '2026-11-01T00:00:00.000Z', to: '2026-11-01T00:05:00.000Z', bytes: 5000, segments: 30, reason: 'quota' });
+    await log.append('delete', { reason: 'quota', cameras: { entrance: [{ from: '2026-11-01T00:00:00.000Z', to: '2026-11-01T00:05:00.000Z', segments: 30, bytes: 5000 }] } });
     await mkdir(folder, { recursive: true });
     const files: ManifestFile[] = [];
     for (const [i, camera] of ['entrance', 'desk'].entries()) {

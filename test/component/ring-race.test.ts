@@ -11,7 +11,7 @@ import { EventBus } from '../../src/events.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import { silentLogger } from '../../src/platform/logger.js';
 import { Ring } from '../../src/store/ring.js';
-import type { LockedRange } from '../../src/store/eviction.js';
+import type { DeletedRun, LockedRange } from '../../src/store/eviction.js';
 import { segmentFileName, segmentEndMs } from '../../src/store/segment.js';
 
 const SEGMENTS = 40;
@@ -42,7 +42,10 @@ describe('the pruner and a lock taken during its pass', () => {
       // Room for everything at start; then the disk "fills": room for a quarter.
       let size = 1e9;
       const log = silentLogger();
+      // The pass's entries, with the files present when each was written.
+      const entries: { reason: string; cameras: Record<string, DeletedRun[]>; presentThen: number }[] = [];
       const ring = new Ring({
+        auditDeletion: async (e) => { entries.push({ ...e, presentThen: segs.filter((x) => existsSync(join(camDir, segmentFileName(x)))).length }); },
         options: { storagePath: dir, maxUsePercent: 99, reserveBytes: 0, segmentSeconds: 1 },
         clock, log, events: new EventBus(log),
         disk: async () => ({ sizeBytes: size, usedBytes: SEGMENTS * BYTES, freeBytes: size - SEGMENTS * BYTES, type: 'ext4' }),
@@ -68,6 +71,14 @@ describe('the pruner and a lock taken during its pass', () => {
         expect(existsSync(join(camDir, segmentFileName(target))), `round ${round}: seq ${target.seq}`).toBe(true);
         expect(ring.allSegments().some((s) => s.seq === target.seq)).toBe(true);
       }
+      // One entry for the pass, written before any unlink; every file gone is inside one of its runs.
+      expect(entries.map((e) => [e.reason, e.presentThen])).toEqual([['quota', SEGMENTS]]);
+      const runs = entries[0]!.cameras['cam']!;
+      for (const s of segs.filter((x) => !existsSync(join(camDir, segmentFileName(x))))) {
+        expect(runs.some((r) => Date.parse(r.from) <= s.startMs && segmentEndMs(s) <= Date.parse(r.to)), `round ${round}: seq ${s.seq} deleted outside every audited run`).toBe(true);
+      }
+      // A lock in force before the entry splits the runs around it; one after it cannot.
+      if (present) expect(runs.reduce((n, r) => n + r.segments, 0)).toBeGreaterThanOrEqual(segs.length - ring.allSegments().length);
       await ring.stop();
       await rm(dir, { recursive: true, force: true });
     }

@@ -13,14 +13,17 @@ import { silentLogger } from '../../src/platform/logger.js';
 import { Ring, type RingDeps } from '../../src/store/ring.js';
 import { segmentFileName } from '../../src/store/segment.js';
 import type { LockedRange } from '../../src/store/eviction.js';
+import { recordFake } from '../helpers/fake-recorder.js';
 
 const GB = 1e9;
 let dir: string;
 let clock: ManualClock;
 
-function makeRing(over: Partial<RingDeps['options']> = {}, locks: LockedRange[] = [], disk = { sizeBytes: 100 * GB, usedBytes: 0, freeBytes: 100 * GB, type: 'ext4' }): Ring {
+function makeRing(over: Partial<RingDeps['options']> = {}, locks: LockedRange[] = [], disk = { sizeBytes: 100 * GB, usedBytes: 0, freeBytes: 100 * GB, type: 'ext4' }, more: Partial<RingDeps> = {}): Ring {
   const log = silentLogger();
   return new Ring({
+    auditDeletion: async () => {},
+    ...more,
     options: { storagePath: dir, maxUsePercent: 90, reserveBytes: 0, segmentSeconds: 2, ...over },
     clock, log, events: new EventBus(log),
     disk: async () => disk,
@@ -28,6 +31,7 @@ function makeRing(over: Partial<RingDeps['options']> = {}, locks: LockedRange[] 
     inProgressFiles: () => [],
     probeDurationMs: (p) => probeDurationMs(p),
     pruneIntervalMs: 60_000,
+    ...more,
   });
 }
 
@@ -115,5 +119,25 @@ describe('ring scan', () => {
     await ring.stop();
     expect(ring.allSegments()).toEqual([]);
     expect(ring.stats()).toMatchObject({ usedBytes: 0, oldestAt: null, retainedSeconds: 0 });
+  });
+
+  it('between 30 s passes, prunes at once only when the room left is under one interval of recording', async () => {
+    // 100 bytes per 2 s segment: one 30 s interval is 1,500 bytes; the quota is 10,000.
+    const entries: unknown[] = [];
+    const ring = makeRing({ maxBytes: 10_000 }, [], undefined, { pruneIntervalMs: 30_000, auditDeletion: async (e) => void entries.push(e) });
+    await ring.start();
+    const record = async (n: number): Promise<void> => void await recordFake(ring, clock, 'a', n, { durationMs: 2_000 });
+    await record(80); // 8,000 bytes: room enough, no pass since the one at start
+    expect(ring.stats()!.segments).toBe(0);
+    await record(10); // 9,000: under 1,500 left, a pass runs at once
+    await new Promise((r) => setTimeout(r, 50));
+    expect(ring.stats()!.segments).toBeGreaterThan(80);
+    expect(entries).toEqual([]);
+    await record(40); // past the quota: each add prunes, the ring stays within it, deletions audited
+    await new Promise((r) => setTimeout(r, 50));
+    expect(ring.allSegments().reduce((n, s) => n + s.bytes, 0)).toBeLessThanOrEqual(10_000);
+    expect(readdirSync(await ring.cameraDir('a')).length).toBe(ring.allSegments().length);
+    expect(entries.length).toBeGreaterThan(0);
+    await ring.stop();
   });
 });

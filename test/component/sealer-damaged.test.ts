@@ -57,6 +57,7 @@ async function rig(opts: { ffmpegPath?: string } = {}) {
   });
   await book.start();
   const ring = new Ring({
+    auditDeletion: async () => {},
     options: { storagePath: storage, maxUsePercent: 99, reserveBytes: 0, segmentSeconds: 1 },
     clock, log, events, disk: async () => ({ sizeBytes: 1e12, usedBytes: 0, freeBytes: 1e12, type: 'ext4' }),
     locks: book, inProgressFiles: () => [], probeDurationMs: (p) => probeDurationMs(p), pruneIntervalMs: 3_600_000,

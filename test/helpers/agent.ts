@@ -77,7 +77,9 @@ export class RunningAgent {
   static start(configPath: string, opts: { env?: NodeJS.ProcessEnv; command?: string[]; stdin?: 'pipe' | 'ignore' } = {}): RunningAgent {
     const argv = opts.command ?? [process.execPath, CLI];
     const proc = spawn(argv[0]!, [...argv.slice(1), 'run', '--config', configPath], {
-      env: { ...process.env, CAMNODE_LOG_LEVEL: 'debug', ...opts.env },
+      // Prune passes every 5 s rather than 30 s (besides the ones short space starts at once):
+      // tests that wait for footage to go need not wait half a minute per pass.
+      env: { ...process.env, CAMNODE_LOG_LEVEL: 'debug', CAMNODE_PRUNE_INTERVAL_MS: '5000', ...opts.env },
       stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'],
       detached: true,
     });

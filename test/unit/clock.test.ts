@@ -2,23 +2,28 @@
 // the ring must never age out footage because of such a jump. Order is by seq, so quota
 // eviction cannot be fooled; maxAge reads the wall-clock stamps, so footage recorded before a
 // detected jump (or found at start with impossible stamps) is marked uncertain and never aged.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EventBus } from '../../src/events.js';
 import { ManualClock } from '../../src/platform/clock.js';
-import { clockJump, ClockWatch, CLOCK_JUMP_THRESHOLD_MS } from '../../src/platform/clock-watch.js';
+import { clockJump, ClockSteps, CLOCK_JUMP_THRESHOLD_MS } from '../../src/platform/clock-steps.js';
 import { silentLogger } from '../../src/platform/logger.js';
 import { planEviction, type LockedRange } from '../../src/store/eviction.js';
 import { Ring, type RingOptions } from '../../src/store/ring.js';
 import type { Segment } from '../../src/store/segment.js';
+import { clipClock, correctionMs, EMPTY_STAMPS, parseStamps, stampClock, withoutBelow, withStep, withUnsynced, type StampState } from '../../src/store/stamps.js';
+import { recordFake } from '../helpers/fake-recorder.js';
 import { listSegments } from '../helpers/segments.js';
 
 const SECOND = 1_000;
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
+
+/** ClockSteps before start(): no boot id, nothing saved — the in-process watcher. */
+const watcher = (clock: ManualClock): ClockSteps => new ClockSteps({ clock, stateDir: '/nonexistent', log: silentLogger() });
 
 describe('clockJump', () => {
   it('reports a step of the wall clock against the monotonic clock, with its sign', () => {
@@ -36,10 +41,10 @@ describe('clockJump', () => {
   });
 });
 
-describe('ClockWatch', () => {
+describe('ClockSteps (as a watcher)', () => {
   it('sees nothing while both clocks run together', () => {
     const clock = new ManualClock();
-    const watch = new ClockWatch(clock);
+    const watch = watcher(clock);
     for (let i = 0; i < 5; i++) {
       clock.advance(10 * DAY);
       expect(watch.check()).toBe(0);
@@ -48,7 +53,7 @@ describe('ClockWatch', () => {
 
   it('detects a forward and a backward jump once each', () => {
     const clock = new ManualClock();
-    const watch = new ClockWatch(clock);
+    const watch = watcher(clock);
     clock.advance(30 * SECOND);
     clock.jump(40 * DAY);
     expect(watch.check()).toBe(40 * DAY);
@@ -62,7 +67,7 @@ describe('ClockWatch', () => {
 
   it('detects a jump just over the threshold, not one at it', () => {
     const clock = new ManualClock();
-    const watch = new ClockWatch(clock);
+    const watch = watcher(clock);
     clock.jump(CLOCK_JUMP_THRESHOLD_MS);
     expect(watch.check()).toBe(0);
     clock.jump(-(CLOCK_JUMP_THRESHOLD_MS + 1));
@@ -71,7 +76,7 @@ describe('ClockWatch', () => {
 
   it('follows slow drift (NTP slewing) so that it never adds up to a false jump', () => {
     const clock = new ManualClock();
-    const watch = new ClockWatch(clock);
+    const watch = watcher(clock);
     // 60 s of drift in total, never more than 1 s between two checks.
     for (let i = 0; i < 60; i++) {
       clock.advance(10 * SECOND);
@@ -125,7 +130,6 @@ describe('Ring under clock jumps', () => {
   let dir: string;
   let clock: ManualClock;
   let rings: Ring[];
-  let fileNo = 0;
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'camnode-clock-'));
@@ -144,6 +148,7 @@ describe('Ring under clock jumps', () => {
   async function startRing(options: Partial<RingOptions> = {}): Promise<Ring> {
     const log = silentLogger();
     const ring = new Ring({
+      auditDeletion: async () => {},
       options: { storagePath: dir, maxUsePercent: 90, reserveBytes: 0, segmentSeconds: 1, maxAgeMs: HOUR, ...options },
       clock, log, events: new EventBus(log),
       disk: async () => {
@@ -160,21 +165,12 @@ describe('Ring under clock jumps', () => {
     return ring;
   }
 
-  /** Records n 1 s segments as a recorder would (time passes, ffmpeg closes the file); returns their seqs. */
-  async function record(ring: Ring, n: number): Promise<number[]> {
-    const out: number[] = [];
-    for (let i = 0; i < n; i++) {
-      clock.advance(SECOND);
-      const file = join(await ring.cameraDir(CAMERA), `rec-t-${String(++fileNo).padStart(6, '0')}.ts`);
-      writeFileSync(file, Buffer.alloc(100, i));
-      out.push((await ring.finish(CAMERA, file, SECOND)).seq);
-      await ring.requestPrune();
-    }
-    return out;
-  }
+  /** Records n 1 s segments as a recorder would, a prune pass after each; returns their seqs. */
+  const record = (ring: Ring, n: number): Promise<number[]> => recordFake(ring, clock, CAMERA, n, { prune: true });
 
   const onDisk = async (): Promise<number[]> => (await listSegments(dir, CAMERA)).map((s) => s.seq);
   const clockFile = (): string => join(dir, 'segments', 'clock.json');
+  const stampsFile = (): StampState => JSON.parse(readFileSync(clockFile(), 'utf8')) as StampState;
 
   it('ages out footage recorded without a jump (the control)', async () => {
     const ring = await startRing();
@@ -185,7 +181,7 @@ describe('Ring under clock jumps', () => {
     expect(await onDisk()).toEqual(fresh);
     expect(ring.allSegments().map((s) => s.seq)).toEqual(fresh);
     expect(old).toEqual([1, 2, 3]);
-    expect(existsSync(clockFile())).toBe(false);
+    expect(stampsFile().uncertainBeforeSeq).toBe(0);
   });
 
   it('keeps footage from before and after a +40 day jump', async () => {
@@ -199,7 +195,7 @@ describe('Ring under clock jumps', () => {
     const stamps = (await listSegments(dir, CAMERA)).map((s) => s.startMs);
     expect(stamps[3]! - stamps[2]!).toBeGreaterThan(40 * DAY);
     // Everything recorded before the jump is marked, durably.
-    expect(JSON.parse(readFileSync(clockFile(), 'utf8'))).toEqual({ uncertainBeforeSeq: after[0] });
+    expect(stampsFile().uncertainBeforeSeq).toBe(after[0]);
 
     // And later on the trusted post-jump footage ages out normally, the uncertain stays.
     clock.advance(2 * HOUR);
@@ -249,7 +245,7 @@ describe('Ring under clock jumps', () => {
     clock.advance(30 * 60 * SECOND);
     await ring.requestPrune();
     expect(await onDisk()).toEqual([...before, ...after]);
-    expect(JSON.parse(readFileSync(clockFile(), 'utf8'))).toEqual({ uncertainBeforeSeq: after[0] });
+    expect(stampsFile().uncertainBeforeSeq).toBe(after[0]);
 
     // Over quota: the first recorded go first, although the newer footage has earlier stamps.
     const more = await record(ring, 2);
@@ -260,12 +256,12 @@ describe('Ring under clock jumps', () => {
     const first = await startRing();
     const recorded = await record(first, 4);
     await first.stop();
-    expect(existsSync(clockFile())).toBe(false);
+    expect(stampsFile().uncertainBeforeSeq).toBe(0);
 
     // The machine reboots with its clock 2 days behind the newest stamp (a new monotonic origin).
     clock = new ManualClock(clock.now() - 2 * DAY, 5_000);
     const second = await startRing();
-    expect(JSON.parse(readFileSync(clockFile(), 'utf8'))).toEqual({ uncertainBeforeSeq: recorded.length + 1 });
+    expect(stampsFile().uncertainBeforeSeq).toBe(recorded.length + 1);
     // Three days on, trusted footage from that time would long be past maxAge; these stay.
     clock.advance(3 * DAY);
     await second.requestPrune();
@@ -290,12 +286,45 @@ describe('Ring under clock jumps', () => {
     const second = await startRing();
     await second.requestPrune();
     expect(await onDisk()).toEqual(recorded);
-    expect(JSON.parse(readFileSync(clockFile(), 'utf8'))).toEqual({ uncertainBeforeSeq: 4 });
+    expect(stampsFile().uncertainBeforeSeq).toBe(4);
 
     // The mark survives another restart with a good clock.
     await second.stop();
     const third = await startRing();
     await third.requestPrune();
     expect(await onDisk()).toEqual(recorded);
+  });
+});
+
+describe('stamps (clock.json)', () => {
+  const base: StampState = { uncertainBeforeSeq: 0, boot: { id: 'b', firstSeq: 5 }, steps: [], unsynced: [] };
+  it('a step corrects this boot\'s segments so far, and only those', () => {
+    const s = withStep(base, HOUR, 9);
+    expect(s.steps).toEqual([{ fromSeq: 5, toSeq: 9, deltaMs: HOUR }]);
+    expect([4, 5, 8, 9].map((q) => correctionMs(q, s.steps))).toEqual([0, HOUR, HOUR, 0]);
+    // Two steps add up on what both cover.
+    const t = withStep(s, -2 * HOUR, 12);
+    expect([5, 9, 12].map((q) => correctionMs(q, t.steps))).toEqual([-HOUR, -2 * HOUR, 0]);
+    expect(withStep(base, HOUR, 5)).toBe(base); // nothing recorded this boot yet
+  });
+  it('labels: stepped over unsynced over synced; runs of unsynced seqs merge', () => {
+    let s = withUnsynced(withUnsynced(withUnsynced(base, 5), 6), 8);
+    expect(s.unsynced).toEqual([{ fromSeq: 5, toSeq: 7 }, { fromSeq: 8, toSeq: 9 }]);
+    s = withStep(s, HOUR, 6);
+    expect([5, 6, 7, 8].map((q) => stampClock(q, s))).toEqual(['stepped', 'unsynced', 'synced', 'unsynced']);
+    expect(clipClock(['synced', 'unsynced'])).toBe('unsynced');
+    expect(clipClock(['unsynced', 'stepped', 'synced'])).toBe('stepped');
+    expect(clipClock([])).toBe('synced');
+  });
+  it('forgets what lies wholly below the oldest segment', () => {
+    const s = withStep(withUnsynced(base, 5), HOUR, 7);
+    expect(withoutBelow(s, 5)).toBe(s);
+    expect(withoutBelow(s, 7)).toEqual({ ...s, steps: [], unsynced: [] });
+  });
+  it('reads an old or damaged clock.json leniently', () => {
+    expect(parseStamps({ uncertainBeforeSeq: 12 })).toEqual({ uncertainBeforeSeq: 12, steps: [], unsynced: [] });
+    expect(parseStamps(null)).toEqual(EMPTY_STAMPS);
+    expect(parseStamps({ steps: [{ fromSeq: 1, toSeq: 'x', deltaMs: 1 }, { fromSeq: 1, toSeq: 2, deltaMs: 3 }], boot: { id: 7 } }))
+      .toEqual({ uncertainBeforeSeq: 0, steps: [{ fromSeq: 1, toSeq: 2, deltaMs: 3 }], unsynced: [] });
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isLocked, planEviction, quotaBytes, type EvictionInput, type LockedRange } from '../../src/store/eviction.js';
+import { deletionRuns, isLocked, passHeadroomBytes, planEviction, quotaBytes, type EvictionInput, type LockedRange } from '../../src/store/eviction.js';
 import type { Segment } from '../../src/store/segment.js';
 
 const T0 = Date.UTC(2026, 10, 28, 12);
@@ -151,5 +151,42 @@ describe('quotaBytes (CONTRACT §2)', () => {
   });
   it('never negative when others fill the disk', () => {
     expect(quotaBytes({ sizeBytes: 10 * GB, usedBytes: 10 * GB, ownBytes: 0, maxUsePercent: 90, reserveBytes: 0 })).toBe(0);
+  });
+});
+
+describe('deletionRuns (the delete entry of a pass)', () => {
+  const at = (ms: number): string => new Date(ms).toISOString();
+  it('one run per camera for what is adjacent in the ring, split by a segment the pass keeps', () => {
+    const segs = ring(10, ['a', 'b']); // a: 1,3,5,7,9  b: 2,4,6,8,10
+    const evict = segs.filter((s) => s.seq !== 5 && s.seq <= 8); // a's seq 5 is locked
+    const runs = deletionRuns(segs, evict, evict.map(() => 'quota'));
+    expect([...runs.keys()]).toEqual(['quota']);
+    expect(runs.get('quota')).toEqual({
+      a: [
+        { from: at(T0 + 1000), to: at(T0 + 4000), segments: 2, bytes: 200 },
+        { from: at(T0 + 7000), to: at(T0 + 8000), segments: 1, bytes: 100 },
+      ],
+      b: [{ from: at(T0 + 2000), to: at(T0 + 9000), segments: 4, bytes: 400 }],
+    });
+  });
+  it('a change of reason starts a run under the other reason', () => {
+    const segs = ring(4);
+    const runs = deletionRuns(segs, segs, ['age', 'age', 'quota', 'quota']);
+    expect(runs.get('age')!['a']!.map((r) => r.segments)).toEqual([2]);
+    expect(runs.get('quota')!['a']!.map((r) => r.segments)).toEqual([2]);
+  });
+  it('spans min to max when stamps do not rise along the ring (a clock step)', () => {
+    const segs = [seg(1, 'a', 100, T0 + 5000), seg(2, 'a', 100, T0)];
+    expect(deletionRuns(segs, segs, ['quota', 'quota']).get('quota')).toEqual({ a: [{ from: at(T0), to: at(T0 + 6000), segments: 2, bytes: 200 }] });
+  });
+  it('nothing to delete, no entry', () => {
+    expect(deletionRuns(ring(3), [], []).size).toBe(0);
+  });
+});
+
+describe('passHeadroomBytes', () => {
+  it('what the cameras write in one interval, from each one\'s last segment', () => {
+    expect(passHeadroomBytes([{ bytes: 1_000, durationMs: 2_000 }, { bytes: 500, durationMs: 1_000 }], 30_000)).toBe(15_000 + 15_000);
+    expect(passHeadroomBytes([{ bytes: 1_000, durationMs: 0 }], 30_000)).toBe(0);
   });
 });
