@@ -142,7 +142,7 @@ async function sealOnce(work: string, storage: string, syn: Synthetic, round: nu
   const book = new IncidentBook({
     stateDir, sealedDir, nodeId: 'bench',
     policy: { preRollMs: 2 * 60_000, postRollMs: 5 * 60_000, maxLengthMs: 2 * 3600_000 },
-    enabledCameras: () => CAMERAS, releaseNeedsSync: false, clock: systemClock, log, events, audit,
+    enabledCameras: () => CAMERAS, disposeNeedsSync: false, clock: systemClock, log, events, audit,
     auditLogPath: join(stateDir, AUDIT_LOG_FILE),
   });
   const ring = new Ring({

@@ -144,7 +144,7 @@ export class Agent {
       node: config.node, incident: config.incident, button: config.button,
       enabledCameras: config.cameras.filter((c) => c.enabled).map((c) => c.id),
       sealedDir, segmentSeconds: config.recording.segmentSeconds,
-      releaseNeedsSync: config.upstream.type !== 'none',
+      disposeNeedsSync: config.upstream.type !== 'none',
       ring: recording.ring, audit, key, steps,
       clockSynced: () => clockStatus.synced(),
       kbps: (camera) => recording.kbps(camera),

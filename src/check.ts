@@ -161,7 +161,7 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
   }
 
   if (config.upstream.type === 'none') {
-    rows.push({ check: 'upstream', verdict: 'pass', detail: 'none: incidents stay on the node until released' });
+    rows.push({ check: 'upstream', verdict: 'pass', detail: 'none: incidents stay on the node until disposed of' });
   } else {
     try {
       const target = await createStore(config);

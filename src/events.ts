@@ -10,7 +10,7 @@ export interface AgentEvents {
   'incident.locked': { incident: string };
   'incident.extended': { incident: string };
   'incident.sealed': { incident: string };
-  'incident.released': { incident: string };
+  'incident.disposed': { incident: string };
   'incident.synced': { incident: string };
   'incident.damaged': { incident: string; reason: string };
   'sync.failed': { incident: string; reason: string; permanent: boolean };

@@ -1,6 +1,6 @@
 // The node's append-only audit log (CONTRACT §4): hash-chained JSON lines in
 // `<node.stateDir>/audit.log`. Every lock and extension (with the whole incident), seal (with
-// the manifest's SHA-256), release, forced release and every deletion of footage by the ring.
+// the manifest's SHA-256), dispose, forced dispose and every deletion of footage by the ring.
 // An append resolves only once its line is on disk (fdatasync), so what is acknowledged is kept.
 // Entry line: {"seq":N,"prev":"<hex>","ts":"<ISO ms>","type":"…",…payload} — chain rules in chain.ts.
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
@@ -29,9 +29,10 @@ export interface AuditPayloads {
   extend: { incident: string; trigger: object; end: string; camerasAdded: string[]; joined?: 'press' | 'cap'; urgent?: true };
   /** Sealed: the SHA-256 hex of manifest.json's exact bytes. Follows the manifest's audit anchor directly. */
   seal: { incident: string; manifestSha256: string };
-  release: { incident: string; by: string; reason: string };
-  /** A release before sync (`force`): who, why, and the state it was in. */
-  'release.forced': { incident: string; by: string; reason: string; state: string };
+  /** The node's copy disposed of (deleted), who and why. Logs of earlier releases say `release`. */
+  dispose: { incident: string; by: string; reason: string };
+  /** Disposed of before sync (`force`): who, why, and the state it was in. Earlier: `release.forced`. */
+  'dispose.forced': { incident: string; by: string; reason: string; state: string };
   /** Footage a prune pass deletes, written before its unlinks: one entry per reason, contiguous runs per camera. */
   delete: { reason: DeleteReason; cameras: Record<string, DeletedRun[]> };
   /**

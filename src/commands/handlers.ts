@@ -3,7 +3,7 @@
 // contributes the handlers of its domain; arguments are validated here, before any handler runs.
 import type { Logger } from '../platform/logger.js';
 import { BookError } from '../incidents/book.js';
-import { CommandError, isCommandName, parseArgs, type CommandArgs, type CommandName, type Reply } from './protocol.js';
+import { CommandError, parseArgs, resolveCommand, type CommandArgs, type CommandName, type Reply } from './protocol.js';
 
 export interface RequestContext {
   via: 'mqtt' | 'local';
@@ -27,9 +27,10 @@ export class CommandHandlers {
   }
 
   /** Runs a command; every failure becomes an error reply, never an exception. */
-  async handle(cmd: unknown, args: unknown, ctx: RequestContext): Promise<Reply> {
-    if (!isCommandName(cmd)) {
-      const shown = typeof cmd === 'string' ? cmd.slice(0, 64) : typeof cmd;
+  async handle(name: unknown, args: unknown, ctx: RequestContext): Promise<Reply> {
+    const cmd = resolveCommand(name);
+    if (cmd === undefined) {
+      const shown = typeof name === 'string' ? name.slice(0, 64) : typeof name;
       this.deps.log.warn({ cmd: shown, via: ctx.via }, 'unknown command refused');
       return { ok: false, error: { code: 'bad_request', message: `unknown command ${JSON.stringify(shown)}` } };
     }

@@ -46,8 +46,9 @@ export const commandArgs = {
     cameras: z.array(z.string().regex(/^[a-z0-9-]{1,32}$/, 'not a camera id')).max(64).optional(),
     urgent: z.boolean().optional(),
   }),
-  release: z.strictObject({
+  dispose: z.strictObject({
     incident: incidentId,
+    // Required of every sender until commands are signed (then a signed one's `by` is its CN).
     by: text(200).min(1, 'required'),
     reason: text(500).min(1, 'required'),
     force: z.boolean().optional(),
@@ -61,6 +62,15 @@ export const commandArgs = {
 } as const;
 
 export type CommandName = keyof typeof commandArgs;
+
+/** Old names still answered (CONTRACT §3): `release` is `dispose`. */
+export const COMMAND_ALIASES: Readonly<Record<string, CommandName>> = { release: 'dispose' };
+
+/** The command a name stands for, aliases resolved; undefined for an unknown name. */
+export function resolveCommand(name: unknown): CommandName | undefined {
+  if (isCommandName(name)) return name;
+  return typeof name === 'string' && Object.prototype.hasOwnProperty.call(COMMAND_ALIASES, name) ? COMMAND_ALIASES[name] : undefined;
+}
 export type CommandArgs<K extends CommandName> = z.output<(typeof commandArgs)[K]>;
 export const COMMAND_NAMES = Object.keys(commandArgs) as CommandName[];
 

@@ -53,7 +53,7 @@ export interface StatePayload {
 }
 
 export type EventType =
-  | 'incident.locked' | 'incident.extended' | 'incident.sealed' | 'incident.synced' | 'incident.released' | 'incident.damaged'
+  | 'incident.locked' | 'incident.extended' | 'incident.sealed' | 'incident.synced' | 'incident.disposed' | 'incident.damaged'
   | 'camera.down' | 'camera.up' | 'storage.pressure' | 'storage.full' | 'sync.failed' | 'button.pressed'
   | 'component.failed' | 'component.recovered';
 

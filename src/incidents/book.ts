@@ -49,8 +49,8 @@ export interface IncidentBookDeps {
   nodeId: string;
   policy: WindowPolicy;
   enabledCameras(): string[];
-  /** Whether a release needs the incident synced first (upstream.type is not none). */
-  releaseNeedsSync: boolean;
+  /** Whether disposing of an incident needs it synced first (upstream.type is not none). */
+  disposeNeedsSync: boolean;
   clock: Clock;
   log: Logger;
   events: EventBus;
@@ -93,7 +93,7 @@ export class IncidentBook implements Component {
       if (data === null) lost = true;
       else if (!Array.isArray(data.incidents)) throw new CorruptFileError(this.path, 'no incidents list');
       else if (!data.incidents.every(isIncident)) throw new CorruptFileError(this.path, 'an entry is not an incident');
-      else db.data = data;
+      else db.data = { ...data, incidents: data.incidents.map(fromEarlierRelease) };
     } catch (err) {
       if (!(err instanceof CorruptFileError)) throw err;
       const kept = `${this.path}.corrupt-${iso(this.deps.clock.now()).replace(/[:.]/g, '')}`;
@@ -202,8 +202,8 @@ export class IncidentBook implements Component {
     return this.exclusive(async () => {
       const incident = this.get(id);
       if (!incident) throw new BookError('not_found', `no incident ${id}`);
-      // Released is final: a seal or sync finishing late must not bring the incident back.
-      if (incident.state === 'released' && state !== 'released') throw new BookError('conflict', `incident ${id} was released`);
+      // Disposed is final: a seal or sync finishing late must not bring the incident back.
+      if (incident.state === 'disposed' && state !== 'disposed') throw new BookError('conflict', `incident ${id} was disposed of`);
       const next = { ...incident, state };
       await this.put(next);
       return next;
@@ -211,28 +211,28 @@ export class IncidentBook implements Component {
   }
 
   /** CONTRACT §4: refused before sync unless forced (or no upstream); deletes the local copy. */
-  release(args: { incident: string; by: string; reason: string; force?: boolean | undefined }): Promise<Incident> {
+  dispose(args: { incident: string; by: string; reason: string; force?: boolean | undefined }): Promise<Incident> {
     return this.exclusive(async () => {
       const { deps } = this;
       const incident = this.get(args.incident);
       if (!incident) throw new BookError('not_found', `no incident ${args.incident}`);
-      if (incident.state === 'released') throw new BookError('conflict', `incident ${incident.id} is already released`);
-      // Even forced: the sealer is writing its clips right now (seconds); released mid-seal they
+      if (incident.state === 'disposed') throw new BookError('conflict', `incident ${incident.id} is already disposed of`);
+      // Even forced: the sealer is writing its clips right now (seconds); disposed of mid-seal they
       // would be left behind in <id>.sealing, outside every incident.
-      if (incident.state === 'sealing') throw new BookError('conflict', `incident ${incident.id} is being sealed; release it once sealed`);
-      const ready = incident.state === 'synced' || (incident.state === 'sealed' && !deps.releaseNeedsSync);
+      if (incident.state === 'sealing') throw new BookError('conflict', `incident ${incident.id} is being sealed; dispose of it once sealed`);
+      const ready = incident.state === 'synced' || (incident.state === 'sealed' && !deps.disposeNeedsSync);
       if (!ready && !args.force) {
         const why = incident.state === 'sealed' ? 'it has not been synced upstream yet' : `it is still ${incident.state}`;
-        throw new BookError('conflict', `incident ${incident.id} cannot be released: ${why} (force: true overrides, and is audited)`);
+        throw new BookError('conflict', `incident ${incident.id} cannot be disposed of: ${why} (force: true overrides, and is audited)`);
       }
-      const released: Incident = { ...incident, state: 'released' };
-      await this.put(released);
-      if (ready) await deps.audit.append('release', { incident: incident.id, by: args.by, reason: args.reason });
-      else await deps.audit.append('release.forced', { incident: incident.id, by: args.by, reason: args.reason, state: incident.state });
+      const disposed: Incident = { ...incident, state: 'disposed' };
+      await this.put(disposed);
+      if (ready) await deps.audit.append('dispose', { incident: incident.id, by: args.by, reason: args.reason });
+      else await deps.audit.append('dispose.forced', { incident: incident.id, by: args.by, reason: args.reason, state: incident.state });
       await rm(join(deps.sealedDir, incident.id), { recursive: true, force: true });
-      deps.log.warn({ incident: incident.id, by: args.by, reason: args.reason, forced: !ready }, 'incident released; local copy deleted');
-      deps.events.emit('incident.released', { incident: incident.id });
-      return released;
+      deps.log.warn({ incident: incident.id, by: args.by, reason: args.reason, forced: !ready }, 'incident disposed of; local copy deleted');
+      deps.events.emit('incident.disposed', { incident: incident.id });
+      return disposed;
     });
   }
 
@@ -384,7 +384,8 @@ export class IncidentBook implements Component {
       // `.sealing` folder is renamed into place, so a crash in between leaves the entry and no
       // clips. Only a sealed folder with its manifest proves the seal (the scan below); until
       // then the incident stays locked and the sealer seals it again.
-      if (known && (type === 'release' || type === 'release.forced')) found.set(known.id, { ...known, state: 'released' });
+      // Logs written before the rename say `release`.
+      if (known && (type === 'dispose' || type === 'dispose.forced' || type === 'release' || type === 'release.forced')) found.set(known.id, { ...known, state: 'disposed' });
       // A clock step moved the windows of the incidents then locking: set them as it did.
       if (type === 'clock' && Array.isArray((entry as { incidents?: unknown }).incidents)) {
         for (const m of (entry as { incidents: { incident?: unknown; start?: unknown; end?: unknown }[] }).incidents) {
@@ -413,7 +414,7 @@ export class IncidentBook implements Component {
         }
       } catch { /* a folder without a readable manifest was never sealed */ }
     }
-    const rank: Record<IncidentState, number> = { active: 0, sealing: 1, sealed: 2, synced: 3, released: 4 };
+    const rank: Record<IncidentState, number> = { active: 0, sealing: 1, sealed: 2, synced: 3, disposed: 4 };
     let restored = 0;
     const list = this.db!.data.incidents;
     for (const incident of found.values()) {
@@ -434,6 +435,11 @@ export class IncidentBook implements Component {
     list.sort((a, b) => a.triggers[0]!.at.localeCompare(b.triggers[0]!.at));
     return restored;
   }
+}
+
+/** A book (or manifest) written before the rename says `released`: it is `disposed`. */
+export function fromEarlierRelease(incident: Incident): Incident {
+  return (incident.state as string) === 'released' ? { ...incident, state: 'disposed' } : incident;
 }
 
 function isExtension(v: unknown): v is Extension {

@@ -3,7 +3,7 @@ import { randomInt } from 'node:crypto';
 import type { LockedRange } from '../store/eviction.js';
 import { iso } from '../platform/clock.js';
 
-export type IncidentState = 'active' | 'sealing' | 'sealed' | 'synced' | 'released';
+export type IncidentState = 'active' | 'sealing' | 'sealed' | 'synced' | 'disposed';
 export type TriggerVia = 'button' | 'mqtt' | 'local';
 
 export interface Trigger {

@@ -238,7 +238,7 @@ export class Sealer implements Component {
     }
   }
 
-  /** Re-measures the sealed clips (after a seal or a release). */
+  /** Re-measures the sealed clips (after a seal or a dispose). */
   async measureHeld(): Promise<void> {
     let total = 0;
     for (const name of await readdir(this.deps.sealedDir).catch(() => [] as string[])) {

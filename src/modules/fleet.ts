@@ -17,7 +17,7 @@ import type { AgentModule, ModuleBase } from './module.js';
 
 /** The agent events central ops receive (CONTRACT §3). */
 export const FLEET_EVENTS = [
-  'incident.locked', 'incident.extended', 'incident.sealed', 'incident.synced', 'incident.released', 'incident.damaged',
+  'incident.locked', 'incident.extended', 'incident.sealed', 'incident.synced', 'incident.disposed', 'incident.damaged',
   'camera.down', 'camera.up', 'storage.full', 'sync.failed', 'button.pressed',
   'component.failed', 'component.recovered',
 ] as const satisfies readonly (keyof AgentEvents & EventType)[];

@@ -31,7 +31,7 @@ export interface IncidentsDeps extends ModuleBase {
   /** recording.segmentSeconds: a window seals once its last segment has closed. */
   segmentSeconds: number;
   /** Whether disposing of an incident needs it synced first (an upstream is configured). */
-  releaseNeedsSync: boolean;
+  disposeNeedsSync: boolean;
   ring: Pick<Ring, 'segmentsBetween' | 'pathOf' | 'clockOf' | 'unlinkSettled'>;
   audit: AuditLog;
   key: NodeKey;
@@ -47,7 +47,7 @@ export interface IncidentsDeps extends ModuleBase {
 export interface IncidentCounts { active: number; held: number; unsynced: number; damaged: number }
 
 /**
- * CONTRACT §3, §5: active = window open, held = sealed or synced and not released, unsynced =
+ * CONTRACT §3, §5: active = window open, held = sealed or synced and not disposed, unsynced =
  * sealed, damaged = set aside (no longer held or waiting to sync).
  */
 export function countIncidents(incidents: readonly Incident[], nowMs: number, damaged: { has(id: string): boolean; count(): number } = NONE_DAMAGED): IncidentCounts {
@@ -86,7 +86,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     nodeId: node.id,
     policy: { preRollMs: incident.preRoll, postRollMs: incident.postRoll, maxLengthMs: incident.maxLength },
     enabledCameras: () => [...deps.enabledCameras],
-    releaseNeedsSync: deps.releaseNeedsSync,
+    disposeNeedsSync: deps.disposeNeedsSync,
     clock,
     log: log.child({ component: 'incidents' }),
     events,
@@ -111,7 +111,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       ...(deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {}),
     }),
   });
-  events.on('incident.released', () => void sealer.current()?.measureHeld());
+  events.on('incident.disposed', () => void sealer.current()?.measureHeld());
 
   const setup: ButtonSetup = await createButton(deps.button, { log, clock });
   const button = new Supervised<DebouncedButton>({ name: 'button', faults, log, build: () => setup.button, problem: (b) => b.problem() });
@@ -148,7 +148,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
         faultPoint('lock.returned');
         return { incident: locked.id, extended };
       },
-      release: async (a) => ({ incident: (await book.release(a)).id }),
+      dispose: async (a) => ({ incident: (await book.dispose(a)).id }),
       incidents: async () => ({ incidents: book.list() }),
       incident: async (a) => {
         const found = book.get(a.incident);

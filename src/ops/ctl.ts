@@ -14,6 +14,11 @@ import type { BrokerOptions, FleetClient } from './client.js';
 import { nodeRow, renderEvent, renderNodes, renderState, sortRows } from './render.js';
 import type { ReplyPayload, StatePayload } from '../fleet/topics.js';
 
+/** A node of an earlier release says `released` for what is now `disposed`. */
+function stateName(state: string): string {
+  return state === 'released' ? 'disposed' : state;
+}
+
 /** Exit status of a ctl run (CONTRACT §1): 1 failed, 2 bad usage, 3 no answer. */
 export class CtlExit extends CliExit {
   constructor(exitCode: number, message: string) {
@@ -106,7 +111,7 @@ function positionals(opts: Common, args: string[], names: string[]): [string | u
 
 export function renderIncident(i: Incident): string {
   return [
-    `${i.id}  ${i.state}${i.urgent ? '' : ' (not urgent)'}`,
+    `${i.id}  ${stateName(i.state)}${i.urgent ? '' : ' (not urgent)'}`,
     `  window   ${i.window.start} → ${i.window.end}`,
     `  cameras  ${i.cameras.join(', ')}`,
     ...i.triggers.map((t) => `  trigger  ${t.at} via ${t.via}${t.by ? ` by ${t.by}` : ''}${t.reason ? `: ${t.reason}` : ''}`),
@@ -115,7 +120,7 @@ export function renderIncident(i: Incident): string {
 
 function renderIncidents(incidents: Incident[]): string {
   if (incidents.length === 0) return 'no incidents';
-  const rows = incidents.map((i) => [i.id, i.state, i.window.start.slice(0, 19).replace('T', ' '), i.window.end.slice(11, 19), i.cameras.join(','), String(i.triggers.length)]);
+  const rows = incidents.map((i) => [i.id, stateName(i.state), i.window.start.slice(0, 19).replace('T', ' '), i.window.end.slice(11, 19), i.cameras.join(','), String(i.triggers.length)]);
   const head = ['INCIDENT', 'STATE', 'FROM (UTC)', 'TO', 'CAMERAS', 'TRIGGERS'];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   return [head, ...rows].map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
@@ -198,15 +203,15 @@ export function ctlCommand(): Command {
       print(o, data, () => line(node ?? 'this node', data));
     });
 
-  withLocal(ctl.command('release').description('release an incident: deletes the local copy (audited)'))
+  withLocal(ctl.command('dispose').alias('release').description('dispose of an incident: deletes the node\'s local copy (audited); `release` is the old name'))
     .argument('<args...>', 'NODE INCIDENT (or --local INCIDENT)')
-    .requiredOption('--by <name>')
+    .option('--by <name>', 'who asks (required until commands are signed)')
     .requiredOption('--reason <text>')
-    .option('--force', 'release even if not synced (audited)')
-    .action(async (args: string[], o: Common & { by: string; reason: string; force?: boolean }) => {
+    .option('--force', 'dispose of it even if not synced (audited)')
+    .action(async (args: string[], o: Common & { by?: string; reason: string; force?: boolean }) => {
       const [node, incident] = positionals(o, args, ['INCIDENT']);
-      const data = await request(o, node, 'release', { incident, by: o.by, reason: o.reason, ...(o.force ? { force: true } : {}) }) as { incident: string };
-      print(o, data, () => `released incident ${data.incident}`);
+      const data = await request(o, node, 'dispose', { incident, ...(o.by !== undefined ? { by: o.by } : {}), reason: o.reason, ...(o.force ? { force: true } : {}) }) as { incident: string };
+      print(o, data, () => `disposed of incident ${data.incident}`);
     });
 
   withLocal(ctl.command('incidents').description("a node's incidents"))

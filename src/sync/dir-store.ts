@@ -66,7 +66,7 @@ export class DirStore implements ObjectStore {
   /**
    * upstream.path itself must already exist: camnode creates folders below it, never it. A
    * share that is not mounted then fails (and is retried) instead of filling the local disk
-   * with "synced" copies that a release would treat as safe.
+   * with "synced" copies that a dispose would treat as safe.
    */
   private async requireRoot(): Promise<void> {
     const isDir = await stat(this.root).then((s) => s.isDirectory(), () => false);

@@ -129,11 +129,11 @@ export class Syncer implements Component {
       void this.enqueue(incident, found?.urgent ?? true).then(() => this.poke(), (err: unknown) => this.deps.log.error({ err, incident }, 'could not queue the incident for upload'));
     });
     // Disposed of before it went up (forced): nothing is left to send.
-    const offReleased = this.deps.events.on('incident.released', ({ incident }) => {
+    const offDisposed = this.deps.events.on('incident.disposed', ({ incident }) => {
       if (!this.queue.get(incident)) return;
       void this.queue.remove(incident).then(() => this.deps.log.info({ incident }, 'disposed of before upload; taken off the queue'), (err: unknown) => this.deps.log.error({ err, incident }, 'could not take a disposed incident off the queue'));
     });
-    this.offSealed = () => { offSealed(); offReleased(); };
+    this.offSealed = () => { offSealed(); offDisposed(); };
     this.loop = this.run().catch((err: unknown) => {
       this.deps.log.error({ err }, 'sync loop failed');
       this.deps.onFailure?.(err);
@@ -268,7 +268,7 @@ export class Syncer implements Component {
         const key = `${deps.keyPrefix}/${q.incident}/${file.name}`;
         const path = join(deps.sealedDir, q.incident, file.name);
         const size = await stat(path).then((s) => s.size, () => -1);
-        if (size !== file.bytes && deps.book.get(q.incident)?.state === 'released') {
+        if (size !== file.bytes && deps.book.get(q.incident)?.state === 'disposed') {
           // Disposed of meanwhile: nothing to send, nothing damaged.
           await this.queue.remove(q.incident);
           return;

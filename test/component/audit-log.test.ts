@@ -107,7 +107,7 @@ describe('audit log', () => {
     expect(b).toEqual({ seq: 2, hash: sha256Hex(raw[1]!) });
     expect(log.head()).toEqual({ seq: 2, head: b.hash });
     expect(await verifyAuditLog(logPath())).toEqual({ ok: true, entries: 2, head: log.head() });
-    await expect(log.append('release', { incident: 'x', by: 'a', reason: 'b', seq: 9 } as never)).rejects.toThrow(/may not set "seq"/);
+    await expect(log.append('dispose', { incident: 'x', by: 'a', reason: 'b', seq: 9 } as never)).rejects.toThrow(/may not set "seq"/);
   });
 
   it('writes concurrent appends in call order, each chained to the one before', async () => {
@@ -137,7 +137,7 @@ describe('audit log', () => {
     expect(entries().map((e) => e['type'])).toEqual(['lock', 'seal', 'delete']);
     // A build that fails appends nothing and leaves the log usable.
     await expect(log.appendAnchored('seal', async () => { throw new Error('disk gone'); })).rejects.toThrow('disk gone');
-    expect((await log.append('release', { incident: 'x', by: 'ops', reason: 'done' })).seq).toBe(4);
+    expect((await log.append('dispose', { incident: 'x', by: 'ops', reason: 'done' })).seq).toBe(4);
   });
 
   it('continues the chain after a restart', async () => {
@@ -149,7 +149,7 @@ describe('audit log', () => {
     await first.stop(); // safe twice
     const second = await openLog();
     expect(second.head()).toEqual(head);
-    expect((await second.append('release', { incident: '20261128T120000Z-aaaa', by: 'ops', reason: 'synced' })).seq).toBe(3);
+    expect((await second.append('dispose', { incident: '20261128T120000Z-aaaa', by: 'ops', reason: 'synced' })).seq).toBe(3);
     expect(await verifyAuditLog(logPath())).toMatchObject({ ok: true, entries: 3 });
   });
 
@@ -187,7 +187,7 @@ describe('audit log', () => {
     raw[2] = raw[2]!.replace('"bytes":2', '"bytes":20'); // seq 3 altered
     writeFileSync(logPath(), `${raw.join('\n')}\n`);
     const second = await openLog();
-    expect((await second.append('release', { incident: 'x', by: 'ops', reason: 'done' })).seq).toBe(6);
+    expect((await second.append('dispose', { incident: 'x', by: 'ops', reason: 'done' })).seq).toBe(6);
     expect(lines()).toHaveLength(6);
     expect(await verifyAuditLog(logPath())).toMatchObject({ ok: false, line: 4, seq: 4, entries: 3 });
   });
@@ -198,7 +198,7 @@ describe('audit log', () => {
     await first.stop();
     appendFileSync(logPath(), 'garbage\n');
     const second = await openLog();
-    const r = await second.append('release', { incident: 'x', by: 'ops', reason: 'done' });
+    const r = await second.append('dispose', { incident: 'x', by: 'ops', reason: 'done' });
     expect(r.seq).toBe(3);
     expect(entries).toThrow(); // the garbage line is still there, untouched
     expect(JSON.parse(lines()[2]!)).toMatchObject({ seq: 3, prev: sha256Hex('garbage') });

@@ -45,7 +45,7 @@ describe('incident ids', () => {
     const events = new EventBus(log);
     const audit = new AuditLog({ stateDir, log, clock });
     const book = new IncidentBook({
-      stateDir, sealedDir, nodeId: 'n', policy, enabledCameras: () => ['cam'], releaseNeedsSync: false,
+      stateDir, sealedDir, nodeId: 'n', policy, enabledCameras: () => ['cam'], disposeNeedsSync: false,
       clock, log, events, audit, auditLogPath: join(stateDir, AUDIT_LOG_FILE), random,
     });
     await audit.start();

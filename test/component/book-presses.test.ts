@@ -27,7 +27,7 @@ async function open(stateDir: string, sealedDir: string, clock: ManualClock) {
   await audit.start();
   const book = new IncidentBook({
     stateDir, sealedDir, nodeId: 'n', policy: { preRollMs: 120_000, postRollMs: 300_000, maxLengthMs: 3_600_000 },
-    enabledCameras: () => ['a', 'b'], releaseNeedsSync: false, clock, log, events: new EventBus(log), audit,
+    enabledCameras: () => ['a', 'b'], disposeNeedsSync: false, clock, log, events: new EventBus(log), audit,
     auditLogPath: join(stateDir, AUDIT_LOG_FILE),
   });
   await book.start();

@@ -39,7 +39,7 @@ describe('a lock when the state dir cannot be written', () => {
     let auditBroken = false;
     const book = new IncidentBook({
       stateDir, sealedDir, nodeId: 'n', policy: { preRollMs: 60_000, postRollMs: 60_000, maxLengthMs: 3_600_000 },
-      enabledCameras: () => ['cam'], releaseNeedsSync: false, clock, log, events,
+      enabledCameras: () => ['cam'], disposeNeedsSync: false, clock, log, events,
       audit: { append: (type, payload) => (auditBroken ? Promise.reject(Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' })) : audit.append(type, payload)) },
       auditLogPath: join(stateDir, AUDIT_LOG_FILE),
     });

@@ -55,7 +55,7 @@ async function startNode() {
   const steps = new ClockSteps({ clock, stateDir, log, procRoot: join(dir, 'proc') });
   const audit = new AuditLog({ stateDir, log, clock });
   const book = new IncidentBook({
-    stateDir, sealedDir, nodeId: 'n', policy: POLICY, enabledCameras: () => [CAMERA], releaseNeedsSync: false,
+    stateDir, sealedDir, nodeId: 'n', policy: POLICY, enabledCameras: () => [CAMERA], disposeNeedsSync: false,
     clock, log, events: new EventBus(log), audit, auditLogPath: join(stateDir, AUDIT_LOG_FILE), steps,
   });
   const ring = new Ring({

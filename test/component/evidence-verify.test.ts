@@ -34,7 +34,7 @@ function clip(seed: number, size: number): Buffer {
   return Buffer.from(Array.from({ length: size }, (_, i) => (i * 31 + seed * 7) & 0xff));
 }
 
-/** An incident folder and audit log as the sealer makes them: lock, footage deleted meanwhile, seal, a later release. */
+/** An incident folder and audit log as the sealer makes them: lock, footage deleted meanwhile, seal, a later dispose. */
 async function buildIncident(): Promise<void> {
   const stateDir = join(root, 'state');
   key = await loadOrCreateNodeKey(stateDir);
@@ -56,7 +56,7 @@ async function buildIncident(): Promise<void> {
       await writeFileDurable(join(folder, 'manifest.json'), text);
       return { incident: ID, manifestSha256: manifestSha256(text) };
     });
-    await log.append('release', { incident: ID, by: 'ops', reason: 'synced' });
+    await log.append('dispose', { incident: ID, by: 'ops', reason: 'synced' });
   } finally {
     await log.stop();
   }

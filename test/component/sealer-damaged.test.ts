@@ -53,7 +53,7 @@ async function rig(opts: { ffmpegPath?: string } = {}) {
   await audit.start();
   const book = new IncidentBook({
     stateDir, sealedDir, nodeId: 'n', policy: { preRollMs: 0, postRollMs: 1_000, maxLengthMs: 60_000 },
-    enabledCameras: () => ['cam'], releaseNeedsSync: false, clock, log, events, audit, auditLogPath: join(stateDir, AUDIT_LOG_FILE),
+    enabledCameras: () => ['cam'], disposeNeedsSync: false, clock, log, events, audit, auditLogPath: join(stateDir, AUDIT_LOG_FILE),
   });
   await book.start();
   const ring = new Ring({

@@ -83,7 +83,7 @@ async function makeRig(startAt = Date.UTC(2026, 10, 28, 12)): Promise<Rig> {
     stateDir, sealedDir, nodeId: NODE,
     policy: { preRollMs: 1_000, postRollMs: 1_000, maxLengthMs: 3_600_000 },
     enabledCameras: () => ['front', 'back'],
-    releaseNeedsSync: true, clock, log, events, audit, auditLogPath: audit.path,
+    disposeNeedsSync: true, clock, log, events, audit, auditLogPath: audit.path,
   });
   await book.start();
   const damaged = new DamagedIncidents({ sealedDir, audit, events, clock, log });
@@ -451,7 +451,7 @@ describe('Syncer onto a folder', () => {
     const { id } = await sealedIncident(rig, { sizes: { front: 3_000 } });
     rig.events.emit('incident.sealed', { incident: id });
     await until(() => rig.seen['sync.failed']?.length, 'a first failure');
-    await rig.book.release({ incident: id, by: 'counsel', reason: 'not needed', force: true });
+    await rig.book.dispose({ incident: id, by: 'counsel', reason: 'not needed', force: true });
     await until(() => syncer.status().queued === 0, 'off the queue');
     await mkdir(root);
     await syncer.retryNow();

@@ -295,7 +295,7 @@ describe.each([5, '3.1.1'] as Version[])('every command over MQTT %s', (version)
     expect(notFound.stderr).toContain('not_found');
   });
 
-  it('release: refused while active (conflict, exit 1), done with --force', async () => {
+  it('dispose: refused while active (conflict, exit 1), done with --force; `release` still answers as its alias', async () => {
     const { incidents } = await ctlJson<{ incidents: { id: string; state: string }[] }>(version, 'incidents', NODE);
     const active = incidents.find((i) => i.state === 'active');
     expect(active, 'the incident locked by the previous test').toBeDefined();
@@ -308,14 +308,14 @@ describe.each([5, '3.1.1'] as Version[])('every command over MQTT %s', (version)
     expect(refused.stderr).toMatch(/conflict/);
     expect((await ctlJson<{ state: string }>(version, 'incident', NODE, id)).state).toBe('active');
 
-    const forced = await ctl(version, 'release', NODE, id, '--by', 'counsel', '--reason', 'subpoena answered', '--force');
+    const forced = await ctl(version, 'dispose', NODE, id, '--by', 'counsel', '--reason', 'subpoena answered', '--force');
     expect(forced.code, forced.stderr).toBe(0);
-    expect(forced.stdout).toBe(`released incident ${id}\n`);
-    expect((await ctlJson<{ state: string }>(version, 'incident', NODE, id)).state).toBe('released');
+    expect(forced.stdout).toBe(`disposed of incident ${id}\n`);
+    expect((await ctlJson<{ state: string }>(version, 'incident', NODE, id)).state).toBe('disposed');
     const again = body(await request('release', { incident: id, by: 'counsel', reason: 'twice', force: true }));
-    expect(again).toEqual({ ok: false, error: { code: 'conflict', message: expect.stringContaining('already released') } });
+    expect(again).toEqual({ ok: false, error: { code: 'conflict', message: expect.stringContaining('already disposed of') } });
     // Bad arguments are bad usage (exit 2), not a failure.
-    const bad = await ctl(version, 'release', NODE, 'not-an-id', '--by', 'x', '--reason', 'y');
+    const bad = await ctl(version, 'dispose', NODE, 'not-an-id', '--by', 'x', '--reason', 'y');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('bad_request');
   });

@@ -179,7 +179,7 @@ describe.each([
     { name: 'an argument to ping', cmd: 'ping', payload: { verbose: true }, error: /^ping: unknown argument "verbose"/, log: 'command refused' },
     { name: 'an argument to state', cmd: 'state', payload: { cameras: ['cam-a'] }, error: /^state: unknown argument "cameras"/, log: 'command refused' },
     { name: 'an argument to sync', cmd: 'sync', payload: { force: true }, error: /^sync: unknown argument "force"/, log: 'command refused' },
-    { name: 'release without its arguments', cmd: 'release', payload: { incident: 5 }, error: /^release: incident: .*by: required.*reason: required/, log: 'command refused' },
+    { name: 'dispose without its arguments', cmd: 'dispose', payload: { incident: 5 }, error: /^dispose: incident: .*by: required.*reason: required/, log: 'command refused' },
     { name: 'a malformed incident id', cmd: 'incident', payload: { incident: '../../etc/passwd' }, error: /^incident: incident: not an incident id/, log: 'command refused' },
     { name: 'a snapshot of an unknown camera', cmd: 'snapshot', payload: { camera: 'cam-z' }, error: /no camera cam-z/, log: 'command refused' },
     { name: 'arguments nested 200 deep', cmd: 'lock', payload: { reason: JSON.parse('['.repeat(200) + ']'.repeat(200)) as unknown }, error: /^request nested deeper than 64/, log: 'malformed request' },
@@ -493,8 +493,8 @@ function expectation(r: FuzzRequest): { replyTopic?: string; ok: boolean; hasId:
   const answered = replyTopic !== undefined && r.ownTopics.has(replyTopic);
   let ok = false;
   let lock = false;
-  if (isObject && isCommandName(r.cmd) && r.cmd !== 'incident' && r.cmd !== 'release' && r.cmd !== 'snapshot') {
-    // incident/release name incidents that do not exist, snapshot cameras that do not.
+  if (isObject && isCommandName(r.cmd) && r.cmd !== 'incident' && r.cmd !== 'dispose' && r.cmd !== 'snapshot') {
+    // incident/dispose name incidents that do not exist, snapshot cameras that do not.
     const valid = commandArgs[r.cmd].safeParse(args);
     ok = valid.success && (r.cmd !== 'lock' || ((args['cameras'] as string[] | undefined) ?? []).every((c) => CAMERAS.includes(c)));
     lock = ok && r.cmd === 'lock';

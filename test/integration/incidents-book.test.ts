@@ -1,5 +1,5 @@
 // The incident book from the outside (CONTRACT §1, §3, §4, §5), through the real CLI with a real
-// RTSP camera: release (refused while active or unsynced, audited, deletes the local copy),
+// RTSP camera: dispose (refused while active or unsynced, audited, deletes the local copy),
 // a corrupt book on restart (reported, kept aside, incidents recovered from the audit log and
 // the sealed folders — never silently empty), and bad input on the control socket (an error
 // reply and a log line each, nothing changed, the agent keeps answering).
@@ -106,10 +106,10 @@ async function auditEntries(node: Pick<Node, 'stateDir'>): Promise<AuditEntry[]>
   return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as AuditEntry);
 }
 
-describe('releasing incidents', () => {
-  it('refuses while active or being sealed, releases a sealed one (upstream none): audited, local copy deleted; bad arguments and unknown ids refused', async () => {
+describe('disposing of incidents', () => {
+  it('refuses while active or being sealed, disposes of a sealed one (upstream none): audited, local copy deleted; bad arguments and unknown ids refused', async () => {
     // ffmpeg as the agent finds it on PATH: the real one, but slow to assemble a clip, so a
-    // release can land while the incident is `sealing`.
+    // a dispose can land while the incident is `sealing`.
     const made = await makeNode();
     const bin = join(made.dir, 'bin');
     await mkdir(bin);
@@ -118,66 +118,67 @@ describe('releasing incidents', () => {
     await recordedFor(node, 2);
     const id = await lock(node, '--reason', 'shoplifting', '--by', 'desk');
 
-    const early = await ctl(node, 'release', id, '--by', 'counsel', '--reason', 'subpoena');
+    const early = await ctl(node, 'dispose', id, '--by', 'counsel', '--reason', 'subpoena');
     expect(early.code, early.stderr).toBe(1);
     expect(early.stderr).toContain('(conflict)');
     expect(early.stderr).toContain('still active');
     expect((await readIncident(node, id)).state).toBe('active');
 
-    // Not even by force while the clips are being written: released then, the incident would
+    // Not even by force while the clips are being written: disposed of then, the incident would
     // lose its half-written clips to nobody, or come back sealed.
     await waitForState(node, id, 'sealing', 20_000);
-    const during = await ctl(node, 'release', id, '--by', 'counsel', '--reason', 'subpoena', '--force');
+    const during = await ctl(node, 'dispose', id, '--by', 'counsel', '--reason', 'subpoena', '--force');
     expect(during.code, during.stdout + during.stderr).toBe(1);
     expect(during.stderr).toContain('(conflict)');
     expect(during.stderr).toContain('being sealed');
 
     // Usage errors exit 2 and never reach the book; an unknown id is not_found (exit 1).
-    const noBy = await ctl(node, 'release', id, '--reason', 'subpoena');
+    // Who asks is required of every sender until commands are signed: the node says so.
+    const noBy = await ctl(node, 'dispose', id, '--reason', 'subpoena');
     expect(noBy.code, noBy.stderr).toBe(2);
-    expect(noBy.stderr).toContain('--by');
-    const noReason = await ctl(node, 'release', id, '--by', 'counsel');
+    expect(noBy.stderr).toContain('by: required');
+    const noReason = await ctl(node, 'dispose', id, '--by', 'counsel');
     expect(noReason.code, noReason.stderr).toBe(2);
-    const noId = await ctl(node, 'release', '--by', 'counsel', '--reason', 'subpoena');
+    const noId = await ctl(node, 'dispose', '--by', 'counsel', '--reason', 'subpoena');
     expect(noId.code, noId.stderr).toBe(2);
-    const badId = await ctl(node, 'release', 'yesterday', '--by', 'counsel', '--reason', 'subpoena');
+    const badId = await ctl(node, 'dispose', 'yesterday', '--by', 'counsel', '--reason', 'subpoena');
     expect(badId.code, badId.stderr).toBe(2);
     expect(badId.stderr).toContain('bad_request');
-    const unknown = await ctl(node, 'release', '20200101T000000Z-abcd', '--by', 'counsel', '--reason', 'subpoena');
+    const unknown = await ctl(node, 'dispose', '20200101T000000Z-abcd', '--by', 'counsel', '--reason', 'subpoena');
     expect(unknown.code, unknown.stderr).toBe(1);
     expect(unknown.stderr).toContain('not_found');
     const unknownShow = await ctl(node, 'incident', '20200101T000000Z-abcd');
     expect(unknownShow.code, unknownShow.stderr).toBe(1);
     expect(unknownShow.stderr).toContain('not_found');
-    expect((await auditEntries(node)).filter((e) => e.type.startsWith('release'))).toEqual([]);
+    expect((await auditEntries(node)).filter((e) => e.type.startsWith('dispose'))).toEqual([]);
 
     await waitForState(node, id, 'sealed');
     const folder = join(node.storage, 'incidents', id);
     expect((await readdir(folder)).sort()).toEqual(['back.mp4', 'front.mp4', 'manifest.json']);
 
-    const released = await ctl(node, 'release', id, '--by', 'counsel', '--reason', 'subpoena');
+    const released = await ctl(node, 'dispose', id, '--by', 'counsel', '--reason', 'subpoena');
     expect(released.code, released.stderr).toBe(0);
-    expect(released.stdout.trim()).toBe(`released incident ${id}`);
+    expect(released.stdout.trim()).toBe(`disposed of incident ${id}`);
     expect(existsSync(folder)).toBe(false);
-    expect((await listIncidents(node)).map((i) => [i.id, i.state])).toEqual([[id, 'released']]);
+    expect((await listIncidents(node)).map((i) => [i.id, i.state])).toEqual([[id, 'disposed']]);
     // Lock entries carry the whole incident, the others its id.
     const entries = (await auditEntries(node)).filter((e) => e['incident'] === id || (e['incident'] as Incident | undefined)?.id === id);
-    expect(entries.map((e) => e.type)).toEqual(['lock', 'seal', 'release']);
+    expect(entries.map((e) => e.type)).toEqual(['lock', 'seal', 'dispose']);
     expect(entries[2]).toMatchObject({ by: 'counsel', reason: 'subpoena' });
-    expect(node.agent.find((l) => l.msg.startsWith('incident released') && l['incident'] === id)?.level).toBeGreaterThanOrEqual(WARN);
+    expect(node.agent.find((l) => l.msg.startsWith('incident disposed of') && l['incident'] === id)?.level).toBeGreaterThanOrEqual(WARN);
 
-    // Once released, a second release is a conflict and changes nothing.
-    const again = await ctl(node, 'release', id, '--by', 'counsel', '--reason', 'subpoena');
+    // Once disposed of, a second dispose is a conflict and changes nothing.
+    const again = await ctl(node, 'dispose', id, '--by', 'counsel', '--reason', 'subpoena');
     expect(again.code).toBe(1);
-    expect(again.stderr).toContain('already released');
-    expect((await auditEntries(node)).filter((e) => e.type.startsWith('release'))).toHaveLength(1);
+    expect(again.stderr).toContain('already disposed of');
+    expect((await auditEntries(node)).filter((e) => e.type.startsWith('dispose'))).toHaveLength(1);
 
     const audit = await runCli(['audit', 'verify', '--config', node.configPath]);
     expect(audit.code, audit.stdout + audit.stderr).toBe(0);
     expect(await node.agent.stop()).toBe(0);
   });
 
-  it('with an upstream, a sealed but unsynced incident is released only by force, audited as release.forced', async () => {
+  it('with an upstream, a sealed but unsynced incident is disposed of only by force, audited as dispose.forced', async () => {
     // An upstream folder that can never be created (its parent is a file): sealed stays unsynced.
     const dir = await tempDir('camnode-upstream-');
     dirs.push(dir);
@@ -188,17 +189,17 @@ describe('releasing incidents', () => {
     await waitForState(node, id, 'sealed');
     await node.agent.waitForLog((l) => l['component'] === 'sync' && l.level >= WARN, 'the upload failing', 10_000);
     expect((await readIncident(node, id)).state).toBe('sealed');
-    const refused = await ctl(node, 'release', id, '--by', 'ops', '--reason', 'done');
+    const refused = await ctl(node, 'dispose', id, '--by', 'ops', '--reason', 'done');
     expect(refused.code, refused.stderr).toBe(1);
     expect(refused.stderr).toContain('not been synced');
     expect(existsSync(join(node.storage, 'incidents', id))).toBe(true);
 
-    const forced = await ctl(node, 'release', id, '--by', 'ops', '--reason', 'done', '--force');
+    const forced = await ctl(node, 'dispose', id, '--by', 'ops', '--reason', 'done', '--force');
     expect(forced.code, forced.stderr).toBe(0);
     expect(existsSync(join(node.storage, 'incidents', id))).toBe(false);
-    expect((await readIncident(node, id)).state).toBe('released');
-    const audit = (await auditEntries(node)).filter((e) => e.type.startsWith('release'));
-    expect(audit).toEqual([expect.objectContaining({ type: 'release.forced', incident: id, by: 'ops', reason: 'done', state: 'sealed' })]);
+    expect((await readIncident(node, id)).state).toBe('disposed');
+    const audit = (await auditEntries(node)).filter((e) => e.type.startsWith('dispose'));
+    expect(audit).toEqual([expect.objectContaining({ type: 'dispose.forced', incident: id, by: 'ops', reason: 'done', state: 'sealed' })]);
     expect(await node.agent.stop()).toBe(0);
   });
 });
@@ -256,7 +257,7 @@ describe('a corrupt incident book', () => {
     const manifest = JSON.parse(await readFile(join(node.storage, 'incidents', activeId, 'manifest.json'), 'utf8')) as { files: { camera: string; start: string }[] };
     expect(manifest.files.map((f) => f.camera).sort()).toEqual([...CAMERAS].sort());
     for (const f of manifest.files) expect(Date.parse(f.start)).toBeLessThan(Date.parse(active.triggers[0]!.at));
-    expect((await ctl(restarted, 'release', sealedId, '--by', 'counsel', '--reason', 'closed')).code).toBe(0);
+    expect((await ctl(restarted, 'dispose', sealedId, '--by', 'counsel', '--reason', 'closed')).code).toBe(0);
     const audit = await runCli(['audit', 'verify', '--config', node.configPath]);
     expect(audit.code, audit.stdout + audit.stderr).toBe(0);
     expect(await agent.stop()).toBe(0);
@@ -283,8 +284,8 @@ describe('bad input on the control socket', () => {
       ['{"id":8,"cmd":"lock","args":{"colour":"red"}}\n', 'bad_request', 'unknown argument "colour"'],
       ['{"id":9,"cmd":"lock","args":[1]}\n', 'bad_request', 'lock'],
       [`{"id":10,"cmd":"lock","args":{"reason":"${'x'.repeat(600)}"}}\n`, 'bad_request', 'reason'],
-      ['{"id":11,"cmd":"release","args":{"incident":"20200101T000000Z-abcd","by":"x"}}\n', 'bad_request', 'reason: required'],
-      ['{"id":12,"cmd":"release","args":{"incident":"../../etc","by":"x","reason":"y"}}\n', 'bad_request', 'incident'],
+      ['{"id":11,"cmd":"dispose","args":{"incident":"20200101T000000Z-abcd","by":"x"}}\n', 'bad_request', 'reason: required'],
+      ['{"id":12,"cmd":"dispose","args":{"incident":"../../etc","by":"x","reason":"y"}}\n', 'bad_request', 'incident'],
       ['{"id":13,"cmd":"incident","args":{"incident":"20200101T000000Z-abcd"}}\n', 'not_found', '20200101T000000Z-abcd'],
       ['{"id":14,"cmd":"ping","args":{"verbose":true}}\n', 'bad_request', 'unknown argument "verbose"'],
     ];
@@ -313,7 +314,7 @@ describe('bad input on the control socket', () => {
     // Nothing changed: no incident, no lock in the audit log, no sealed folder; still answering.
     expect(node.agent.proc.exitCode).toBeNull();
     expect(await listIncidents(node)).toEqual([]);
-    expect((await auditEntries(node)).filter((e) => ['lock', 'extend', 'seal', 'release', 'release.forced'].includes(e.type))).toEqual([]);
+    expect((await auditEntries(node)).filter((e) => ['lock', 'extend', 'seal', 'dispose', 'dispose.forced'].includes(e.type))).toEqual([]);
     expect(await readdir(join(node.storage, 'incidents')).catch(() => [])).toEqual([]);
     const ping = await ctl(node, 'ping');
     expect(ping.code, ping.stderr).toBe(0);

@@ -323,7 +323,7 @@ describe('incidents through the real CLI', () => {
       const now = new Set((await listSegments(node.storage, 'front')).map((s) => s.seq));
       return inWindow.every((s) => !now.has(s.seq));
     }, 'the sealed window\'s segments to be pruned', 30_000);
-    expect(await ctl(node, 'release', locked.incident, '--by', 'counsel', '--reason', 'closed')).toMatchObject({ code: 0 });
+    expect(await ctl(node, 'dispose', locked.incident, '--by', 'counsel', '--reason', 'closed')).toMatchObject({ code: 0 });
 
     // A second lock, still active, released by force: audited as such, never sealed, and its
     // footage goes back to the ring.
@@ -333,14 +333,14 @@ describe('incidents through the real CLI', () => {
     const bStart = ms(b.window.start);
     await waitFor(async () => (await listSegments(node.storage, 'back')).filter((s) => s.startMs > ms(b.triggers[0]!.at)).length >= 2, 'post-roll footage of back', 15_000);
     const held = (await listSegments(node.storage, 'back')).filter((s) => s.startMs + s.durationMs > bStart);
-    const refused = await ctl(node, 'release', second.incident, '--by', 'ops', '--reason', 'false alarm');
+    const refused = await ctl(node, 'dispose', second.incident, '--by', 'ops', '--reason', 'false alarm');
     expect(refused.code, refused.stderr).toBe(1);
     expect(refused.stderr).toContain('conflict');
-    const forced = await ctlJson<{ incident: string }>(node, 'release', second.incident, '--by', 'ops', '--reason', 'false alarm', '--force');
+    const forced = await ctlJson<{ incident: string }>(node, 'dispose', second.incident, '--by', 'ops', '--reason', 'false alarm', '--force');
     expect(forced).toEqual({ incident: second.incident });
-    expect((await readIncident(node, second.incident)).state).toBe('released');
-    const audit = (await auditEntries(node)).filter((e) => e['incident'] === second.incident && e.type.startsWith('release'));
-    expect(audit).toEqual([expect.objectContaining({ type: 'release.forced', by: 'ops', reason: 'false alarm', state: 'active' })]);
+    expect((await readIncident(node, second.incident)).state).toBe('disposed');
+    const audit = (await auditEntries(node)).filter((e) => e['incident'] === second.incident && e.type.startsWith('dispose'));
+    expect(audit).toEqual([expect.objectContaining({ type: 'dispose.forced', by: 'ops', reason: 'false alarm', state: 'active' })]);
     await waitFor(async () => {
       const now = new Set((await listSegments(node.storage, 'back')).map((s) => s.seq));
       return held.every((s) => !now.has(s.seq));

@@ -107,7 +107,7 @@ async function expectUpstreamIdentical(node: Node, id: string, sealed: Map<strin
 }
 
 describe('sync to a folder through the real CLI', () => {
-  it('lock → sealed → synced: the folder holds the sealed files byte for byte; release then needs no force', async () => {
+  it('lock → sealed → synced: the folder holds the sealed files byte for byte; dispose then needs no force', async () => {
     const node = await makeNode();
     const agent = await start(node);
     const id = await lock(node);
@@ -123,7 +123,7 @@ describe('sync to a folder through the real CLI', () => {
     expect(agent.count((l) => l.level >= 40 && String(l['component']) === 'sync')).toBe(0);
 
     // Synced, so the local copy may go without --force (CONTRACT §4); the upstream copy stays.
-    const released = await runCli(['ctl', 'release', '--local', '--config', node.configPath, id, '--by', 'ops', '--reason', 'archived']);
+    const released = await runCli(['ctl', 'dispose', '--local', '--config', node.configPath, id, '--by', 'ops', '--reason', 'archived']);
     expect(released.code, released.stderr).toBe(0);
     await expect(stat(join(node.storage, 'incidents', id))).rejects.toMatchObject({ code: 'ENOENT' });
     expect((await readdir(join(node.nas, 'incidents', NODE, id))).sort()).toEqual(['front.mp4', 'manifest.json']);

@@ -63,7 +63,7 @@ const sync = (l: LogLine) => l['component'] === 'sync';
 const keyOf = (id: string, name: string) => `incidents/${NODE_ID}/${id}/${name}`;
 
 describe('sync to S3 (s3rver)', () => {
-  it('uploads a sealed incident as a multipart upload, byte-identical, manifest last; then it is synced and releasable', async () => {
+  it('uploads a sealed incident as a multipart upload, byte-identical, manifest last; then it is synced and can be disposed of', async () => {
     const s3 = await startS3rver({ buckets: [BUCKET] });
     const n = await node({ source: `file:${loop}`, upstream: s3Upstream(s3, BUCKET, credentials) });
     const id = await lockLargeIncident(n, LARGE_CLIP);
@@ -118,9 +118,9 @@ describe('sync to S3 (s3rver)', () => {
     expect(queue.incidents).toEqual([]);
 
     // Synced: release needs no --force now, and deletes the local copy (not the upstream one).
-    const released = await ctl(n, 'release', id, '--by', 'vitest', '--reason', 'uploaded');
+    const released = await ctl(n, 'dispose', id, '--by', 'vitest', '--reason', 'uploaded');
     expect(released.code, released.stderr).toBe(0);
-    expect((await readIncident(n, id)).state).toBe('released');
+    expect((await readIncident(n, id)).state).toBe('disposed');
     expect(existsSync(join(n.storage, 'incidents', id))).toBe(false);
     expect((await s3.head(BUCKET, keyOf(id, 'lobby.mp4')))?.bytes).toBe(clip.bytes);
   });
@@ -211,7 +211,7 @@ describe('sync to S3 (s3rver)', () => {
       const events = (await outboxPending(n.stateDir)).filter((e) => e['type'] === 'sync.failed');
       expect(events, name).toEqual([expect.objectContaining({ incident: id, permanent: true, reason: expect.stringMatching(reason) })]);
       // Not synced, so release is refused without --force.
-      const refused = await ctl(n, 'release', id, '--by', 'vitest', '--reason', 'too early');
+      const refused = await ctl(n, 'dispose', id, '--by', 'vitest', '--reason', 'too early');
       expect(refused.code, name).not.toBe(0);
       expect((await readIncident(n, id)).state, name).toBe('sealed');
       // The secret never reaches the log.

@@ -64,7 +64,7 @@ describe('incident windows (CONTRACT §4)', () => {
     const i = openIncident('n1', { atMs: T, via: 'button' }, policy, cams);
     expect(isOpen(i, T + 299_999)).toBe(true);
     expect(isOpen(i, T + 300_000)).toBe(false);
-    const states: Incident['state'][] = ['active', 'sealing', 'sealed', 'synced', 'released'];
+    const states: Incident['state'][] = ['active', 'sealing', 'sealed', 'synced', 'disposed'];
     expect(states.map((state) => lockedRanges([{ ...i, state }]).length)).toEqual([2, 2, 0, 0, 0]);
     expect(lockedRanges([i])[0]).toEqual({ camera: 'entrance', startMs: T - 120_000, endMs: T + 300_000 });
   });
