@@ -113,7 +113,7 @@ async function setUp(dir: string, prefix: string, nodes: string[], ops: string[]
   const dataDir = join(brokerDir, 'data');
   await fleetCa('init', caDir);
   for (const id of nodes) await fleetCa('node', caDir, id);
-  for (const name of ops) await fleetCa('ops', caDir, name);
+  for (const name of ops) await fleetCa('ops', caDir, name, '--role', 'admin');
   await fleetCa('server', caDir, 'localhost', '127.0.0.1');
 
   await mkdir(tlsDir, { recursive: true });
@@ -215,7 +215,7 @@ async function setUp(dir: string, prefix: string, nodes: string[], ops: string[]
       return { ca: readFileSync(broker.caFile), cert: readFileSync(files.cert), key: readFileSync(files.key) };
     },
     async issue(name) {
-      if (name.startsWith('ops:')) await fleetCa('ops', caDir, name.slice(4));
+      if (name.startsWith('ops:')) await fleetCa('ops', caDir, name.slice(4), '--role', 'admin');
       else await fleetCa('node', caDir, name);
       return broker.certFor(name);
     },

@@ -1,0 +1,179 @@
+// Signed commands (CONTRACT §7). Over MQTT a command is `{"jws": "<compact JWS>"}`: a protected
+// header of exactly `alg` (ES256 or EdDSA) and `x5c` (leaf first, at most 3 certificates), and a
+// payload of exactly {node, cmd, args, iat, nonce, replyTo?}. The node checks, in this order:
+// the signature and the chain to the fleet CA, validity dates, revocation; that `node` and `cmd`
+// are the topic's; `iat`; the nonce; the role. Every refusal is `forbidden`.
+import { createHash } from 'node:crypto';
+import { compactVerify, importX509 } from 'jose';
+import type { Clock } from '../platform/clock.js';
+import { parseJsonStrict } from '../platform/json.js';
+import { x509 } from '../platform/x509.js';
+import type { RevocationView } from '../fleet/revocation.js';
+import { isObject } from './envelope.js';
+import { resolveCommand } from './protocol.js';
+import type { ReplayGuard } from './replay.js';
+import { needsCurrentCrl, principalOf, roleAllows, type Principal } from './roles.js';
+
+export const MUST_BE_SIGNED = 'commands must be signed';
+const ALGS = new Set(['ES256', 'EdDSA']);
+const MAX_CHAIN = 3;
+const B64URL = /^[A-Za-z0-9_-]*$/;
+
+/** Who signed a command, as entries record it (CONTRACT §7 Who). */
+export interface Signer { cn: string; role: Principal['role']; certSha256: string }
+
+export type SignedCheck =
+  | { ok: true; signer: Signer; cmd: string; args: Record<string, unknown>; replyTo?: string; jws: string }
+  | {
+    ok: false;
+    reason: string;
+    /** The leaf certificate's CN when it could be read: a refusal is sent only under reply/<CN>/. */
+    leafCn?: string;
+    /** The reply topic the (possibly forged) payload asks for, when it could be read. */
+    replyTo?: string;
+  };
+
+export interface SignedCommandDeps {
+  nodeId: string;
+  /** The fleet CA certificate(s). */
+  anchors: readonly x509.X509Certificate[];
+  revocation: RevocationView;
+  replay: Pick<ReplayGuard, 'accept'>;
+  clock: Clock;
+  clockSynced(): boolean | null;
+}
+
+function b64urlJson(part: string): unknown {
+  if (!B64URL.test(part)) throw new SyntaxError('not base64url');
+  return parseJsonStrict(Buffer.from(part, 'base64url').toString('utf8'));
+}
+
+/** The outer payload: `{jws}` (with the 3.1.1 `id` and `replyTo` beside it). Else null. */
+export function outerJws(body: unknown): string | null {
+  if (!isObject(body) || typeof body['jws'] !== 'string') return null;
+  for (const k of Object.keys(body)) if (k !== 'jws' && k !== 'id' && k !== 'replyTo') return null;
+  return body['jws'];
+}
+
+export class SignedCommands {
+  constructor(private readonly deps: SignedCommandDeps) {}
+
+  /** Checks a signed command that arrived on `cmd/<topicCmd>`. Never throws. */
+  async check(topicCmd: string, jws: string): Promise<SignedCheck> {
+    try {
+      return await this.run(topicCmd, jws);
+    } catch (err) {
+      return { ok: false, reason: `signed command not readable: ${(err as Error).message}` };
+    }
+  }
+
+  private async run(topicCmd: string, jws: string): Promise<SignedCheck> {
+    const { deps } = this;
+    const parts = jws.split('.');
+    if (parts.length !== 3) return { ok: false, reason: 'not a compact JWS (three base64url parts)' };
+    let header: unknown;
+    try {
+      header = b64urlJson(parts[0]!);
+    } catch (err) {
+      return { ok: false, reason: `JWS header: ${(err as Error).message}` };
+    }
+    if (!isObject(header)) return { ok: false, reason: 'JWS header is not an object' };
+    const extra = Object.keys(header).filter((k) => k !== 'alg' && k !== 'x5c');
+    if (extra.length > 0) return { ok: false, reason: `JWS header may hold only alg and x5c (found ${extra.slice(0, 5).join(', ')})` };
+    const alg = header['alg'];
+    if (typeof alg !== 'string' || !ALGS.has(alg)) return { ok: false, reason: `JWS alg ${JSON.stringify(alg)} is not ES256 or EdDSA` };
+    const x5c = header['x5c'];
+    if (!Array.isArray(x5c) || x5c.length < 1 || x5c.length > MAX_CHAIN || !x5c.every((c) => typeof c === 'string')) {
+      return { ok: false, reason: `JWS x5c must list 1 to ${MAX_CHAIN} certificates, leaf first` };
+    }
+    let chain: x509.X509Certificate[];
+    try {
+      chain = (x5c as string[]).map((c) => new x509.X509Certificate(Buffer.from(c, 'base64')));
+    } catch (err) {
+      return { ok: false, reason: `x5c: not a certificate (${(err as Error).message})` };
+    }
+    const leaf = chain[0]!;
+    const leafCn = leaf.subjectName.getField('CN')[0];
+    // Read before anything is verified, only to know where a refusal may go.
+    let claimed: unknown;
+    try {
+      claimed = b64urlJson(parts[1]!);
+    } catch { /* checked after the signature */ }
+    const replyTo = isObject(claimed) && typeof claimed['replyTo'] === 'string' ? claimed['replyTo'] : undefined;
+    const refuse = (reason: string): SignedCheck => ({ ok: false, reason, ...(leafCn ? { leafCn } : {}), ...(replyTo !== undefined ? { replyTo } : {}) });
+
+    // Signature and chain to the fleet CA, validity dates, revocation.
+    const now = new Date(deps.clock.now());
+    const chainProblem = await this.chainProblem(chain, now);
+    if (chainProblem) return refuse(chainProblem);
+    const who = principalOf(leaf.subjectName.getField('CN'), leaf.subjectName.getField('OU'));
+    if (!who.ok) return refuse(who.reason);
+    let payloadBytes: Uint8Array;
+    try {
+      const key = await importX509(leaf.toString('pem'), alg);
+      ({ payload: payloadBytes } = await compactVerify(jws, key, { algorithms: [alg] }));
+    } catch (err) {
+      return refuse(`JWS signature does not verify with the leaf certificate's key (${(err as Error).message})`);
+    }
+    let payload: unknown;
+    try {
+      payload = parseJsonStrict(Buffer.from(payloadBytes).toString('utf8'));
+    } catch (err) {
+      return refuse(`JWS payload: ${(err as Error).message}`);
+    }
+    if (!isObject(payload)) return refuse('JWS payload is not an object');
+    const unknown = Object.keys(payload).filter((k) => !['node', 'cmd', 'args', 'iat', 'nonce', 'replyTo'].includes(k));
+    if (unknown.length > 0) return refuse(`JWS payload has unknown members (${unknown.slice(0, 5).join(', ')})`);
+    const { node, cmd, args, iat, nonce } = payload;
+    if (payload['replyTo'] !== undefined && typeof payload['replyTo'] !== 'string') return refuse('JWS payload: replyTo is not a string');
+    if (!isObject(args)) return refuse('JWS payload: args is not an object');
+    // The topic's, before aliases: a command signed for `release` is not one for `dispose`.
+    if (node !== deps.nodeId) return refuse(`signed for node ${JSON.stringify(node)}, not this one`);
+    if (cmd !== topicCmd) return refuse(`signed for command ${JSON.stringify(cmd)}, sent as ${JSON.stringify(topicCmd)}`);
+    if (typeof iat !== 'number' || typeof nonce !== 'string') return refuse('JWS payload: iat (seconds) and nonce (string) are required');
+    const replay = await deps.replay.accept(iat, nonce, Math.floor(deps.clock.now() / 1000), deps.clockSynced() === true);
+    if (replay) return refuse(replay);
+    const resolved = resolveCommand(cmd) ?? cmd;
+    if (!roleAllows(who.principal.role, resolved)) return refuse(`${who.principal.cn} (${who.principal.role}) may not ${resolved}`);
+    if (needsCurrentCrl(resolved) && deps.revocation.configured && !deps.revocation.current(now.getTime())) {
+      return refuse(`${resolved} needs a current fleet CRL, and the one configured is expired or was never loaded`);
+    }
+    const certSha256 = createHash('sha256').update(Buffer.from(leaf.rawData)).digest('hex');
+    return {
+      ok: true, signer: { ...who.principal, certSha256 }, cmd, args, jws,
+      ...(replyTo !== undefined ? { replyTo } : {}),
+    };
+  }
+
+  /** Why the chain does not lead to the fleet CA now, or null. */
+  private async chainProblem(chain: x509.X509Certificate[], now: Date): Promise<string | null> {
+    const { anchors, revocation } = this.deps;
+    // The CA itself may be sent last; it is a trust anchor, not a link.
+    const links = chain.filter((c, i) => !(i > 0 && anchors.some((a) => a.equal(c))));
+    for (let i = 0; i < links.length; i++) {
+      const cert = links[i]!;
+      const name = i === 0 ? 'leaf certificate' : `certificate ${i + 1} of x5c`;
+      if (now < cert.notBefore || now > cert.notAfter) {
+        return `${name} "${cert.subject}" is not valid now (valid ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()})`;
+      }
+      if (i > 0) {
+        const bc = cert.getExtension(x509.BasicConstraintsExtension);
+        if (!bc?.ca) return `${name} "${cert.subject}" is not a CA certificate`;
+      }
+      const next = links[i + 1];
+      if (next) {
+        if (cert.issuer !== next.subject || !(await cert.verify({ publicKey: await next.publicKey.export(), signatureOnly: true }))) {
+          return `${name} "${cert.subject}" is not signed by the next certificate in x5c`;
+        }
+      } else {
+        let anchored = false;
+        for (const a of anchors) {
+          if (cert.issuer === a.subject && await cert.verify({ publicKey: await a.publicKey.export(), signatureOnly: true })) anchored = true;
+        }
+        if (!anchored) return `${name} "${cert.subject}" is not issued by the fleet CA`;
+      }
+      if (revocation.isRevoked(cert)) return `${name} "${cert.subject}" is revoked`;
+    }
+    return null;
+  }
+}
