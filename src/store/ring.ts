@@ -130,7 +130,10 @@ export class Ring implements Component {
     this.started = true;
     if (this.pendingStepMs !== 0) this.applyStep(this.pendingStepMs);
     this.pendingStepMs = 0;
-    await this.saveStamps();
+    // A full or read-only disk must not stop the recording: clock.json is written again later.
+    await this.saveStamps().catch((err: unknown) => {
+      this.deps.log.warn({ err: (err as Error).message }, 'clock.json not saved yet; trying again with the next prune pass');
+    });
     this.deps.log.info({ segments: this.segments.length, adopted, problems: scan.problems.length, nextSeq: this.nextSeq }, 'ring index rebuilt');
     await this.prune();
     this.timer = setInterval(() => void this.requestPrune(), this.intervalMs());
@@ -438,7 +441,11 @@ export class Ring implements Component {
   private saveStamps(): Promise<void> {
     this.stampsDirty = false;
     this.stampsSavedAt = this.deps.clock.monotonic();
-    const run = this.stampsSaving.catch(() => {}).then(() => writeFileDurable(this.clockFile(), JSON.stringify(this.stamps) + '\n'));
+    const run = this.stampsSaving.catch(() => {}).then(() => writeFileDurable(this.clockFile(), JSON.stringify(this.stamps) + '\n'))
+      .catch((err: unknown) => {
+        this.stampsDirty = true; // written again with a later pass
+        throw err;
+      });
     this.stampsSaving = run;
     return run;
   }
