@@ -153,7 +153,10 @@ export class Agent {
     });
     const sync = syncModule({ ...base, config, book: incidents.book, damaged: incidents.damaged, sealedDir });
     const fleet = config.mqtt
-      ? fleetModule({ ...base, mqtt: config.mqtt, node: config.node, handlers, state: () => this.state(), publicKey: key.publicKeyBase64 })
+      ? fleetModule({
+        ...base, mqtt: config.mqtt, fleet: config.fleet, node: config.node, handlers, state: () => this.state(), publicKey: key.publicKeyBase64,
+        audit, clockSynced: () => clockStatus.synced(),
+      })
       : undefined;
     const control = controlModule({ ...base, control: config.control, handlers });
     const modules: AgentModule[] = [recording, incidents, sync, ...(fleet ? [fleet] : []), control];

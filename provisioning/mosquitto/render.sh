@@ -4,12 +4,19 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: render.sh PREFIX OUTDIR [OPS_NAME ...]
+Usage: render.sh PREFIX OUTDIR [--roster FILE] [NAME[:ROLE] ...]
 
 Writes OUTDIR/camnode.conf and OUTDIR/camnode.acl for the topic prefix PREFIX (the nodes'
-mqtt.prefix, e.g. camnode). Each OPS_NAME (as given to `fleet-ca.sh ops`, with or without
-the "ops:" the certificate's CN carries) may read everything under PREFIX and send commands.
-Re-render and reload the broker (SIGHUP) after adding or removing ops people.
+mqtt.prefix, e.g. camnode). The principals come from the fleet CA's roster (--roster
+CA_DIR/roster: "ops:NAME ROLE" lines, kept by `fleet-ca.sh ops NAME --role ROLE`) and from
+NAME:ROLE arguments (NAME with or without the "ops:" its CN carries; a NAME without a role is
+an admin, as every name was before roles). Each reads every node's status, state and events,
+only its own replies, and may send the commands its role allows:
+  viewer     state incidents incident footage report ping
+  ops        + lock hold note still snapshot sync
+  custodian  + dispose (and its old name release) disclose
+  admin      + config update, and writes <prefix>/_fleet/ (the retained CRL)
+Re-render and reload the broker (SIGHUP) after adding, changing or removing principals.
 
 Where the files will live on the broker (environment, defaults shown):
   PORT=8883  BIND_ADDRESS=            (empty: all interfaces)
@@ -27,11 +34,40 @@ shift 2
 
 # One or more topic levels, no wildcards, no $ (reserved for the broker), no empty levels.
 [[ "$prefix" =~ ^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$ ]] || { echo "render.sh: bad prefix '$prefix'" >&2; exit 2; }
-ops=()
-for name in "$@"; do
-  name=${name#ops:}
+# The commands each role may send (CONTRACT §7; src/commands/roles.ts, checked by a test).
+role_commands() {
+  local viewer="state incidents incident footage report ping"
+  local ops="$viewer lock hold note still snapshot sync"
+  local custodian="$ops dispose release disclose"
+  case "$1" in
+    viewer) echo "$viewer" ;;
+    ops) echo "$ops" ;;
+    custodian) echo "$custodian" ;;
+    admin) echo "$custodian config update" ;;
+  esac
+}
+
+entries=()
+add_principal() {
+  local name=${1#ops:} role=$2
   [[ "$name" =~ ^[a-z0-9._-]{1,60}$ ]] || { echo "render.sh: bad ops name '$name'" >&2; exit 2; }
-  ops+=("$name")
+  [[ "$role" =~ ^(viewer|ops|custodian|admin)$ ]] || { echo "render.sh: '$role' (for $name) is not viewer, ops, custodian or admin" >&2; exit 2; }
+  entries+=("$name:$role")
+}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --roster)
+      [ $# -ge 2 ] && [ -f "$2" ] || { echo "render.sh: --roster needs the roster file" >&2; exit 2; }
+      while read -r cn role _; do
+        [ -n "$cn" ] && [ "${cn:0:1}" != "#" ] || continue
+        add_principal "$cn" "$role"
+      done <"$2"
+      shift 2 ;;
+    *:*:*) n=${1#ops:}; add_principal "${n%%:*}" "${n#*:}"; shift ;;
+    ops:*) add_principal "$1" admin; shift ;;
+    *:*) add_principal "${1%%:*}" "${1#*:}"; shift ;;
+    *) add_principal "$1" admin; shift ;;
+  esac
 done
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,19 +85,33 @@ sed -e "s|@PREFIX@|$prefix|g" \
     -e 's/ *$//' \
     "$here/camnode.conf.template" >"$out/camnode.conf.tmp"
 
-# The block between the @OPS_BEGIN@ and @OPS_END@ markers is repeated once per ops name.
-awk -v prefix="$prefix" -v names="${ops[*]:-}" '
-  BEGIN { n = split(names, list, " ") }
-  /@OPS_BEGIN@/ { inblock = 1; block = ""; next }
-  /@OPS_END@/ {
-    inblock = 0
-    for (i = 1; i <= n; i++) { b = block; gsub(/@OPS_NAME@/, list[i], b); printf "%s\n", b }
-    next
-  }
-  { gsub(/@PREFIX@/, prefix) }
-  inblock { block = block (block == "" ? "" : "\n") $0; next }
-  { print }
-' "$here/acl.template" >"$out/camnode.acl.tmp"
+# The block between the @OPS_BEGIN@ and @OPS_END@ markers is repeated once per principal, its
+# @OPS_WRITES@ line replaced by the topics its role may write.
+acl_part() { # before | block | after
+  awk -v want="$1" '
+    /@OPS_BEGIN@/ { part = "block"; next }
+    /@OPS_END@/ { part = "after"; next }
+    (part == "" ? "before" : part) == want { print }
+  ' "$here/acl.template"
+}
+{
+  acl_part before
+  block=$(acl_part block)
+  for e in "${entries[@]}"; do
+    name=${e%%:*} role=${e#*:}
+    while IFS= read -r line; do
+      case "$line" in
+        *@OPS_WRITES@*)
+          echo "# role: $role"
+          for c in $(role_commands "$role"); do echo "topic write @PREFIX@/+/cmd/$c"; done
+          [ "$role" != admin ] || echo "topic write @PREFIX@/_fleet/#"
+          ;;
+        *) echo "${line//@OPS_NAME@/$name}" ;;
+      esac
+    done <<<"$block"
+  done
+  acl_part after
+} | sed -e "s|@PREFIX@|$prefix|g" >"$out/camnode.acl.tmp"
 
 mv "$out/camnode.conf.tmp" "$out/camnode.conf"
 mv "$out/camnode.acl.tmp" "$out/camnode.acl"

@@ -6,6 +6,7 @@
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DeletedRun, DeleteReason } from '../store/eviction.js';
+import type { TriggerSigner } from '../incidents/incident.js';
 import type { Component } from '../lifecycle/component.js';
 import { iso, systemClock, type Clock } from '../platform/clock.js';
 import { fsyncDir } from '../platform/durable.js';
@@ -30,9 +31,11 @@ export interface AuditPayloads {
   /** Sealed: the SHA-256 hex of manifest.json's exact bytes. Follows the manifest's audit anchor directly. */
   seal: { incident: string; manifestSha256: string };
   /** The node's copy disposed of (deleted), who and why. Logs of earlier releases say `release`. */
-  dispose: { incident: string; by: string; reason: string };
+  dispose: { incident: string; by: string; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string; reason: string };
   /** Disposed of before sync (`force`): who, why, and the state it was in. Earlier: `release.forced`. */
-  'dispose.forced': { incident: string; by: string; reason: string; state: string };
+  'dispose.forced': { incident: string; by: string; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string; reason: string; state: string };
+  /** Signed commands refused in one minute (CONTRACT §7): how many, and why (the most common reasons). */
+  refused: { from: string; to: string; count: number; reasons: Record<string, number> };
   /** Footage a prune pass deletes, written before its unlinks: one entry per reason, contiguous runs per camera. */
   delete: { reason: DeleteReason; cameras: Record<string, DeletedRun[]> };
   /**

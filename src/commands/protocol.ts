@@ -8,7 +8,7 @@ export function clip(text: string, max = 200): string {
   return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} chars)`;
 }
 
-export type ErrorCode = 'bad_request' | 'not_found' | 'conflict' | 'internal';
+export type ErrorCode = 'bad_request' | 'not_found' | 'conflict' | 'forbidden' | 'internal';
 export type Reply = { ok: true; data: unknown } | { ok: false; error: { code: ErrorCode; message: string } };
 
 export class CommandError extends Error {
@@ -48,8 +48,9 @@ export const commandArgs = {
   }),
   dispose: z.strictObject({
     incident: incidentId,
-    // Required of every sender until commands are signed (then a signed one's `by` is its CN).
-    by: text(200).min(1, 'required'),
+    // A signed command's `by` is its signer's CN (a typed one is kept as onBehalfOf); a local or
+    // unsigned one must say who asks (checked by the handler, which knows the sender).
+    by: text(200).min(1, 'must not be empty').optional(),
     reason: text(500).min(1, 'required'),
     force: z.boolean().optional(),
   }),

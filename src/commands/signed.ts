@@ -9,10 +9,10 @@ import type { Clock } from '../platform/clock.js';
 import { parseJsonStrict } from '../platform/json.js';
 import { x509 } from '../platform/x509.js';
 import type { RevocationView } from '../fleet/revocation.js';
-import { isObject } from './envelope.js';
+import { isObject, jsonDepth, MAX_DEPTH } from './envelope.js';
 import { resolveCommand } from './protocol.js';
 import type { ReplayGuard } from './replay.js';
-import { needsCurrentCrl, principalOf, roleAllows, type Principal } from './roles.js';
+import { leastRole, needsCurrentCrl, principalOf, roleAllows, type Principal } from './roles.js';
 
 export const MUST_BE_SIGNED = 'commands must be signed';
 const ALGS = new Set(['ES256', 'EdDSA']);
@@ -116,8 +116,11 @@ export class SignedCommands {
       return refuse(`JWS signature does not verify with the leaf certificate's key (${(err as Error).message})`);
     }
     let payload: unknown;
+    const payloadText = Buffer.from(payloadBytes).toString('utf8');
+    // The bounds of every request (CONTRACT §5) hold inside the signature too.
+    if (jsonDepth(payloadText) > MAX_DEPTH) return refuse(`JWS payload: request nested deeper than ${MAX_DEPTH}`);
     try {
-      payload = parseJsonStrict(Buffer.from(payloadBytes).toString('utf8'));
+      payload = parseJsonStrict(payloadText);
     } catch (err) {
       return refuse(`JWS payload: ${(err as Error).message}`);
     }
@@ -133,9 +136,12 @@ export class SignedCommands {
     if (typeof iat !== 'number' || typeof nonce !== 'string') return refuse('JWS payload: iat (seconds) and nonce (string) are required');
     const replay = await deps.replay.accept(iat, nonce, Math.floor(deps.clock.now() / 1000), deps.clockSynced() === true);
     if (replay) return refuse(replay);
+    // A command that no role names (and no node knows) is answered `bad_request` by the handlers,
+    // which run nothing for it; every other is the role's to allow.
     const resolved = resolveCommand(cmd) ?? cmd;
-    if (!roleAllows(who.principal.role, resolved)) return refuse(`${who.principal.cn} (${who.principal.role}) may not ${resolved}`);
-    if (needsCurrentCrl(resolved) && deps.revocation.configured && !deps.revocation.current(now.getTime())) {
+    const known = leastRole(resolved) !== undefined || resolveCommand(cmd) !== undefined;
+    if (known && !roleAllows(who.principal.role, resolved)) return refuse(`${who.principal.cn} (${who.principal.role}) may not ${resolved}`);
+    if (known && needsCurrentCrl(resolved) && deps.revocation.configured && !deps.revocation.current(now.getTime())) {
       return refuse(`${resolved} needs a current fleet CRL, and the one configured is expired or was never loaded`);
     }
     const certSha256 = createHash('sha256').update(Buffer.from(leaf.rawData)).digest('hex');

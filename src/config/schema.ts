@@ -139,7 +139,7 @@ const mqtt = z.strictObject({
   prefix: z.string().regex(/^[^#+]+$/, 'must not contain MQTT wildcards').default('camnode').describe('Topic prefix.'),
   stateInterval: duration().prefault('60s').describe('Publish the state at least this often.'),
   requireSignedCommands: z.boolean().default(true)
-    .describe('Commands over MQTT must be signed by an ops certificate of the fleet CA (false: test brokers only). Not built yet: ignored.'),
+    .describe('Commands over MQTT must be signed by an ops certificate of the fleet CA (false: test brokers only).'),
 }).superRefine((m, ctx) => {
   if (/^(mqtts|wss):/.test(m.url)) {
     for (const field of ['ca', 'cert', 'key'] as const) {
@@ -232,10 +232,16 @@ export const configSchema = z.strictObject({
   mqtt: mqtt.optional().describe('The fleet link. Omitted: no fleet link.'),
   control: control.prefault({}).describe('Local commands.'),
   upstream: upstream.prefault({}).describe('Where sealed incidents are synced. Omitted: type none.'),
-  fleet: fleet.optional().describe('Who may command this node, and how pushed configs and updates prove themselves. Not built yet: ignored.'),
+  fleet: fleet.optional().describe('Who may command this node, and how pushed configs and updates prove themselves (rollbackAfter and releaseKey: not built yet, ignored).'),
   audit: audit.optional().describe('The audit log leaving the node. Not built yet: ignored.'),
   policy: policy.optional().describe('The district policy\'s attestations. Not built yet: ignored.'),
   calls: calls.optional().describe('The phone system\'s call recordings, kept under the same retention. Not built yet: ignored.'),
+}).superRefine((c, ctx) => {
+  // CONTRACT §7: with signing required (the default), someone must be able to sign.
+  // (An mqtts:// URL without mqtt.ca is refused for that already: one line, one fix.)
+  if (c.mqtt?.requireSignedCommands && !c.fleet?.ca && !c.mqtt.ca && !/^(mqtts|wss):/.test(c.mqtt.url)) {
+    ctx.addIssue({ code: 'custom', path: ['fleet', 'ca'], message: 'required to verify signed commands' });
+  }
 });
 
 export type Config = z.output<typeof configSchema>;
@@ -251,8 +257,9 @@ export function unbuiltSettings(config: Config): string[] {
   if (config.incident.maxHold !== 24 * 3_600_000) out.push('incident.maxHold');
   if (config.incident.maxLockedPercent !== 50) out.push('incident.maxLockedPercent');
   if (config.button.heartbeat) out.push('button.heartbeat');
-  if (config.mqtt && !config.mqtt.requireSignedCommands) out.push('mqtt.requireSignedCommands');
   if (config.upstream.encryptTo.length > 0) out.push('upstream.encryptTo');
-  for (const section of ['fleet', 'audit', 'policy', 'calls'] as const) if (config[section] !== undefined) out.push(section);
+  if (config.fleet?.releaseKey !== undefined) out.push('fleet.releaseKey');
+  if (config.fleet && config.fleet.rollbackAfter !== 2 * 60_000) out.push('fleet.rollbackAfter');
+  for (const section of ['audit', 'policy', 'calls'] as const) if (config[section] !== undefined) out.push(section);
   return out;
 }

@@ -12,12 +12,13 @@ import { createInterface } from 'node:readline';
 import type { Incident } from '../incidents/incident.js';
 import { CLI_NAME } from './cli-name.js';
 import { EmbeddedBroker } from './broker.js';
+import { makeDemoFleet } from './throwaway-ca.js';
 import { progressBar } from '../ops/render.js';
 import type { StatePayload } from '../fleet/topics.js';
 
 export interface DemoOptions { dir: string; seconds?: number | undefined }
 
-export function demoConfig(dir: string, brokerUrl?: string): Config {
+export function demoConfig(dir: string, brokerUrl?: string, fleetCa?: string): Config {
   return validateConfig({
     node: { id: 'demo', site: 'Demo branch', stateDir: join(dir, 'state') },
     // Small enough that the pruner shows within about three minutes.
@@ -30,7 +31,9 @@ export function demoConfig(dir: string, brokerUrl?: string): Config {
     incident: { preRoll: '20s', postRoll: '20s', maxLength: '5m' },
     button: { backend: 'fake' },
     control: { socket: join(dir, 'control.sock') },
+    // Commands over MQTT must be signed, as on a real node: by the demo's own throwaway CA.
     ...(brokerUrl ? { mqtt: { url: brokerUrl, protocolVersion: '3.1.1', stateInterval: '10s', keepalive: '10s' } } : {}),
+    ...(fleetCa ? { fleet: { ca: fleetCa } } : {}),
     upstream: { type: 'dir', path: join(dir, 'upstream') },
   });
 }
@@ -88,7 +91,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   await mkdir(join(dir, 'upstream'), { recursive: true });
   const broker = new EmbeddedBroker();
   await broker.start();
-  const config = demoConfig(dir, broker.url);
+  const fleet = await makeDemoFleet(join(dir, 'fleet'));
+  const config = demoConfig(dir, broker.url, fleet.caFile);
   const agent = new Agent({ config, log, testsrc: { width: 640, height: 360, fps: 10, bitrate: 400_000 } });
   const tty = process.stdout.isTTY === true;
   const out = (line: string): void => { process.stdout.write(tty ? `\r\x1b[2K${line}` : `${line}\n`); };
@@ -108,11 +112,11 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   say(`    ${CLI_NAME} ctl lock --local --socket ${socket} --reason "test" --by "demo"`);
   say(`    ${CLI_NAME} ctl incidents --local --socket ${socket}`);
   say(`    ${CLI_NAME} ctl ping --local --socket ${socket}`);
-  say(`  or as central ops would, over the embedded MQTT broker (${broker.url}, MQTT 3.1.1):`);
-  const b = `--broker ${broker.url} --mqtt-version 3.1.1`;
+  say(`  or as central ops would, over the embedded MQTT broker (${broker.url}, MQTT 3.1.1), signed as ${fleet.cn} (admin) of a throwaway CA:`);
+  const b = `--broker ${broker.url} --mqtt-version 3.1.1 --cert ${fleet.certFile} --key ${fleet.keyFile}`;
   say(`    ${CLI_NAME} ctl nodes ${b}`);
   say(`    ${CLI_NAME} ctl state ${config.node.id} ${b}`);
-  say(`    ${CLI_NAME} ctl lock ${config.node.id} ${b} --reason "ops test" --by "ops"`);
+  say(`    ${CLI_NAME} ctl lock ${config.node.id} ${b} --reason "ops test"`);
   say(`    ${CLI_NAME} ctl watch ${b}`);
 
   const key = agent.publicKey() ?? '';

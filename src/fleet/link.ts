@@ -14,6 +14,8 @@ import type { CommandHandlers } from '../commands/handlers.js';
 import type { EventOutbox } from './outbox.js';
 import { parseRequest, type ReplyAddress } from './requests.js';
 import { clip } from '../commands/protocol.js';
+import { MUST_BE_SIGNED, outerJws, type SignedCommands } from '../commands/signed.js';
+import type { FleetRevocation } from './revocation.js';
 import { redactUrl } from '../config/redact.js';
 import { Topics, type StatePayload, type StatusPayload } from './topics.js';
 
@@ -32,6 +34,13 @@ export interface FleetLinkDeps {
   random?: () => number;
   /** Least time between two state publications caused by changes. */
   stateMinIntervalMs?: number;
+  /** Signed commands (CONTRACT §7); absent when `mqtt.requireSignedCommands` is false. */
+  signed?: {
+    commands: SignedCommands;
+    revocation: FleetRevocation;
+    /** A refused command, counted for the audit log. */
+    refused(reason: string): void;
+  } | undefined;
 }
 
 const CLIENT_SUFFIX = randomBytes(4).toString('hex');
@@ -83,6 +92,7 @@ export class FleetLink implements Component {
   async start(): Promise<void> {
     const { config, nodeId, log } = this.deps;
     this.stopping = false;
+    await this.deps.signed?.revocation.start();
     const options = await mqttOptions(config, nodeId, this.topics.status(nodeId));
     const client = mqtt.connect(config.url, options);
     this.client = client;
@@ -107,6 +117,7 @@ export class FleetLink implements Component {
     clearInterval(this.stateTimer);
     clearTimeout(this.pendingState);
     this.offAdded?.();
+    await this.deps.signed?.revocation.stop();
     const client = this.client;
     if (!client) return;
     if (client.connected) {
@@ -156,6 +167,10 @@ export class FleetLink implements Component {
       await client.publishAsync(this.topics.status(nodeId), JSON.stringify(status), { qos: 1, retain: true });
       const granted = await client.subscribeAsync(this.topics.command(nodeId, '+'), { qos: 1 });
       if (granted.some((g) => g.qos === 128 || g.qos > 2)) log.error({ topic: this.topics.command(nodeId, '+') }, 'the broker refused the command subscription (check its ACL)');
+      if (this.deps.signed) {
+        const crl = await client.subscribeAsync(this.topics.fleetCrl(), { qos: 1 });
+        if (crl.some((g) => g.qos === 128 || g.qos > 2)) log.warn({ topic: this.topics.fleetCrl() }, 'the broker refused the CRL subscription (check its ACL): revocations reach this node only through fleet.crl');
+      }
       await this.publishState();
       await this.sendEvents();
     } catch (err) {
@@ -194,20 +209,65 @@ export class FleetLink implements Component {
   }
 
   private async onMessage(topic: string, payload: Buffer, responseTopic?: string, correlationData?: Buffer): Promise<void> {
-    const { nodeId, log } = this.deps;
+    const { nodeId, log, signed } = this.deps;
+    if (topic === this.topics.fleetCrl()) {
+      if (signed && payload.length > 0) await signed.revocation.offer(payload);
+      return;
+    }
     const request = parseRequest({ topic, payload, responseTopic, correlationData }, nodeId, this.topics);
     if (!request.ok) {
       if (request.replyRefused) {
+        signed?.refused(request.replyRefused);
         log.warn({ topic: clip(topic), reason: clip(request.replyRefused) }, 'request refused: reply topic not allowed; no reply sent');
         return;
       }
       log.warn({ topic: clip(topic), cmd: clip(request.cmd, 64), reason: clip(request.reason) }, 'malformed request');
-      await this.reply(request.reply, { ok: false, error: { code: 'bad_request', message: request.reason } });
+      if (signed) {
+        // Not {"jws": string} (too large, not JSON): an old or foreign sender hears why.
+        signed.refused(MUST_BE_SIGNED);
+        await this.reply(request.reply, { ok: false, error: { code: 'forbidden', message: MUST_BE_SIGNED } });
+      } else {
+        await this.reply(request.reply, { ok: false, error: { code: 'bad_request', message: request.reason } });
+      }
       return;
     }
-    const reply = await this.deps.handlers.handle(request.cmd, request.args, { via: 'mqtt' });
-    if (!request.reply) log.info({ cmd: request.cmd, ok: reply.ok }, 'request without a reply address');
-    await this.reply(request.reply, reply);
+    if (!signed) {
+      const reply = await this.deps.handlers.handle(request.cmd, request.args, { via: 'mqtt', signer: null });
+      if (!request.reply) log.info({ cmd: request.cmd, ok: reply.ok }, 'request without a reply address');
+      await this.reply(request.reply, reply);
+      return;
+    }
+    const jws = outerJws(request.args);
+    if (jws === null) {
+      signed.refused(MUST_BE_SIGNED);
+      log.warn({ cmd: clip(request.cmd, 64) }, 'unsigned command refused');
+      await this.reply(request.reply, { ok: false, error: { code: 'forbidden', message: MUST_BE_SIGNED } });
+      return;
+    }
+    const check = await signed.commands.check(request.cmd, jws);
+    // The JWS's replyTo wins over the MQTT one; either must lie under reply/<signer CN>/.
+    const address = (replyTo: string | undefined): ReplyAddress | null => (replyTo !== undefined
+      ? { topic: replyTo, ...(request.reply?.correlationData ? { correlationData: request.reply.correlationData } : {}), ...(request.reply?.id !== undefined ? { id: request.reply.id } : {}) }
+      : request.reply);
+    if (!check.ok) {
+      signed.refused(check.reason);
+      const to = address(check.replyTo);
+      const answerable = check.leafCn !== undefined && to !== null && this.topics.isPrincipalReplyTopic(nodeId, check.leafCn, to.topic);
+      log.warn({ cmd: clip(request.cmd, 64), signer: check.leafCn ? clip(check.leafCn, 80) : null, reason: clip(check.reason), replied: answerable }, 'signed command refused');
+      if (answerable) await this.reply(to, { ok: false, error: { code: 'forbidden', message: check.reason } });
+      return;
+    }
+    const to = address(check.replyTo);
+    if (to && !this.topics.isPrincipalReplyTopic(nodeId, check.signer.cn, to.topic)) {
+      const why = `reply topic ${JSON.stringify(clip(to.topic, 120))} is not under ${this.topics.principalReplyBase(nodeId, check.signer.cn)}/`;
+      signed.refused(why);
+      log.warn({ cmd: check.cmd, signer: check.signer.cn, reason: why }, 'signed command refused; no reply sent');
+      return;
+    }
+    const reply = await this.deps.handlers.handle(check.cmd, check.args, { via: 'mqtt', signer: check.signer, jws: check.jws });
+    log.info({ cmd: check.cmd, signer: check.signer.cn, role: check.signer.role, ok: reply.ok }, 'signed command');
+    if (!to) log.info({ cmd: check.cmd, ok: reply.ok }, 'request without a reply address');
+    await this.reply(to, reply);
   }
 
   private async reply(address: ReplyAddress | null, body: object): Promise<void> {

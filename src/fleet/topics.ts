@@ -9,6 +9,8 @@ export interface StatusPayload {
   version?: string;
   since?: string;
   publicKey?: string;
+  /** "signed": commands must be signed (CONTRACT §7); absent: the node takes them unsigned. */
+  commands?: 'signed';
 }
 
 export interface CameraState {
@@ -82,6 +84,13 @@ export class Topics {
   /** Requesters pick reply topics here: a broker's ACL confines a node to its own subtree. */
   replyBase(node: string): string { return `${this.prefix}/${node}/reply`; }
 
+  /** Where a principal's replies go (only it may read them): `<prefix>/<node>/reply/<CN>`. */
+  principalReplyBase(node: string, cn: string): string { return `${this.replyBase(node)}/${cn}`; }
+  /** The fleet's own subtree: the retained CRL, written by admins, read by all. */
+  fleetCrl(): string { return `${this.prefix}/_fleet/crl`; }
+  /** ctl's markers, each principal under its own CN. */
+  ctlBase(cn: string): string { return `${this.prefix}/_ctl/${cn}`; }
+
   allStatus(): string { return `${this.prefix}/+/status`; }
   allState(): string { return `${this.prefix}/+/state`; }
   allEvents(): string { return `${this.prefix}/+/events`; }
@@ -92,6 +101,11 @@ export class Topics {
     const parts = topic.slice(this.prefix.length + 1).split('/');
     if (parts.length < 2 || !parts[0] || !parts[1]) return null;
     return { node: parts[0], kind: parts[1], rest: parts.slice(2) };
+  }
+
+  /** A reply topic for a principal's signed command: under reply/<CN>/, one level or more below it. */
+  isPrincipalReplyTopic(node: string, cn: string, topic: string): boolean {
+    return this.isOwnReplyTopic(node, topic) && topic.startsWith(`${this.principalReplyBase(node, cn)}/`) && topic.length > this.principalReplyBase(node, cn).length + 1;
   }
 
   /** A reply topic a node may publish to: under its own reply subtree, no wildcards. */

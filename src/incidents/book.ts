@@ -19,7 +19,7 @@ import {
   applyExtension,
   extendIncident,
   type Extension, INCIDENT_ID, isOpen, lockedRanges, openIncident, shiftWindow,
-  type Incident, type IncidentState, type TriggerRequest, type WindowPolicy,
+  type Incident, type IncidentState, type TriggerRequest, type TriggerSigner, type WindowPolicy,
 } from './incident.js';
 
 interface BookData { version: 1; incidents: Incident[] }
@@ -211,7 +211,10 @@ export class IncidentBook implements Component {
   }
 
   /** CONTRACT §4: refused before sync unless forced (or no upstream); deletes the local copy. */
-  dispose(args: { incident: string; by: string; reason: string; force?: boolean | undefined }): Promise<Incident> {
+  dispose(args: {
+    incident: string; by: string; reason: string; force?: boolean | undefined;
+    onBehalfOf?: string | undefined; signer?: TriggerSigner | null | undefined; jws?: string | undefined;
+  }): Promise<Incident> {
     return this.exclusive(async () => {
       const { deps } = this;
       const incident = this.get(args.incident);
@@ -227,8 +230,15 @@ export class IncidentBook implements Component {
       }
       const disposed: Incident = { ...incident, state: 'disposed' };
       await this.put(disposed);
-      if (ready) await deps.audit.append('dispose', { incident: incident.id, by: args.by, reason: args.reason });
-      else await deps.audit.append('dispose.forced', { incident: incident.id, by: args.by, reason: args.reason, state: incident.state });
+      // Who: the signer and the JWS itself when signed (CONTRACT §7).
+      const who = {
+        by: args.by,
+        ...(args.onBehalfOf !== undefined ? { onBehalfOf: args.onBehalfOf } : {}),
+        ...(args.signer !== undefined ? { signer: args.signer } : {}),
+        ...(args.jws !== undefined ? { jws: args.jws } : {}),
+      };
+      if (ready) await deps.audit.append('dispose', { incident: incident.id, ...who, reason: args.reason });
+      else await deps.audit.append('dispose.forced', { incident: incident.id, ...who, reason: args.reason, state: incident.state });
       await rm(join(deps.sealedDir, incident.id), { recursive: true, force: true });
       deps.log.warn({ incident: incident.id, by: args.by, reason: args.reason, forced: !ready }, 'incident disposed of; local copy deleted');
       deps.events.emit('incident.disposed', { incident: incident.id });

@@ -6,10 +6,18 @@ import { iso } from '../platform/clock.js';
 export type IncidentState = 'active' | 'sealing' | 'sealed' | 'synced' | 'disposed';
 export type TriggerVia = 'button' | 'mqtt' | 'local';
 
+/** Who signed a command (CONTRACT §7): the principal's CN, role and certificate's SHA-256. */
+export interface TriggerSigner { cn: string; role: string; certSha256: string }
+
 export interface Trigger {
   at: string;
   via: TriggerVia;
+  /** Who asked: a signed command's signer CN, else what the requester typed. */
   by?: string;
+  /** A signed command's typed `by` (the person the signer acted for). */
+  onBehalfOf?: string;
+  /** The signer of a signed command; null for an unsigned MQTT command (signing not required). */
+  signer?: TriggerSigner | null;
   reason?: string;
   /** Later presses counted in this trigger: within 1 s of it, or past the cap (CONTRACT §4). */
   repeats?: number;
@@ -55,6 +63,8 @@ export interface TriggerRequest {
   atMs: number;
   via: TriggerVia;
   by?: string | undefined;
+  onBehalfOf?: string | undefined;
+  signer?: TriggerSigner | null | undefined;
   reason?: string | undefined;
   /** Cameras asked for; all enabled ones when absent or empty. */
   cameras?: string[] | undefined;
@@ -79,6 +89,8 @@ function trigger(req: TriggerRequest): Trigger {
   return {
     at: iso(req.atMs), via: req.via,
     ...(req.by !== undefined ? { by: req.by } : {}),
+    ...(req.onBehalfOf !== undefined ? { onBehalfOf: req.onBehalfOf } : {}),
+    ...(req.signer !== undefined ? { signer: req.signer } : {}),
     ...(req.reason !== undefined ? { reason: req.reason } : {}),
   };
 }

@@ -3,6 +3,7 @@
 // is loaded only when a node has one. A link that cannot start (a missing certificate file,
 // say) is the `fleet` fault and is retried; the broker being down is not a fault: the link
 // reconnects by itself and the outbox keeps every event meanwhile.
+import type { AuditLog } from '../audit/log.js';
 import type { Config } from '../config/schema.js';
 import type { AgentEvents } from '../events.js';
 import type { CommandHandlers } from '../commands/handlers.js';
@@ -11,6 +12,7 @@ import { Supervised } from '../lifecycle/supervisor.js';
 import { iso } from '../platform/clock.js';
 import type { FleetLink } from '../fleet/link.js';
 import { EventOutbox } from '../fleet/outbox.js';
+import { RefusalTally } from '../fleet/refusals.js';
 import type { EventType, StatePayload } from '../fleet/topics.js';
 import { VERSION } from '../version.js';
 import type { AgentModule, ModuleBase } from './module.js';
@@ -24,7 +26,10 @@ export const FLEET_EVENTS = [
 
 export interface FleetDeps extends ModuleBase {
   mqtt: NonNullable<Config['mqtt']>;
+  fleet: Config['fleet'];
   node: Config['node'];
+  audit: Pick<AuditLog, 'append'>;
+  clockSynced(): boolean | null;
   /** Every module's commands (the link starts after all of them are registered). */
   handlers: CommandHandlers;
   state(): Promise<StatePayload>;
@@ -39,15 +44,23 @@ export interface FleetModule extends AgentModule {
 export function fleetModule(deps: FleetDeps): FleetModule {
   const { mqtt, node, clock, log, events, faults } = deps;
   const outbox = new EventOutbox({ stateDir: node.stateDir, clock, log: log.child({ component: 'outbox' }) });
+  const signing = mqtt.requireSignedCommands;
+  const refusals = new RefusalTally({ audit: deps.audit, clock, log: log.child({ component: 'fleet' }) });
   const link = new Supervised<FleetLink>({
     name: 'fleet', faults, log,
     build: async () => {
       const { FleetLink } = await import('../fleet/link.js');
+      // The fleet CA unreadable: the `fleet` fault, retried; commands are never taken unchecked.
+      const trust = signing
+        ? await (await import('../fleet/trust.js')).loadTrust({ nodeId: node.id, stateDir: node.stateDir, mqtt, fleet: deps.fleet, clock, clockSynced: deps.clockSynced, log: log.child({ component: 'fleet' }) })
+        : undefined;
+      if (!signing) log.warn('mqtt.requireSignedCommands is false: every MQTT command is taken unsigned, with every role (test brokers only)');
       return new FleetLink({
         config: mqtt, nodeId: node.id, handlers: deps.handlers, outbox,
         state: deps.state,
-        status: { version: VERSION, since: iso(clock.now()), publicKey: deps.publicKey },
+        status: { version: VERSION, since: iso(clock.now()), publicKey: deps.publicKey, ...(signing ? { commands: 'signed' as const } : {}) },
         log: log.child({ component: 'fleet' }),
+        signed: trust ? { ...trust, refused: (reason) => refusals.add(reason) } : undefined,
       });
     },
   });
@@ -72,7 +85,7 @@ export function fleetModule(deps: FleetDeps): FleetModule {
   return {
     name: 'fleet',
     early: [outbox, forwarder],
-    components: [link],
+    components: [refusals, link],
     publishState: async () => link.current()?.publishState(),
   };
 }

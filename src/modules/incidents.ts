@@ -8,6 +8,7 @@ import { AUDIT_LOG_FILE, type AuditLog } from '../audit/log.js';
 import type { NodeKey } from '../audit/keys.js';
 import { createButton, type ButtonSetup } from '../button/index.js';
 import type { DebouncedButton, Led } from '../button/index.js';
+import { whoAsks } from '../commands/handlers.js';
 import { CommandError } from '../commands/protocol.js';
 import { IncidentBook } from '../incidents/book.js';
 import { DamagedIncidents } from '../incidents/damaged.js';
@@ -140,7 +141,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     commands: {
       lock: async (a, ctx) => {
         const { incident: locked, extended } = await book.lock({
-          atMs: book.triggerTime(), via: ctx.via, by: a.by, reason: a.reason, cameras: a.cameras,
+          atMs: book.triggerTime(), via: ctx.via, ...whoAsks(ctx, a.by, false), reason: a.reason, cameras: a.cameras,
           preRollMs: a.preRoll, postRollMs: a.postRoll, urgent: a.urgent,
         });
         // From the reply on, every segment in the window is kept: none is mid-unlink.
@@ -148,7 +149,10 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
         faultPoint('lock.returned');
         return { incident: locked.id, extended };
       },
-      dispose: async (a) => ({ incident: (await book.dispose(a)).id }),
+      dispose: async (a, ctx) => {
+        const who = whoAsks(ctx, a.by, true);
+        return { incident: (await book.dispose({ ...a, by: who.by!, ...who, ...(ctx.jws ? { jws: ctx.jws } : {}) })).id };
+      },
       incidents: async () => ({ incidents: book.list() }),
       incident: async (a) => {
         const found = book.get(a.incident);

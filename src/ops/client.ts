@@ -1,10 +1,13 @@
 // The ops side of the fleet link, used by `camnode ctl`: requests to one node with a reply
-// topic under that node's subtree, the retained status/state of every node, live events.
+// topic under that node's subtree (under reply/<own CN>/, the only one the fleet ACL lets a
+// principal read), signed for nodes whose status asks for it; the retained status/state of
+// every node, live events.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { ReplyPayload, StatePayload, StatusPayload } from '../fleet/topics.js';
 import { Topics } from '../fleet/topics.js';
+import type { Signing } from './signer.js';
 
 export interface BrokerOptions {
   url: string;
@@ -27,7 +30,10 @@ export interface NodeView { node: string; status?: StatusPayload; state?: StateP
 
 export class FleetClient {
   readonly topics: Topics;
-  private constructor(private readonly client: MqttClient, private readonly opts: BrokerOptions) {
+  /** Each node's retained status, as last seen (whether it wants commands signed). */
+  private readonly statuses = new Map<string, StatusPayload>();
+
+  private constructor(private readonly client: MqttClient, private readonly opts: BrokerOptions, private readonly signing: Signing | null) {
     this.topics = new Topics(opts.prefix);
   }
 
@@ -55,7 +61,43 @@ export class FleetClient {
     }
     // Requests go back to back on one connection (lock --all): Nagle would hold each ~40 ms.
     (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
-    return new FleetClient(client, opts);
+    // Our certificate signs commands (over plain mqtt:// too) and names our reply topics.
+    let signing: Signing | null = null;
+    if (opts.cert && opts.key) {
+      const { signingWith } = await import('./signer.js');
+      try {
+        signing = signingWith({ certPem: await readFile(opts.cert, 'utf8'), keyPem: await readFile(opts.key, 'utf8') });
+      } catch (err) {
+        await client.endAsync().catch(() => {});
+        throw new Error(`--cert/--key cannot sign commands: ${(err as Error).message}`);
+      }
+    }
+    return new FleetClient(client, opts, signing);
+  }
+
+  /** A node's retained status: from an earlier listing, else read now (retained, so it is there at once or not at all). */
+  private async statusOf(node: string): Promise<StatusPayload | undefined> {
+    const known = this.statuses.get(node);
+    if (known) return known;
+    const topic = this.topics.status(node);
+    const got = new Promise<StatusPayload | undefined>((resolve) => {
+      const onMessage = (t: string, payload: Buffer): void => {
+        if (t !== topic) return;
+        this.client.off('message', onMessage);
+        try {
+          resolve(payload.length > 0 ? JSON.parse(payload.toString('utf8')) as StatusPayload : undefined);
+        } catch {
+          resolve(undefined);
+        }
+      };
+      this.client.on('message', onMessage);
+      setTimeout(() => { this.client.off('message', onMessage); resolve(undefined); }, Math.min(1_500, this.opts.timeoutMs)).unref();
+    });
+    await this.client.subscribeAsync(topic, { qos: 0 });
+    const status = await got;
+    await this.client.unsubscribeAsync(topic).catch(() => {});
+    if (status) this.statuses.set(node, status);
+    return status;
   }
 
   async close(): Promise<void> {
@@ -64,7 +106,13 @@ export class FleetClient {
 
   /** One command to one node; resolves with its reply, or rejects NoAnswer after the timeout. */
   async request(node: string, cmd: string, args: Record<string, unknown>): Promise<ReplyPayload> {
-    const replyTopic = `${this.topics.replyBase(node)}/ctl-${randomBytes(8).toString('hex')}`;
+    const wantsSigned = (await this.statusOf(node))?.commands === 'signed';
+    if (wantsSigned && !this.signing) {
+      throw new Error(`node ${node} takes only signed commands: give your ops certificate and key (--cert and --key, or CAMNODE_CTL_CERT / CAMNODE_CTL_KEY)`);
+    }
+    const replyTopic = this.signing
+      ? `${this.topics.principalReplyBase(node, this.signing.cn)}/ctl-${randomBytes(8).toString('hex')}`
+      : `${this.topics.replyBase(node)}/ctl-${randomBytes(8).toString('hex')}`;
     const correlation = randomBytes(8);
     const id = correlation.toString('hex');
     const answer = new Promise<ReplyPayload>((resolve) => {
@@ -81,7 +129,8 @@ export class FleetClient {
     });
     await this.client.subscribeAsync(replyTopic, { qos: 1 });
     const v5 = this.opts.protocolVersion === 5;
-    const body = v5 ? args : { ...args, replyTo: replyTopic, id };
+    const signedArgs = wantsSigned ? { jws: await this.signing!.sign(node, cmd, args, replyTopic) } : args;
+    const body = v5 ? signedArgs : { ...signedArgs, replyTo: replyTopic, id };
     await this.client.publishAsync(this.topics.command(node, cmd as never), JSON.stringify(body), {
       qos: 1,
       ...(v5 ? { properties: { responseTopic: replyTopic, correlationData: correlation } } : {}),
@@ -100,10 +149,12 @@ export class FleetClient {
    */
   async nodes(quietMs = 400): Promise<NodeView[]> {
     const views = new Map<string, NodeView>();
-    // Under a command topic: the fleet ACL lets ops write only `<prefix>/+/cmd/#` (a marker on a
-    // reply topic is silently dropped, and every run would wait out the quiet spell). `_ctl` is
-    // no valid node id, so no node receives it.
-    const marker = `${this.topics.node('_ctl')}/cmd/nodes-${randomBytes(6).toString('hex')}`;
+    // Under `<prefix>/_ctl/<CN>/`, where the fleet ACL lets each principal read and write (a
+    // marker anywhere else is silently dropped, and every run would wait out the quiet spell).
+    // Without a certificate (a test broker), `_ctl/cmd/` as before: `_ctl` is no node id.
+    const marker = this.signing
+      ? `${this.topics.ctlBase(this.signing.cn)}/nodes-${randomBytes(6).toString('hex')}`
+      : `${this.topics.node('_ctl')}/cmd/nodes-${randomBytes(6).toString('hex')}`;
     let last = Date.now();
     let markerSeen = false;
     const onMessage = (topic: string, payload: Buffer): void => {
@@ -113,7 +164,10 @@ export class FleetClient {
       last = Date.now();
       try {
         const view = views.get(t.node) ?? { node: t.node };
-        if (t.kind === 'status') view.status = JSON.parse(payload.toString('utf8')) as StatusPayload;
+        if (t.kind === 'status') {
+          view.status = JSON.parse(payload.toString('utf8')) as StatusPayload;
+          this.statuses.set(t.node, view.status);
+        }
         else view.state = JSON.parse(payload.toString('utf8')) as StatePayload;
         views.set(t.node, view);
       } catch { /* a node publishing garbage is shown without it */ }

@@ -13,7 +13,8 @@ export interface Credentials {
 
 export interface Signing {
   cn: string;
-  sign(node: string, cmd: string, args: object, replyTo: string, nowMs?: number): Promise<string>;
+  /** `replyTo` undefined: the JWS names none, and the node answers on the MQTT reply address. */
+  sign(node: string, cmd: string, args: object, replyTo: string | undefined, nowMs?: number): Promise<string>;
 }
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
@@ -42,7 +43,7 @@ export function signingWith(creds: Credentials): Signing {
   return {
     cn,
     async sign(node, cmd, args, replyTo, nowMs = Date.now()) {
-      const payload = { node, cmd, args, iat: Math.floor(nowMs / 1000), nonce: randomBytes(18).toString('base64url'), replyTo };
+      const payload = { node, cmd, args, iat: Math.floor(nowMs / 1000), nonce: randomBytes(18).toString('base64url'), ...(replyTo !== undefined ? { replyTo } : {}) };
       return new CompactSign(Buffer.from(JSON.stringify(payload), 'utf8')).setProtectedHeader({ alg, x5c }).sign(key);
     },
   };

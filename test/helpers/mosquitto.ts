@@ -30,7 +30,7 @@ export interface MosquittoOptions {
   prefix?: string;
   /** Node ids to issue certificates for (CN = id). */
   nodes: string[];
-  /** Ops names to issue certificates for (CN = `ops:NAME`) and grant in the ACL (default `['admin']`). */
+  /** Principals to issue certificates for (CN = `ops:NAME`), `NAME` (an admin) or `NAME:ROLE`; the ACL is rendered from the CA's roster (default `['admin']`). */
   ops?: string[];
   /** Also open a plain listener: no TLS, anonymous, no ACL (for tests that need none of that). */
   plain?: boolean;
@@ -113,7 +113,10 @@ async function setUp(dir: string, prefix: string, nodes: string[], ops: string[]
   const dataDir = join(brokerDir, 'data');
   await fleetCa('init', caDir);
   for (const id of nodes) await fleetCa('node', caDir, id);
-  for (const name of ops) await fleetCa('ops', caDir, name, '--role', 'admin');
+  for (const spec of ops) {
+    const [name, role = 'admin'] = spec.split(':');
+    await fleetCa('ops', caDir, name!, '--role', role);
+  }
   await fleetCa('server', caDir, 'localhost', '127.0.0.1');
 
   await mkdir(tlsDir, { recursive: true });
@@ -130,7 +133,7 @@ async function setUp(dir: string, prefix: string, nodes: string[], ops: string[]
   const confFile = join(brokerDir, 'camnode.conf');
 
   const writeConf = async (): Promise<void> => {
-    await run('bash', [RENDER, prefix, brokerDir, ...ops], {
+    await run('bash', [RENDER, prefix, brokerDir, '--roster', join(caDir, 'roster')], {
       env: {
         ...process.env,
         PORT: String(port),

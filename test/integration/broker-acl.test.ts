@@ -12,6 +12,8 @@ import { promisify } from 'node:util';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startMosquitto, stopAllMosquittos, type Mosquitto } from '../helpers/mosquitto.js';
+import { resolveCommand } from '../../src/commands/protocol.js';
+import { roleAllows } from '../../src/commands/roles.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const FLEET_CA = join(REPO, 'provisioning/fleet-ca.sh');
@@ -94,7 +96,8 @@ describe.each([
 ])('fleet broker ACL with prefix $prefix', ({ prefix, plain }) => {
   let broker: Mosquitto;
   beforeAll(async () => {
-    broker = await startMosquitto({ prefix, nodes: ['node-1', 'node-2'], ops: ['alice'], plain });
+    // alice is an admin; the others have the role after their name (CONTRACT §7).
+    broker = await startMosquitto({ prefix, nodes: ['node-1', 'node-2'], ops: ['alice', 'vera:viewer', 'otto:ops', 'cleo:custodian'], plain });
   });
   afterAll(async () => {
     await broker.dispose();
@@ -194,6 +197,57 @@ describe.each([
       .rejects.toMatchObject({ code: NOT_AUTHORIZED });
     await expect(ops.client.publishAsync(`${prefix}/node-1/events`, '{"id":999}', { qos: 1 }))
       .rejects.toMatchObject({ code: NOT_AUTHORIZED });
+  });
+
+  it('each principal may send the commands its role allows, and no other (the ACL rendered from the roster)', async () => {
+    const principals = { 'ops:vera': 'viewer', 'ops:otto': 'ops', 'ops:cleo': 'custodian', 'ops:alice': 'admin' } as const;
+    const commands = ['state', 'incidents', 'footage', 'report', 'ping', 'lock', 'hold', 'note', 'still', 'snapshot', 'sync', 'dispose', 'release', 'disclose', 'config', 'update', 'explode'];
+    for (const [cn, role] of Object.entries(principals)) {
+      const c = await connectAs(broker, cn, 5);
+      for (const cmd of commands) {
+        const allowed = roleAllows(role, resolveCommand(cmd) ?? cmd);
+        const outcome = await c.client.publishAsync(`${prefix}/node-1/cmd/${cmd}`, '{}', { qos: 1 }).then(() => 'sent', (e: { code?: number }) => (e.code === NOT_AUTHORIZED ? 'refused' : String(e)));
+        expect(outcome, `${cn} (${role}) → cmd/${cmd}`).toBe(allowed ? 'sent' : 'refused');
+      }
+    }
+  });
+
+  it('a viewer subscribed to # never receives another principal\'s reply, nor a command payload; its own replies reach it', async () => {
+    const vera = await connectAs(broker, 'ops:vera');
+    await vera.client.subscribeAsync(`${prefix}/#`, { qos: 1 });
+    const node1 = await connectAs(broker, 'node-1');
+    const alice = await connectAs(broker, 'ops:alice');
+    // A still meant for alice, and alice's command carrying a camera password.
+    await node1.client.publishAsync(`${prefix}/node-1/reply/ops:alice/r1`, '{"ok":true,"data":{"jpegBase64":"SECRET-STILL"}}', { qos: 1 });
+    await alice.client.publishAsync(`${prefix}/node-1/cmd/config`, '{"jws":"SECRET-CONFIG"}', { qos: 1 });
+    // Each sender's next message reaches vera only after the ones before it would have.
+    await flush(node1.client, vera, `${prefix}/node-1/events`);
+    await flush(alice.client, vera, `${prefix}/_fleet/marker`);
+    expect(vera.got.filter((m) => m.payload.includes('SECRET'))).toEqual([]);
+    // Its own reply does arrive, and every node's status, state and events.
+    await node1.client.publishAsync(`${prefix}/node-1/reply/ops:vera/r2`, '{"ok":true,"data":"for vera"}', { qos: 1 });
+    await waitFor(() => vera.got.some((m) => m.topic === `${prefix}/node-1/reply/ops:vera/r2`), 'vera\'s own reply');
+    expect(vera.got.every((m) => /\/(status|state|events)$|\/reply\/ops:vera\/|\/_fleet\//.test(m.topic)), JSON.stringify(vera.got.map((m) => m.topic))).toBe(true);
+  });
+
+  it('_ctl/<CN>/ is each principal\'s own; _fleet/ is read by all and written by admins only', async () => {
+    const vera = await connectAs(broker, 'ops:vera', 5);
+    await vera.client.subscribeAsync(`${prefix}/_ctl/ops:vera/#`, { qos: 1 });
+    await vera.client.publishAsync(`${prefix}/_ctl/ops:vera/m1`, 'mine', { qos: 1 });
+    await waitFor(() => vera.got.some((m) => m.payload === 'mine'), 'its own ctl marker');
+    await expect(vera.client.publishAsync(`${prefix}/_ctl/ops:alice/m`, 'x', { qos: 1 })).rejects.toMatchObject({ code: NOT_AUTHORIZED });
+    await expect(vera.client.publishAsync(`${prefix}/_fleet/crl`, 'forged', { qos: 1, retain: true })).rejects.toMatchObject({ code: NOT_AUTHORIZED });
+    const cleo = await connectAs(broker, 'ops:cleo', 5);
+    await expect(cleo.client.publishAsync(`${prefix}/_fleet/crl`, 'forged', { qos: 1, retain: true })).rejects.toMatchObject({ code: NOT_AUTHORIZED });
+    const node1 = await connectAs(broker, 'node-1', 5);
+    await expect(node1.client.publishAsync(`${prefix}/_fleet/crl`, 'forged', { qos: 1, retain: true })).rejects.toMatchObject({ code: NOT_AUTHORIZED });
+    const alice = await connectAs(broker, 'ops:alice', 5);
+    await alice.client.publishAsync(`${prefix}/_fleet/crl`, 'the CRL', { qos: 1, retain: true });
+    // A node (any node) reads it, retained.
+    const node2 = await connectAs(broker, 'node-2', 5);
+    await node2.client.subscribeAsync(`${prefix}/_fleet/crl`, { qos: 1 });
+    const got = await waitFor(() => node2.got.find((m) => m.topic === `${prefix}/_fleet/crl`), 'the retained CRL at node-2');
+    expect(got).toMatchObject({ payload: 'the CRL', retain: true });
   });
 });
 

@@ -31,7 +31,8 @@ describe('camnode demo', () => {
     child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
     try {
-      const printed = await waitFor(() => stdout.split('\n').find((l) => / ctl state demo --broker mqtt:\/\/127\.0\.0\.1:\d+ --mqtt-version 3\.1\.1$/.test(l)), `the printed ctl state line\n${stdout}\n${stderr}`, 30_000);
+      // Signed with the demo's throwaway principal, as every command over MQTT must be.
+      const printed = await waitFor(() => stdout.split('\n').find((l) => / ctl state demo --broker mqtt:\/\/127\.0\.0\.1:\d+ --mqtt-version 3\.1\.1 --cert \S+ --key \S+$/.test(l)), `the printed ctl state line\n${stdout}\n${stderr}`, 30_000);
       // The line as printed, run from where the demo was started: `node dist/src/main.js ctl …`.
       const argv = printed.trim().split(/\s+/);
       expect(argv.slice(0, 2)).toEqual(['node', 'dist/src/main.js']);
@@ -40,6 +41,16 @@ describe('camnode demo', () => {
       const parsed = JSON.parse(state.stdout) as { cameras: { id: string }[]; health: { faults: unknown[] } };
       expect(parsed.cameras.map((c) => c.id)).toEqual(['entrance', 'desk']);
       expect(parsed.health.faults).toEqual([]);
+      // The printed lock line too: the node records who signed it.
+      const lockLine = stdout.split('\n').find((l) => / ctl lock demo --broker /.test(l))!;
+      const lockArgv = lockLine.trim().split(/\s+/).slice(2).map((a) => a.replace(/^"|"$/g, ''));
+      const i = lockArgv.indexOf('--reason');
+      const locked = await runCli([...lockArgv.slice(0, i), '--reason', 'ops test', '--json'], { timeoutMs: 30_000 });
+      expect(locked.code, locked.stderr).toBe(0);
+      const { incident } = JSON.parse(locked.stdout) as { incident: string };
+      const shown = await runCli(['ctl', 'incident', '--local', '--socket', join(data, 'control.sock'), incident, '--json']);
+      const trigger = (JSON.parse(shown.stdout) as { triggers: { by?: string; via: string; signer?: { cn: string; role: string } }[] }).triggers[0]!;
+      expect(trigger).toMatchObject({ via: 'mqtt', by: 'ops:demo', signer: { cn: 'ops:demo', role: 'admin' } });
       expect(await exited).toBe(0);
     } finally {
       child.kill('SIGKILL');

@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import mqtt, { type IClientPublishOptions, type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/version.js';
+import { signingWith, type Signing } from '../../src/ops/signer.js';
 import { baseConfig, runCli, RunningAgent, tempDir, waitFor, writeConfig, type CliResult } from '../helpers/agent.js';
 import { startMosquitto, stopAllMosquittos, type Mosquitto } from '../helpers/mosquitto.js';
 import { recorderPids } from '../helpers/segments.js';
@@ -24,6 +25,8 @@ const NODE = 'node-1';
 const CAMERAS = ['cam-a', 'cam-b'];
 const PREFIX = 'camnode';
 const REPLY_BASE = `${PREFIX}/${NODE}/reply`;
+/** Where a node answers ops:admin's signed commands (CONTRACT §7): only ops:admin may read there. */
+const ADMIN_REPLIES = `${REPLY_BASE}/ops:admin`;
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const INCIDENT_ID = /^\d{8}T\d{6}Z-[a-z2-7]{4}$/;
 
@@ -129,7 +132,7 @@ describe('retained status and last will', () => {
     const started = node.agent.find((l) => l.msg === 'agent started')!;
     expect(started['publicKey']).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     const online = await waitFor(() => statusOf(watcher.got).find((m) => (m.body as { online?: boolean }).online === true), 'status online', 15_000);
-    expect(online.body).toEqual({ online: true, version: VERSION, since: expect.stringMatching(ISO), publicKey: started['publicKey'] });
+    expect(online.body).toEqual({ online: true, version: VERSION, since: expect.stringMatching(ISO), publicKey: started['publicKey'], commands: 'signed' });
     expect(Buffer.from(started['publicKey'] as string, 'base64')).toHaveLength(32);
 
     // The whole process group dies at once, as systemd does it: only the will can say so.
@@ -161,8 +164,11 @@ describe('retained status and last will', () => {
 describe.each([5, '3.1.1'] as Version[])('every command over MQTT %s', (version) => {
   let node: Node;
   let ops: { client: MqttClient; got: Msg[] };
+  let signing: Signing;
 
   beforeAll(async () => {
+    const admin = broker.certFor('ops:admin');
+    signing = signingWith({ certPem: await readFile(admin.cert, 'utf8'), keyPem: await readFile(admin.key, 'utf8') });
     node = await startNode(version);
     ops = await connectOps(version);
     await ops.client.subscribeAsync(`${REPLY_BASE}/#`, { qos: 1 });
@@ -176,13 +182,15 @@ describe.each([5, '3.1.1'] as Version[])('every command over MQTT %s', (version)
 
   /**
    * One request from the raw client in the form of its protocol (v5: Response Topic and
-   * Correlation Data; 3.1.1: replyTo and id in the payload); resolves with the one reply.
+   * Correlation Data; 3.1.1: replyTo and id in the payload), signed by ops:admin (the JWS
+   * names the same reply topic); resolves with the one reply.
    */
   async function request(cmd: string, args: Record<string, unknown>, opts: { id?: unknown } = {}): Promise<Msg> {
-    const replyTo = `${REPLY_BASE}/raw-${randomUUID()}`;
+    const replyTo = `${ADMIN_REPLIES}/raw-${randomUUID()}`;
     const correlationData = Buffer.from(randomUUID());
     const v5 = version === 5;
-    const payload = v5 ? args : { ...args, replyTo, id: opts.id ?? randomUUID() };
+    const jws = await signing.sign(NODE, cmd, args, replyTo);
+    const payload: Record<string, unknown> = v5 ? { jws } : { jws, replyTo, id: opts.id ?? randomUUID() };
     const publish: IClientPublishOptions = { qos: 1, ...(v5 ? { properties: { responseTopic: replyTo, correlationData } } : {}) };
     await ops.client.publishAsync(`${PREFIX}/${NODE}/cmd/${cmd}`, JSON.stringify(payload), publish);
     const reply = await waitFor(() => ops.got.find((m) => m.topic === replyTo), `reply to ${cmd}`, 20_000, 20);
@@ -272,10 +280,12 @@ describe.each([5, '3.1.1'] as Version[])('every command over MQTT %s', (version)
     const incident = one['data'] as { id: string; node: string; state: string; cameras: string[]; urgent: boolean; triggers: unknown[]; window: { start: string; end: string } };
     expect(incident).toMatchObject({ id: locked.incident, node: NODE, state: 'active', urgent: true });
     expect([...incident.cameras].sort()).toEqual(CAMERAS);
+    // Signed: `by` is the signer's CN, a typed `by` is kept as onBehalfOf (CONTRACT §7 Who).
+    const signer = { cn: 'ops:admin', role: 'admin', certSha256: expect.stringMatching(/^[0-9a-f]{64}$/) };
     expect(incident.triggers).toEqual([
-      { at: expect.stringMatching(ISO), via: 'mqtt', by: 'ops/jdoe', reason: 'fight at the desk' },
-      { at: expect.stringMatching(ISO), via: 'mqtt', by: 'ops/raw', reason: 'still going' },
-      { at: expect.stringMatching(ISO), via: 'mqtt', reason: 'third' },
+      { at: expect.stringMatching(ISO), via: 'mqtt', by: 'ops:admin', onBehalfOf: 'ops/jdoe', signer, reason: 'fight at the desk' },
+      { at: expect.stringMatching(ISO), via: 'mqtt', by: 'ops:admin', onBehalfOf: 'ops/raw', signer, reason: 'still going' },
+      { at: expect.stringMatching(ISO), via: 'mqtt', by: 'ops:admin', signer, reason: 'third' },
     ]);
     // The second trigger's 90 s post-roll moved the end.
     expect(Date.parse(incident.window.end) - Date.parse((incident.triggers[1] as { at: string }).at)).toBe(90_000);
@@ -375,19 +385,26 @@ describe.each([5, '3.1.1'] as Version[])('every command over MQTT %s', (version)
   });
 
   // Only MQTT 5 carries both forms (a 3.1.1 packet has no properties).
-  if (version === 5) it('when both forms are present MQTT 5 wins', async () => {
-    const v5Topic = `${REPLY_BASE}/both-v5-${randomUUID()}`;
-    const payloadTopic = `${REPLY_BASE}/both-311-${randomUUID()}`;
+  if (version === 5) it('the reply address: the JWS\'s replyTo first, then MQTT 5 over the payload form', async () => {
+    const v5Topic = `${ADMIN_REPLIES}/both-v5-${randomUUID()}`;
+    const payloadTopic = `${ADMIN_REPLIES}/both-311-${randomUUID()}`;
     const correlationData = Buffer.from('both');
-    await ops.client.publishAsync(`${PREFIX}/${NODE}/cmd/ping`, JSON.stringify({ replyTo: payloadTopic, id: 'payload-id' }), {
+    // The JWS names no reply topic: MQTT 5's Response Topic wins over the payload's replyTo.
+    await ops.client.publishAsync(`${PREFIX}/${NODE}/cmd/ping`, JSON.stringify({ jws: await signing.sign(NODE, 'ping', {}, undefined), replyTo: payloadTopic, id: 'payload-id' }), {
       qos: 1, properties: { responseTopic: v5Topic, correlationData },
     });
     const reply = await waitFor(() => ops.got.find((m) => m.topic === v5Topic), 'the reply on the Response Topic', 10_000, 20);
     expect(reply.raw).toBe(`{"ok":true,"data":{"version":"${VERSION}"}}`);
     expect(reply.correlationData?.equals(correlationData)).toBe(true);
+    // The JWS names one: it wins over the Response Topic (the signed address is the one that counts).
+    const signedTopic = `${ADMIN_REPLIES}/signed-${randomUUID()}`;
+    await ops.client.publishAsync(`${PREFIX}/${NODE}/cmd/ping`, JSON.stringify({ jws: await signing.sign(NODE, 'ping', {}, signedTopic) }), {
+      qos: 1, properties: { responseTopic: payloadTopic, correlationData: Buffer.from('signed') },
+    });
+    await waitFor(() => ops.got.find((m) => m.topic === signedTopic), 'the reply on the JWS reply topic', 10_000, 20);
     // One request, one reply: once a later request on the payload's topic is answered there,
-    // nothing from the first one can still be on its way to it.
-    await ops.client.publishAsync(`${PREFIX}/${NODE}/cmd/ping`, JSON.stringify({}), { qos: 1, properties: { responseTopic: payloadTopic, correlationData: Buffer.from('flush') } });
+    // nothing from the first two can still be on its way to it.
+    await ops.client.publishAsync(`${PREFIX}/${NODE}/cmd/ping`, JSON.stringify({ jws: await signing.sign(NODE, 'ping', {}, undefined) }), { qos: 1, properties: { responseTopic: payloadTopic, correlationData: Buffer.from('flush') } });
     await waitFor(() => ops.got.find((m) => m.topic === payloadTopic), 'flush reply', 10_000, 20);
     expect(ops.got.filter((m) => m.topic === payloadTopic).map((m) => m.correlationData?.toString())).toEqual(['flush']);
   });
@@ -402,7 +419,7 @@ describe.each([5, '3.1.1'] as Version[])('every command over MQTT %s', (version)
     await watch.client.subscribeAsync(`${PREFIX}/${NODE}/status`, { qos: 1 });
     const online = await waitFor(() => statusOf(watch.got)[0], 'retained status', 5_000);
     const started = node.agent.find((l) => l.msg === 'agent started')!;
-    expect(online).toMatchObject({ retain: true, body: { online: true, version: VERSION, since: expect.stringMatching(ISO), publicKey: started['publicKey'] } });
+    expect(online).toMatchObject({ retain: true, body: { online: true, version: VERSION, since: expect.stringMatching(ISO), publicKey: started['publicKey'], commands: 'signed' } });
     node.agent.killGroup();
     await node.agent.exited;
     const offline = await waitFor(() => statusOf(watch.got).find((m) => !m.retain), 'the will', 15_000);

@@ -1,16 +1,21 @@
-// Bad input over MQTT (CONTRACT §3, §5), against a real Mosquitto configured from provisioning/
-// (TLS, client certificates, the ACL) and the real agent run through the CLI: malformed JSON,
-// non-objects, wrong types, unknown commands and arguments, a 10 MB payload, missing and foreign
-// reply addresses — each gets an error reply where it has a reply address, a log line, and
-// changes nothing; the agent keeps answering. Then thousands of random requests on both protocol
-// versions, each answered exactly as its reply address and arguments say it must be.
+// Bad input over MQTT (CONTRACT §3, §5, §7), against a real Mosquitto configured from provisioning/
+// (TLS, client certificates, the ACL) and the real agent run through the CLI. Commands must be
+// signed, so the input is fuzzed at two layers: the envelope (malformed JSON, non-objects, a
+// 10 MB payload, no JWS: `forbidden`, "commands must be signed") and, inside valid signatures
+// by ops:admin, the arguments (wrong types, unknown commands and arguments: `bad_request`).
+// Missing and foreign reply addresses too. Each gets an error reply where it has a reply
+// address, a log line, and changes nothing; the agent keeps answering. Then thousands of random
+// requests on both protocol versions, each answered exactly as its envelope, reply address and
+// arguments say it must be.
 //
-// What the node publishes is watched by a subscriber to `#` on a plain listener, which no ACL
-// filters. With the node on the TLS listener the ACL would drop a publish outside its subtree
+// Requests are sent on a plain listener, so that names the fleet ACL would stop reach the node;
+// what the node publishes is watched by a subscriber to `#` there, which no ACL filters. With the node on the TLS listener the ACL would drop a publish outside its subtree
 // anyway, so the foreign-address cases also run with the node on the plain listener, where only
 // the node's own refusal keeps those topics empty.
-import { randomUUID } from 'node:crypto';
+import { createPrivateKey, randomBytes, randomUUID, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { CompactSign } from 'jose';
 import { join } from 'node:path';
 import mqtt, { type IClientPublishOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +28,9 @@ const NODE = 'node-1';
 const PREFIX = 'camnode';
 const SUBTREE = `${PREFIX}/${NODE}/`;
 const REPLY_BASE = `${PREFIX}/${NODE}/reply`;
+/** ops:admin's replies: the only reply topics a node answers its signed commands on. */
+const ADMIN_REPLIES = `${REPLY_BASE}/ops:admin`;
+const MUST_BE_SIGNED = 'commands must be signed';
 const CMD = (name: string) => `${PREFIX}/${NODE}/cmd/${name}`;
 const CAMERAS = ['cam-a'];
 const ERROR = 50;
@@ -35,10 +43,19 @@ interface Client { client: MqttClient; got: Msg[] }
 interface Reply { id?: unknown; ok: boolean; data?: unknown; error?: { code: string; message: string } }
 
 let broker: Mosquitto;
+let signArgs: (cmd: string, argsText: string) => Promise<string>;
 
 beforeAll(async () => {
   // 16 MiB so that a 10 MB request reaches the node and the node's own limit is what answers.
   broker = await startMosquitto({ nodes: [NODE], ops: ['admin'], plain: true, maxPacketSize: 16 * MIB });
+  const files = broker.certFor('ops:admin');
+  const key = createPrivateKey(readFileSync(files.key));
+  const x5c = [Buffer.from(new X509Certificate(readFileSync(files.cert)).raw).toString('base64')];
+  // The JWS payload written as text, so that fuzzed arguments (a `__proto__` key, say) are
+  // signed exactly as generated.
+  signArgs = (cmd, argsText) => new CompactSign(Buffer.from(
+    `{"node":${JSON.stringify(NODE)},"cmd":${JSON.stringify(cmd)},"args":${argsText},"iat":${Math.floor(Date.now() / 1000)},"nonce":"${randomBytes(18).toString('base64url')}"}`,
+  )).setProtectedHeader({ alg: 'ES256', x5c }).sign(key);
 });
 afterAll(async () => {
   await stopAllMosquittos();
@@ -75,6 +92,13 @@ describe.each([
   let agent: RunningAgent;
   let ops: Client;
   let observer: Client;
+  /**
+   * Sends every request, on the plain listener: the fleet ACL lets ops:admin write only the
+   * commands its role names, so a request for an unknown command would never reach the node
+   * from the TLS side (broker-acl.test.ts proves that part). Replies are read by `ops` on TLS,
+   * under the ACL: what ops:admin receives is what reaches it in production.
+   */
+  let sender: Client;
   const v5 = version === 5;
 
   beforeAll(async () => {
@@ -88,18 +112,21 @@ describe.each([
       incident: { preRoll: '2s', postRoll: '2m', maxLength: '1h' },
       control: { socket: join(dir, 'control.sock') },
       mqtt: { ...mqttConfig, protocolVersion: version, keepalive: '2s', stateInterval: '60s' },
+      // On the plain listener there is no mqtt.ca: the fleet CA is named here.
+      fleet: { ca: broker.caFile },
     });
     agent = RunningAgent.start(await writeConfig(dir, config));
     await agent.waitForLog((l) => l.msg === 'agent started', 'agent started');
     await agent.waitForLog((l) => l.msg === 'connected to the broker', 'connected to the broker');
     observer = await connect(broker.plainUrl!, 5);
+    sender = await connect(broker.plainUrl!, version);
     await observer.client.subscribeAsync('#', { qos: 1 });
     ops = await connect(broker.url, version, 'ops:admin');
     await ops.client.subscribeAsync(`${REPLY_BASE}/#`, { qos: 1 });
   });
 
   afterAll(async () => {
-    await Promise.all([ops, observer].map((c) => c?.client.endAsync(true).catch(() => undefined)));
+    await Promise.all([ops, observer, sender].map((c) => c?.client.endAsync(true).catch(() => undefined)));
     agent?.killGroup();
     await agent?.exited;
     if (dir) {
@@ -110,24 +137,26 @@ describe.each([
     }
   });
 
-  /** A fresh reply topic under the node's own reply subtree. */
-  const own = (tag = 'r'): string => `${REPLY_BASE}/${tag}-${randomUUID()}`;
+  /** A fresh reply topic under ops:admin's part of the node's reply subtree. */
+  const own = (tag = 'r'): string => `${ADMIN_REPLIES}/${tag}-${randomUUID()}`;
 
   /**
-   * Publishes one request: `address` goes as Response Topic (v5) or into the payload as
-   * replyTo/id (3.1.1, and only if the payload is an object's JSON).
+   * Publishes one request: an object is signed by ops:admin as the command's arguments (the
+   * envelope `{jws}`), a string or bytes go as they are (an envelope of their own). `address`
+   * goes as Response Topic (v5) or beside the JWS as replyTo/id (3.1.1).
    */
   async function send(cmd: string, payload: string | Buffer | Record<string, unknown>, address?: string, id?: unknown): Promise<Buffer | undefined> {
     let body: string | Buffer;
     let opts: IClientPublishOptions = { qos: 1 };
     const correlationData = Buffer.from(randomUUID());
     if (typeof payload === 'object' && !Buffer.isBuffer(payload)) {
-      body = JSON.stringify(!v5 && address ? { ...payload, replyTo: address, id } : payload);
+      const jws = await signArgs(cmd, JSON.stringify(payload));
+      body = JSON.stringify(!v5 && address ? { jws, replyTo: address, id } : { jws });
     } else {
       body = payload;
     }
     if (v5 && address) opts = { qos: 1, properties: { responseTopic: address, correlationData } };
-    await ops.client.publishAsync(CMD(cmd), body, opts);
+    await sender.client.publishAsync(CMD(cmd), body, opts);
     return v5 && address ? correlationData : undefined;
   }
 
@@ -161,36 +190,40 @@ describe.each([
     return observer.got.filter((m) => !m.topic.startsWith(`${PREFIX}/${NODE}/cmd/`));
   }
 
-  interface Case { name: string; cmd: string; payload: string | Buffer | Record<string, unknown>; error: RegExp; log: string; replyless311?: boolean; skip?: boolean }
+  interface Case { name: string; cmd: string; payload: string | Buffer | Record<string, unknown>; error: RegExp; code?: string; log: string; replyless311?: boolean; skip?: boolean }
+  const unsigned = /^commands must be signed$/;
   const cases: Case[] = [
-    // Under 3.1.1 the reply address lives inside the payload: a payload that is not a JSON
-    // object has none, so these are answered only over MQTT 5.
-    { name: 'malformed JSON', cmd: 'lock', payload: '{"reason": "x", ', error: /^malformed JSON/, log: 'malformed request', replyless311: true },
-    { name: 'a JSON array', cmd: 'lock', payload: `[{"replyTo":"${REPLY_BASE}/arr"}]`, error: /must be a JSON object/, log: 'malformed request', replyless311: true },
-    { name: 'bytes that are not UTF-8', cmd: 'ping', payload: Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0xc3]), error: /^request is not valid UTF-8/, log: 'malformed request', replyless311: true },
+    // The envelope. Under 3.1.1 the reply address lives inside the payload: a payload that is
+    // not a JSON object has none, so these are answered only over MQTT 5.
+    { name: 'malformed JSON', cmd: 'lock', payload: '{"reason": "x", ', error: unsigned, code: 'forbidden', log: 'malformed request', replyless311: true },
+    { name: 'a JSON array', cmd: 'lock', payload: `[{"replyTo":"${ADMIN_REPLIES}/arr"}]`, error: unsigned, code: 'forbidden', log: 'malformed request', replyless311: true },
+    { name: 'bytes that are not UTF-8', cmd: 'ping', payload: Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0xc3]), error: unsigned, code: 'forbidden', log: 'malformed request', replyless311: true },
+    { name: 'an unsigned command (an old ctl)', cmd: 'lock', payload: '{"reason":"x","replyTo":"@TO@","id":"case-id"}', error: unsigned, code: 'forbidden', log: 'unsigned command refused' },
+    { name: 'an empty command name', cmd: '', payload: {}, error: unsigned, code: 'forbidden', log: 'malformed request' },
+    // The arguments, inside valid signatures.
     { name: 'a wrong type: preRoll "soon"', cmd: 'lock', payload: { preRoll: 'soon' }, error: /^lock: preRoll: not a duration: "soon"/, log: 'command refused' },
     { name: 'a wrong type: cameras "a"', cmd: 'lock', payload: { cameras: 'a' }, error: /^lock: cameras: /, log: 'command refused' },
     { name: 'a wrong type: urgent "yes"', cmd: 'lock', payload: { urgent: 'yes', reason: 'r' }, error: /^lock: urgent: /, log: 'command refused' },
     { name: 'a reason over its limit', cmd: 'lock', payload: { reason: 'x'.repeat(501) }, error: /^lock: reason: /, log: 'command refused' },
     { name: 'an unknown camera', cmd: 'lock', payload: { cameras: ['cam-z'] }, error: /unknown or disabled camera "cam-z"/, log: 'command refused' },
     { name: 'an unknown command', cmd: 'explode', payload: {}, error: /^unknown command "explode"/, log: 'unknown command refused' },
-    { name: 'an empty command name', cmd: '', payload: {}, error: /not a command topic/, log: 'malformed request' },
     { name: 'an unknown argument', cmd: 'lock', payload: { reason: 'x', colour: 'red' }, error: /^lock: unknown argument "colour"/, log: 'command refused' },
     { name: 'an argument to ping', cmd: 'ping', payload: { verbose: true }, error: /^ping: unknown argument "verbose"/, log: 'command refused' },
     { name: 'an argument to state', cmd: 'state', payload: { cameras: ['cam-a'] }, error: /^state: unknown argument "cameras"/, log: 'command refused' },
     { name: 'an argument to sync', cmd: 'sync', payload: { force: true }, error: /^sync: unknown argument "force"/, log: 'command refused' },
-    { name: 'dispose without its arguments', cmd: 'dispose', payload: { incident: 5 }, error: /^dispose: incident: .*by: required.*reason: required/, log: 'command refused' },
+    { name: 'dispose without its arguments', cmd: 'dispose', payload: { incident: 5 }, error: /^dispose: incident: .*reason: required/, log: 'command refused' },
     { name: 'a malformed incident id', cmd: 'incident', payload: { incident: '../../etc/passwd' }, error: /^incident: incident: not an incident id/, log: 'command refused' },
     { name: 'a snapshot of an unknown camera', cmd: 'snapshot', payload: { camera: 'cam-z' }, error: /no camera cam-z/, log: 'command refused' },
-    { name: 'arguments nested 200 deep', cmd: 'lock', payload: { reason: JSON.parse('['.repeat(200) + ']'.repeat(200)) as unknown }, error: /^request nested deeper than 64/, log: 'malformed request' },
+    { name: 'arguments nested 200 deep', cmd: 'lock', payload: { reason: JSON.parse('['.repeat(200) + ']'.repeat(200)) as unknown }, error: /^JWS payload: request nested deeper than 64/, code: 'forbidden', log: 'signed command refused' },
     { name: 'type confusion: an object where the command reads strings', cmd: 'lock', payload: { reason: { toString: 0 }, by: ['a'] }, error: /^lock: reason: .*by: /, log: 'command refused' },
   ];
 
-  it.each(cases)('$name: an error reply where it has an address, a log line, nothing changed', async (c) => {
+  it.each(cases.filter((c) => !c.skip))('$name: an error reply where it has an address, a log line, nothing changed', async (c) => {
     const before = await incidentCount();
     const from = agent.logs.length;
     const to = own('case');
-    const correlationData = await send(c.cmd, c.payload, to, 'case-id');
+    const payload = typeof c.payload === 'string' ? c.payload.replace('@TO@', to) : c.payload;
+    const correlationData = await send(c.cmd, payload, to, 'case-id');
     if (!v5 && c.replyless311) {
       await logsSince(from, (l) => l.msg === c.log);
       await ping();
@@ -199,7 +232,7 @@ describe.each([
       const reply = await replyOn(to);
       const body = reply.body as Reply;
       expect(Object.keys(body)).toEqual(v5 ? ['ok', 'error'] : ['id', 'ok', 'error']);
-      expect(body).toMatchObject({ ok: false, error: { code: expect.stringMatching(/^(bad_request|not_found)$/), message: expect.stringMatching(c.error) } });
+      expect(body).toMatchObject({ ok: false, error: { code: c.code ?? expect.stringMatching(/^(bad_request|not_found)$/), message: expect.stringMatching(c.error) } });
       if (v5) expect(reply.correlationData?.equals(correlationData!)).toBe(true);
       else expect(body.id).toBe('case-id');
       await logsSince(from, (l) => l.msg === c.log);
@@ -213,12 +246,12 @@ describe.each([
   if (!v5) it('an id nested 50,000 deep: refused, answered with id null, the agent unharmed', async () => {
     const to = own('deep-id');
     const deepId = '['.repeat(50_000) + ']'.repeat(50_000);
-    await ops.client.publishAsync(CMD('ping'), `{"replyTo":"${to}","id":${deepId}}`, { qos: 1 });
+    await sender.client.publishAsync(CMD('ping'), `{"jws":"${await signArgs('ping', '{}')}","replyTo":"${to}","id":${deepId}}`, { qos: 1 });
     const reply = await replyOn(to);
-    expect(reply.body).toEqual({ id: null, ok: false, error: { code: 'bad_request', message: 'request nested deeper than 64' } });
+    expect(reply.body).toEqual({ id: null, ok: false, error: { code: 'forbidden', message: MUST_BE_SIGNED } });
     const longId = 'x'.repeat(129);
     const to2 = own('long-id');
-    await ops.client.publishAsync(CMD('ping'), JSON.stringify({ replyTo: to2, id: longId }), { qos: 1 });
+    await sender.client.publishAsync(CMD('ping'), JSON.stringify({ jws: await signArgs('ping', '{}'), replyTo: to2, id: longId }), { qos: 1 });
     expect((await replyOn(to2)).body).toMatchObject({ id: null, ok: true });
     await ping();
     expect(agent.proc.exitCode).toBeNull();
@@ -232,7 +265,7 @@ describe.each([
     const correlationData = await send('lock', { reason }, to, 'big-id');
     const reply = await replyOn(to, 30_000);
     const body = reply.body as Reply;
-    expect(body).toMatchObject({ ok: false, error: { code: 'bad_request', message: expect.stringMatching(/larger than/) } });
+    expect(body).toMatchObject({ ok: false, error: { code: 'forbidden', message: MUST_BE_SIGNED } });
     if (v5) expect(reply.correlationData?.equals(correlationData!)).toBe(true);
     else expect(body.id).toBe('big-id');
     // The log says what was refused without repeating 10 MB.
@@ -253,17 +286,18 @@ describe.each([
 
   it.each(FOREIGN)('a reply address on %s: refused, logged, no reply anywhere, no lock', async (foreign) => {
     const before = await incidentCount();
+    const jws = (): Promise<string> => signArgs('lock', '{"reason":"foreign"}');
     const forms: { payload: Record<string, unknown>; opts: IClientPublishOptions }[] = [
-      { payload: { reason: 'foreign', replyTo: foreign, id: 1 }, opts: { qos: 1 } },
+      { payload: { jws: await jws(), replyTo: foreign, id: 1 }, opts: { qos: 1 } },
     ];
     if (v5) {
-      forms.push({ payload: { reason: 'foreign' }, opts: { qos: 1, properties: { responseTopic: foreign, correlationData: Buffer.from('f') } } });
+      forms.push({ payload: { jws: await jws() }, opts: { qos: 1, properties: { responseTopic: foreign, correlationData: Buffer.from('f') } } });
       // MQTT 5 wins: an acceptable replyTo in the payload does not rescue a foreign Response Topic.
-      forms.push({ payload: { reason: 'foreign', replyTo: own('rescue'), id: 2 }, opts: { qos: 1, properties: { responseTopic: foreign } } });
+      forms.push({ payload: { jws: await jws(), replyTo: own('rescue'), id: 2 }, opts: { qos: 1, properties: { responseTopic: foreign } } });
     }
     for (const f of forms) {
       const from = agent.logs.length;
-      await ops.client.publishAsync(CMD('lock'), JSON.stringify(f.payload), f.opts);
+      await sender.client.publishAsync(CMD('lock'), JSON.stringify(f.payload), f.opts);
       const line = await logsSince(from, (l) => l.msg === 'request refused: reply topic not allowed; no reply sent');
       expect(line['reason']).toContain(JSON.stringify(foreign));
     }
@@ -285,6 +319,7 @@ describe.each([
       let validLocks = 0;
 
       const requests = Array.from({ length: fuzz }, (_, n) => randomRequest(rnd, n, v5));
+      for (const r of requests) await seal(r, signArgs);
       for (const r of requests) {
         const e = expectation(r);
         if (e.replyTopic) expected.set(e.replyTopic, { ok: e.ok, hasId: e.hasId, id: e.id, ...(r.correlationData ? { correlationData: r.correlationData } : {}), n: r.n });
@@ -292,7 +327,7 @@ describe.each([
       }
       // Sent quickly: 100 in flight at a time.
       for (let i = 0; i < requests.length; i += 100) {
-        await Promise.all(requests.slice(i, i + 100).map((r) => ops.client.publishAsync(CMD(r.cmd), r.payload, {
+        await Promise.all(requests.slice(i, i + 100).map((r) => sender.client.publishAsync(CMD(r.cmd), r.payload, {
           qos: 1, ...(r.responseTopic ? { properties: { responseTopic: r.responseTopic, ...(r.correlationData ? { correlationData: r.correlationData } : {}) } } : {}),
         })));
       }
@@ -313,7 +348,7 @@ describe.each([
         const what = `request #${e.n} ${JSON.stringify(describeRequest(requests[e.n]!))} → ${m.raw.toString()}; ${note}`;
         expect(body.ok, what).toBe(e.ok);
         expect(Object.keys(body).filter((k) => k !== 'id'), what).toEqual(body.ok ? ['ok', 'data'] : ['ok', 'error']);
-        if (!body.ok) expect(['bad_request', 'not_found', 'conflict'], what).toContain(body.error!.code);
+        if (!body.ok) expect(['bad_request', 'not_found', 'conflict', 'forbidden'], what).toContain(body.error!.code);
         if (e.correlationData) expect(m.correlationData?.equals(e.correlationData), what).toBe(true);
         if (e.hasId) expect(body.id, what).toEqual(e.id);
         else expect(body, what).not.toHaveProperty('id');
@@ -359,7 +394,10 @@ describe.each([
 interface FuzzRequest {
   n: number;
   cmd: string;
+  /** What goes on the wire; for a signed request, made by `seal()` once the JWS is signed. */
   payload: Buffer;
+  /** A signed request: its arguments (the JWS's `args`), and what stands beside the JWS. */
+  signed?: { argsText: string; envelope: [string, unknown][]; cutAt?: number };
   responseTopic?: string;
   correlationData?: Buffer;
   /** Own reply topics by construction: no other value generated is one (see `randomValue`). */
@@ -419,25 +457,29 @@ function objectText(entries: [string, unknown][]): string {
 function randomRequest(rnd: () => number, n: number, v5: boolean): FuzzRequest {
   const ownTopics = new Set<string>();
   const ownTopic = (): string => {
-    const t = `${REPLY_BASE}/fz-${n}-${ownTopics.size}`;
+    const t = `${ADMIN_REPLIES}/fz-${n}-${ownTopics.size}`;
     ownTopics.add(t);
     return t;
   };
   const cmd = rnd() < 0.75 ? pick(rnd, [...Object.keys(commandArgs), 'lock', 'lock', 'lock']) : pick(rnd, ['explode', '', 'LOCK', 'ping ', 'pïng', '$sys', 'release.', randomString(rnd, 8).replace(/[\n\t]/g, '')]);
   const r = rnd();
-  let payload: Buffer;
+  let payload = Buffer.alloc(0);
+  let signed: FuzzRequest['signed'];
   if (r < 0.1) {
     payload = Buffer.from(Array.from({ length: Math.floor(rnd() * 64) }, () => Math.floor(rnd() * 256)));
   } else if (r < 0.2) {
     payload = Buffer.from(JSON.stringify(pick(rnd, [[], [1, 2], 'ping', 42, null, true, [{ replyTo: ownTopic() }]])));
   } else {
-    const entries: [string, unknown][] = [];
+    // The arguments, signed; each key once (a member twice is refused by the signature check,
+    // which the component tests cover).
+    const args = new Map<string, unknown>();
     const count = Math.floor(rnd() * 4);
     for (let i = 0; i < count; i++) {
       const key = rnd() < 0.8 ? pick(rnd, KEYS) : randomString(rnd, 6);
       const values = Object.hasOwn(ARG_VALUES, key) ? ARG_VALUES[key] : undefined; // not `constructor` of Object
-      entries.push([key, values && rnd() < 0.85 ? values(rnd) : randomValue(rnd)]);
+      args.set(key, values && rnd() < 0.85 ? values(rnd) : randomValue(rnd));
     }
+    const entries: [string, unknown][] = [];
     const a = rnd();
     if (a < 0.5) entries.push(['replyTo', ownTopic()]);
     else if (a < 0.65) entries.push(['replyTo', pick(rnd, [...FOREIGN, REPLY_BASE, `${REPLY_BASE}/`, `${REPLY_BASE}/#`, `${REPLY_BASE}/+/x`, `${PREFIX}/${NODE}/state`, `${PREFIX}/${NODE}-2/reply/x`])]);
@@ -448,11 +490,10 @@ function randomRequest(rnd: () => number, n: number, v5: boolean): FuzzRequest {
       const j = Math.floor(rnd() * (i + 1));
       [entries[i], entries[j]] = [entries[j]!, entries[i]!];
     }
-    const text = objectText(entries);
-    // Now and then a request cut short.
-    payload = Buffer.from(rnd() < 0.05 ? text.slice(0, Math.floor(rnd() * text.length)) : text);
+    // Now and then an envelope cut short.
+    signed = { argsText: objectText([...args]), envelope: entries, ...(rnd() < 0.05 ? { cutAt: rnd() } : {}) };
   }
-  const req: FuzzRequest = { n, cmd, payload, ownTopics };
+  const req: FuzzRequest = { n, cmd, payload, ownTopics, ...(signed ? { signed } : {}) };
   if (v5) {
     const p = rnd();
     // No wildcards in a Response Topic: that is a protocol error the broker disconnects for.
@@ -462,6 +503,14 @@ function randomRequest(rnd: () => number, n: number, v5: boolean): FuzzRequest {
     if (req.correlationData?.length === 0) delete req.correlationData;
   }
   return req;
+}
+
+/** Signs a request's arguments and writes its envelope: `{jws}` with replyTo and id where drawn. */
+async function seal(r: FuzzRequest, signArgs: (cmd: string, argsText: string) => Promise<string>): Promise<void> {
+  if (!r.signed) return;
+  const entries: [string, unknown][] = [['jws', await signArgs(r.cmd, r.signed.argsText)], ...r.signed.envelope];
+  const text = objectText(entries);
+  r.payload = Buffer.from(r.signed.cutAt !== undefined ? text.slice(0, Math.floor(r.signed.cutAt * text.length)) : text);
 }
 
 /** What the node must do with a request, worked out independently of src/fleet. */
@@ -493,8 +542,11 @@ function expectation(r: FuzzRequest): { replyTopic?: string; ok: boolean; hasId:
   const answered = replyTopic !== undefined && r.ownTopics.has(replyTopic);
   let ok = false;
   let lock = false;
-  if (isObject && isCommandName(r.cmd) && r.cmd !== 'incident' && r.cmd !== 'dispose' && r.cmd !== 'snapshot') {
+  // The envelope: exactly {jws} (with the 3.1.1 replyTo and id beside it); else refused unsigned.
+  const envelopeOk = isObject && r.signed !== undefined && Object.keys(args).length === 1 && typeof args['jws'] === 'string';
+  if (envelopeOk && isCommandName(r.cmd) && r.cmd !== 'incident' && r.cmd !== 'dispose' && r.cmd !== 'snapshot') {
     // incident/dispose name incidents that do not exist, snapshot cameras that do not.
+    args = JSON.parse(r.signed!.argsText) as Record<string, unknown>;
     const valid = commandArgs[r.cmd].safeParse(args);
     ok = valid.success && (r.cmd !== 'lock' || ((args['cameras'] as string[] | undefined) ?? []).every((c) => CAMERAS.includes(c)));
     lock = ok && r.cmd === 'lock';

@@ -37,7 +37,7 @@ beforeAll(async () => {
   const cameras = PASSWORDS.map((p, i) => ({ id: `cam-${i}`, source: `rtsp://admin:${encoded(p)}@127.0.0.1:${dead}/stream${i}`, zone: 'entrance' }));
   configPath = await writeConfig(dir, baseConfig(dir, cameras, {
     control: { socket },
-    mqtt: { url: `mqtt://camnode:${encodeURIComponent(BROKER_PASSWORD)}@127.0.0.1:${dead}`, protocolVersion: '3.1.1' },
+    mqtt: { url: `mqtt://camnode:${encodeURIComponent(BROKER_PASSWORD)}@127.0.0.1:${dead}`, protocolVersion: '3.1.1', requireSignedCommands: false },
   }));
 });
 afterAll(async () => { await rm(dir, { recursive: true, force: true }); });

@@ -133,7 +133,10 @@ upstream: {type: s3, endpoint: "https://s3.ops.example.org", region: us-east-1, 
     expect(problems({ ...minimal, upstream: { type: 's3' } })).toEqual(['upstream.bucket: required for type s3']);
     expect(problems({ ...minimal, upstream: { type: 'dir' } })).toEqual(['upstream.path: required for type dir']);
     expect(problems({ ...minimal, mqtt: { url: 'mqtts://h:8883', ca: '/ca' } })).toEqual(['mqtt.cert: required for mqtts:// URLs', 'mqtt.key: required for mqtts:// URLs']);
-    expect(problems({ ...minimal, mqtt: { url: 'mqtt://127.0.0.1:1883' } })).toEqual([]);
+    // Commands over MQTT are signed by default: someone must be able to check the signatures.
+    expect(problems({ ...minimal, mqtt: { url: 'mqtt://127.0.0.1:1883' } })).toEqual(['fleet.ca: required to verify signed commands']);
+    expect(problems({ ...minimal, mqtt: { url: 'mqtt://127.0.0.1:1883' }, fleet: { ca: '/etc/camnode/fleet-ca.crt' } })).toEqual([]);
+    expect(problems({ ...minimal, mqtt: { url: 'mqtt://127.0.0.1:1883', requireSignedCommands: false } })).toEqual([]);
     expect(problems({ ...minimal, mqtt: { url: 'http://x' } })[0]).toMatch(/^mqtt\.url: /);
   });
 
@@ -193,14 +196,14 @@ describe('keys of the second batch (CONTRACT §2, new): parsed and validated bef
     expect(c.policy).toEqual({ signage: { posted: true, checkedAt: '2026-11-02', recheckEvery: 180 * 86_400_000 } });
     expect(c.calls).toEqual({ watch: '/var/spool/asterisk/monitor', pattern: '*.wav', settle: 10_000, startFrom: '(?<epoch>\\d{10})', keepSource: true });
     expect(validateConfig(minimal).mqtt).toBeUndefined();
-    expect(validateConfig({ ...minimal, mqtt: { url: 'mqtt://h' } }).mqtt?.requireSignedCommands).toBe(true);
+    expect(validateConfig({ ...minimal, mqtt: { url: 'mqtt://h' }, fleet: { ca: '/ca.crt' } }).mqtt?.requireSignedCommands).toBe(true);
   });
 
   it('says which are set but not built yet (ignored with one log line at start); defaults are not listed', () => {
     expect(unbuiltSettings(validateConfig(full))).toEqual([
-      'incident.maxHold', 'incident.maxLockedPercent', 'button.heartbeat', 'mqtt.requireSignedCommands', 'upstream.encryptTo', 'fleet', 'audit', 'policy', 'calls',
+      'incident.maxHold', 'incident.maxLockedPercent', 'button.heartbeat', 'upstream.encryptTo', 'fleet.releaseKey', 'fleet.rollbackAfter', 'audit', 'policy', 'calls',
     ]);
-    expect(unbuiltSettings(validateConfig({ ...minimal, mqtt: { url: 'mqtt://h' } }))).toEqual([]);
+    expect(unbuiltSettings(validateConfig({ ...minimal, mqtt: { url: 'mqtt://h' }, fleet: { ca: '/ca.crt', crl: '/crl.pem' } }))).toEqual([]);
   });
 
   it('names each bad value by its path', () => {
@@ -225,7 +228,7 @@ describe('keys of the second batch (CONTRACT §2, new): parsed and validated bef
     expect(problems({ ...minimal, calls: { watch: '/spool', startFrom: '(\\d+)' } })).toEqual(['calls.startFrom: a regular expression here needs a named group `epoch` or `iso`']);
     expect(problems({ ...minimal, calls: { watch: '/spool', startFrom: '(?<epoch>' } })[0]).toMatch(/^calls\.startFrom: not a regular expression: /);
     expect(problems({ ...minimal, audit: { headInterval: '5m', chunk: 1 } })).toEqual(['audit.chunk: unknown key']);
-    expect(problems({ ...minimal, mqtt: { url: 'mqtt://h', requireSignedCommands: 'no' } })).toEqual(['mqtt.requireSignedCommands: Invalid input: expected boolean, received string']);
+    expect(problems({ ...minimal, mqtt: { url: 'mqtt://h', requireSignedCommands: 'no' }, fleet: { ca: '/ca.crt' } })).toEqual(['mqtt.requireSignedCommands: Invalid input: expected boolean, received string']);
   });
 
   it('refuses the reserved ids', () => {

@@ -40,6 +40,7 @@ describe('redaction', () => {
         { id: 'c', source: 'testsrc', zone: 'entrance' },
       ],
       mqtt: { url: 'mqtt://camnode:br0ker-pw@ops.example.org:1883' },
+      fleet: { ca: '/etc/camnode/fleet-ca.crt' },
     });
     const secrets = configSecrets(config);
     expect(secrets).toContain("it's-secret");
