@@ -78,29 +78,33 @@ export class SignedCommands {
       return { ok: false, reason: `JWS header: ${(err as Error).message}` };
     }
     if (!isObject(header)) return { ok: false, reason: 'JWS header is not an object' };
-    const extra = Object.keys(header).filter((k) => k !== 'alg' && k !== 'x5c');
-    if (extra.length > 0) return { ok: false, reason: `JWS header may hold only alg and x5c (found ${extra.slice(0, 5).join(', ')})` };
-    const alg = header['alg'];
-    if (typeof alg !== 'string' || !ALGS.has(alg)) return { ok: false, reason: `JWS alg ${JSON.stringify(alg)} is not ES256 or EdDSA` };
+    // The leaf's CN and the payload's replyTo first, read unverified, only to know where a
+    // refusal may be answered (under reply/<leaf CN>/); everything else is checked after.
     const x5c = header['x5c'];
-    if (!Array.isArray(x5c) || x5c.length < 1 || x5c.length > MAX_CHAIN || !x5c.every((c) => typeof c === 'string')) {
-      return { ok: false, reason: `JWS x5c must list 1 to ${MAX_CHAIN} certificates, leaf first` };
+    let chain: x509.X509Certificate[] | undefined;
+    let chainError: string | undefined;
+    if (Array.isArray(x5c) && x5c.length >= 1 && x5c.length <= MAX_CHAIN && x5c.every((c) => typeof c === 'string')) {
+      try {
+        chain = (x5c as string[]).map((c) => new x509.X509Certificate(Buffer.from(c, 'base64')));
+      } catch (err) {
+        chainError = `x5c: not a certificate (${(err as Error).message})`;
+      }
     }
-    let chain: x509.X509Certificate[];
-    try {
-      chain = (x5c as string[]).map((c) => new x509.X509Certificate(Buffer.from(c, 'base64')));
-    } catch (err) {
-      return { ok: false, reason: `x5c: not a certificate (${(err as Error).message})` };
-    }
-    const leaf = chain[0]!;
-    const leafCn = leaf.subjectName.getField('CN')[0];
-    // Read before anything is verified, only to know where a refusal may go.
+    const leafCn = chain?.[0]?.subjectName.getField('CN')[0];
     let claimed: unknown;
     try {
       claimed = b64urlJson(parts[1]!);
     } catch { /* checked after the signature */ }
     const replyTo = isObject(claimed) && typeof claimed['replyTo'] === 'string' ? claimed['replyTo'] : undefined;
     const refuse = (reason: string): SignedCheck => ({ ok: false, reason, ...(leafCn ? { leafCn } : {}), ...(replyTo !== undefined ? { replyTo } : {}) });
+
+    const extra = Object.keys(header).filter((k) => k !== 'alg' && k !== 'x5c');
+    if (extra.length > 0) return refuse(`JWS header may hold only alg and x5c (found ${extra.slice(0, 5).join(', ')})`);
+    const alg = header['alg'];
+    if (typeof alg !== 'string' || !ALGS.has(alg)) return refuse(`JWS alg ${JSON.stringify(alg)} is not ES256 or EdDSA`);
+    if (chainError) return refuse(chainError);
+    if (!chain) return refuse(`JWS x5c must list 1 to ${MAX_CHAIN} certificates, leaf first`);
+    const leaf = chain[0]!;
 
     // Signature and chain to the fleet CA, validity dates, revocation.
     const now = new Date(deps.clock.now());
