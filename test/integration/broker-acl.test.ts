@@ -249,6 +249,29 @@ describe.each([
     const got = await waitFor(() => node2.got.find((m) => m.topic === `${prefix}/_fleet/crl`), 'the retained CRL at node-2');
     expect(got).toMatchObject({ payload: 'the CRL', retain: true });
   });
+
+  it('fleet-ca.sh crl --publish: re-signs for 30 days, installs it as the broker\'s crlfile, reloads the broker, publishes it retained', async () => {
+    const crlDest = join(broker.dir, 'broker', 'tls', 'crl.pem');
+    const before = await readFile(crlDest, 'utf8');
+    const env = {
+      ...process.env, CRL_DEST: crlDest, RELOAD: `kill -HUP ${broker.pid}`, BROKER_HOST: '127.0.0.1',
+      BROKER_PORT: String(broker.port), PREFIX: prefix, PUBLISH_AS: 'alice',
+    };
+    const { stdout } = await run('bash', [FLEET_CA, 'crl', broker.caDir, '--publish'], { env });
+    expect(stdout).toContain(`published ${prefix}/_fleet/crl (retained)`);
+    const installed = await readFile(crlDest, 'utf8');
+    expect(installed).not.toBe(before);
+    expect(installed).toBe(await readFile(join(broker.caDir, 'crl.pem'), 'utf8'));
+    const { stdout: dates } = await run('openssl', ['crl', '-in', crlDest, '-noout', '-lastupdate', '-nextupdate']);
+    const [last, next] = [...dates.matchAll(/=(.+)/g)].map((m) => Date.parse(m[1]!));
+    expect(Math.round((next! - last!) / 86_400_000)).toBe(30);
+    await waitFor(() => broker.log().includes('Reloading config'), 'the broker reloaded');
+    const node2 = await connectAs(broker, 'node-2', 5);
+    await node2.client.subscribeAsync(`${prefix}/_fleet/crl`, { qos: 1 });
+    const got = await waitFor(() => node2.got.find((m) => m.topic === `${prefix}/_fleet/crl` && m.payload.includes('BEGIN X509 CRL')), 'the published CRL');
+    expect(got.payload).toBe(installed);
+    expect(got.retain).toBe(true);
+  });
 });
 
 describe('fleet broker (prefix camnode)', () => {
