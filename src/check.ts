@@ -1,6 +1,7 @@
 // `camnode check`: the config and the environment, one row per check with a one-line fix.
 // Each capability adds its rows.
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import ffmpeg from 'fluent-ffmpeg';
 import type { Config } from './config/schema.js';
@@ -156,6 +157,8 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
     const { probeBroker } = await import('./fleet/probe.js');
     const broker = await probeBroker(config.mqtt, config.node.id);
     rows.push({ check: 'broker', verdict: broker.ok ? 'pass' : 'fail', detail: broker.detail, ...(broker.fix ? { fix: broker.fix } : {}) });
+    if (config.mqtt.requireSignedCommands) rows.push(...await commandTrustRows(config));
+    else rows.push({ check: 'commands', verdict: 'warn', detail: 'mqtt.requireSignedCommands is false: anyone who can publish on the broker commands this node', fix: 'remove mqtt.requireSignedCommands (test brokers only)' });
   } else {
     rows.push({ check: 'broker', verdict: 'pass', detail: 'no mqtt section: no fleet link' });
   }
@@ -182,6 +185,39 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
     : synced === false
       ? { check: 'clock', verdict: 'warn', detail: 'not synchronised', fix: 'enable NTP (timedatectl set-ntp true); until then footage time is uncertain' }
       : { check: 'clock', verdict: 'warn', detail: 'the OS does not report whether the clock is synchronised', fix: 'run systemd-timesyncd or chrony' });
+  return rows;
+}
+
+/** CONTRACT §7: the fleet CA that signed commands are checked against, and revocation. */
+async function commandTrustRows(config: Config): Promise<CheckRow[]> {
+  const rows: CheckRow[] = [];
+  const caFile = config.fleet?.ca ?? config.mqtt?.ca;
+  const { readAnchors } = await import('./fleet/trust.js');
+  let anchors: Awaited<ReturnType<typeof readAnchors>> = [];
+  try {
+    anchors = await readAnchors(caFile!);
+    rows.push({ check: 'fleet CA', verdict: 'pass', detail: `commands must be signed by a principal of ${anchors.map((a) => `"${a.subject}"`).join(', ')} (${caFile})` });
+  } catch (err) {
+    rows.push({ check: 'fleet CA', verdict: 'fail', detail: (err as Error).message, fix: 'install the fleet CA certificate (ca.crt from fleet-ca.sh) and name it in fleet.ca or mqtt.ca' });
+    return rows;
+  }
+  const crlFile = config.fleet?.crl;
+  if (crlFile === undefined) {
+    rows.push({ check: 'fleet CRL', verdict: 'warn', detail: 'no fleet.crl: the node checks revocations only from the CRL the broker publishes (if any)', fix: 'copy the CA\'s crl.pem to the node and set fleet.crl' });
+    return rows;
+  }
+  try {
+    const { readCrl, crlNumber } = await import('./fleet/revocation.js');
+    const crl = await readCrl(await readFile(crlFile), anchors);
+    const next = crl.nextUpdate;
+    if (next && next.getTime() <= Date.now()) {
+      rows.push({ check: 'fleet CRL', verdict: 'fail', detail: `${crlFile} (number ${crlNumber(crl)}) expired ${next.toISOString()}: custodian and admin commands are refused`, fix: 'run fleet-ca.sh crl DIR --publish and copy the new crl.pem here' });
+    } else {
+      rows.push({ check: 'fleet CRL', verdict: 'pass', detail: `${crlFile}: number ${crlNumber(crl)}, ${crl.entries.length} revoked, valid until ${next?.toISOString() ?? 'no date'}` });
+    }
+  } catch (err) {
+    rows.push({ check: 'fleet CRL', verdict: 'fail', detail: `${crlFile}: ${(err as Error).message}`, fix: 'copy the CA\'s crl.pem (fleet-ca.sh crl DIR) to fleet.crl' });
+  }
   return rows;
 }
 

@@ -5,7 +5,9 @@
 // commands are refused `forbidden`, answered only under the signer's own reply topic, and
 // audited as counts; the local socket works without signatures.
 import { randomUUID } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +16,7 @@ import { baseConfig, runCli, RunningAgent, tempDir, waitFor, writeConfig, type C
 import { startMosquitto, stopAllMosquittos, type Mosquitto } from '../helpers/mosquitto.js';
 import { recorderPids } from '../helpers/segments.js';
 
+const run = promisify(execFile);
 const NODE = 'node-1';
 const PREFIX = 'camnode';
 const PRINCIPALS = ['alice', 'vera:viewer', 'otto:ops', 'cleo:custodian', 'eve:ops'];
@@ -226,5 +229,27 @@ describe('signed commands (real broker, real agent)', () => {
     expect(total).toBeGreaterThanOrEqual(10);
     const reasons = Object.keys(Object.assign({}, ...refused.map((e) => e['reasons'] as object)) as object);
     expect(reasons).toEqual(expect.arrayContaining(['commands must be signed', 'nonce already used (a replayed command)', 'ops:vera (viewer) may not lock']));
+  });
+
+  it('check: the fleet CA and the CRL — a warning without fleet.crl, a failure for an expired one', async () => {
+    const plain = await runCli(['check', '--config', configPath]);
+    expect(plain.stdout).toMatch(/fleet CA\s+pass\s+commands must be signed by a principal of "O=camnode fleet, CN=camnode fleet CA/);
+    expect(plain.stdout).toMatch(/fleet CRL\s+warn\s+no fleet\.crl/);
+
+    const expired = join(dir, 'expired-crl.pem');
+    await run('openssl', ['ca', '-batch', '-config', join(broker.caDir, 'db', 'openssl.cnf'), '-gencrl', '-crlsec', '1', '-out', expired], { env: { ...process.env, FLEET_SAN: 'DNS:unused' } });
+    const current = join(dir, 'current-crl.pem');
+    await run('cp', [join(broker.caDir, 'crl.pem'), current]);
+    const withCrl = async (crl: string): Promise<CliResult> => {
+      const text = (await readFile(configPath, 'utf8')) + `fleet:\n  crl: ${crl}\n`;
+      const path = join(dir, `check-${randomUUID().slice(0, 6)}.yaml`);
+      await writeFile(path, text);
+      return runCli(['check', '--config', path]);
+    };
+    expect((await withCrl(current)).stdout).toMatch(/fleet CRL\s+pass\s+.*number \d+, \d+ revoked, valid until 20/);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const failed = await withCrl(expired);
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).toMatch(/fleet CRL\s+fail\s+.*expired .*custodian and admin commands are refused/);
   });
 });
