@@ -10,7 +10,7 @@ Writes OUTDIR/camnode.conf and OUTDIR/camnode.acl for the topic prefix PREFIX (t
 mqtt.prefix, e.g. camnode). The principals come from the fleet CA's roster (--roster
 CA_DIR/roster: "ops:NAME ROLE" lines, kept by `fleet-ca.sh ops NAME --role ROLE`) and from
 NAME:ROLE arguments (NAME with or without the "ops:" its CN carries; a NAME without a role is
-an admin, as every name was before roles). Each reads every node's status, state and events,
+rendered as ops, which is what certificates issued before roles say in their OU). Each reads every node's status, state and events,
 only its own replies, and may send the commands its role allows:
   viewer     state incidents incident footage report ping
   ops        + lock hold note still snapshot sync
@@ -52,6 +52,13 @@ add_principal() {
   local name=${1#ops:} role=$2
   [[ "$name" =~ ^[a-z0-9._-]{1,60}$ ]] || { echo "render.sh: bad ops name '$name'" >&2; exit 2; }
   [[ "$role" =~ ^(viewer|ops|custodian|admin)$ ]] || { echo "render.sh: '$role' (for $name) is not viewer, ops, custodian or admin" >&2; exit 2; }
+  local e
+  for e in "${entries[@]}"; do
+    if [ "${e%%:*}" = "$name" ]; then
+      [ "${e#*:}" = "$role" ] && return 0
+      echo "render.sh: ops:$name is given twice, as ${e#*:} and as $role" >&2; exit 2
+    fi
+  done
   entries+=("$name:$role")
 }
 while [ $# -gt 0 ]; do
@@ -64,9 +71,9 @@ while [ $# -gt 0 ]; do
       done <"$2"
       shift 2 ;;
     *:*:*) n=${1#ops:}; add_principal "${n%%:*}" "${n#*:}"; shift ;;
-    ops:*) add_principal "$1" admin; shift ;;
+    ops:*) add_principal "$1" ops; shift ;;
     *:*) add_principal "${1%%:*}" "${1#*:}"; shift ;;
-    *) add_principal "$1" admin; shift ;;
+    *) add_principal "$1" ops; shift ;;
   esac
 done
 

@@ -57,27 +57,49 @@ export class ReplayGuard {
   }
 
   /**
-   * Checks and, when it passes, records the nonce and high-water iat durably before resolving.
+   * Checks and, when it passes, records the nonce durably before resolving: a command refused
+   * by a later check is spent too, so it cannot run when sent again once that check would pass.
    * Serialised: two copies of one command racing each other cannot both pass.
    */
   accept(iat: number, nonce: string, nowS: number, clockSynced: boolean): Promise<string | null> {
-    const run = this.writing.catch(() => {}).then(async () => {
+    return this.serially(async () => {
       const refusal = replayRefusal(this.seen, iat, nonce, nowS, clockSynced);
       if (refusal) return refusal;
-      const highWaterIat = Math.max(this.seen.highWaterIat, iat);
-      // Kept while either check could still let its command through: the clock's (now − 5 min)
-      // and the high-water mark's (− 10 min). A clock years behind keeps many: the newest
-      // MAX_NONCES then, a bound on the file and on memory.
-      const horizon = Math.min(highWaterIat, nowS) - KEEP_S;
-      const kept = Object.entries(this.seen.nonces).filter(([, t]) => t >= horizon).sort((a, b) => b[1] - a[1]).slice(0, MAX_NONCES - 1);
-      const nonces: Record<string, number> = Object.fromEntries(kept);
-      nonces[nonce] = iat;
-      const next = { highWaterIat, nonces };
-      await writeFileDurable(this.path, `${JSON.stringify(next)}\n`);
-      this.seen = next;
+      await this.write(this.seen.highWaterIat, nonce, iat, nowS);
       return null;
     });
+  }
+
+  /**
+   * A command passed every check: the high-water mark rises to its iat — by at most 5 minutes
+   * past the mark (or the clock, when synced), so one command from a clock far ahead cannot
+   * lock every later one out of a node whose own clock is not synced (CONTRACT §7: the highest
+   * iat *accepted*).
+   */
+  confirm(iat: number, nowS: number, clockSynced: boolean): Promise<void> {
+    return this.serially(async () => {
+      const cap = (clockSynced ? Math.max(this.seen.highWaterIat, nowS) : this.seen.highWaterIat || iat) + IAT_SKEW_S;
+      const highWaterIat = Math.max(this.seen.highWaterIat, Math.min(iat, cap));
+      if (highWaterIat !== this.seen.highWaterIat) await this.write(highWaterIat, undefined, iat, nowS);
+    });
+  }
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.writing.catch(() => {}).then(fn);
     this.writing = run.then(() => {}, () => {});
     return run;
+  }
+
+  private async write(highWaterIat: number, nonce: string | undefined, iat: number, nowS: number): Promise<void> {
+    // Kept while either check could still let its command through: the clock's (now − 5 min)
+    // and the high-water mark's (− 10 min). A clock years behind keeps many: the newest
+    // MAX_NONCES then, a bound on the file and on memory.
+    const horizon = (highWaterIat > 0 ? Math.min(highWaterIat, nowS) : nowS) - KEEP_S;
+    const kept = Object.entries(this.seen.nonces).filter(([, t]) => t >= horizon).sort((a, b) => b[1] - a[1]).slice(0, MAX_NONCES - 1);
+    const nonces: Record<string, number> = Object.fromEntries(kept);
+    if (nonce !== undefined) nonces[nonce] = iat;
+    const next = { highWaterIat, nonces };
+    await writeFileDurable(this.path, `${JSON.stringify(next)}\n`);
+    this.seen = next;
   }
 }

@@ -38,7 +38,7 @@ export interface SignedCommandDeps {
   /** The fleet CA certificate(s). */
   anchors: readonly x509.X509Certificate[];
   revocation: RevocationView;
-  replay: Pick<ReplayGuard, 'accept'>;
+  replay: Pick<ReplayGuard, 'accept' | 'confirm'>;
   clock: Clock;
   clockSynced(): boolean | null;
 }
@@ -148,6 +148,7 @@ export class SignedCommands {
     if (known && needsCurrentCrl(resolved) && deps.revocation.configured && !deps.revocation.current(now.getTime())) {
       return refuse(`${resolved} needs a current fleet CRL, and the one configured is expired or was never loaded`);
     }
+    await deps.replay.confirm(iat, Math.floor(deps.clock.now() / 1000), deps.clockSynced() === true);
     const certSha256 = createHash('sha256').update(Buffer.from(leaf.rawData)).digest('hex');
     return {
       ok: true, signer: { ...who.principal, certSha256 }, cmd, args, jws,

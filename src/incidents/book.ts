@@ -22,7 +22,13 @@ import {
   type Incident, type IncidentState, type TriggerRequest, type TriggerSigner, type WindowPolicy,
 } from './incident.js';
 
-interface BookData { version: 1; incidents: Incident[] }
+/**
+ * The time base each incident's window was drawn in: the boot and how many of its clock steps
+ * had been taken in (see ClockSteps). A step moves only windows drawn earlier in its own boot,
+ * once each — also when it is taken in again after a crash.
+ */
+interface WindowBase { boot: string; step: number }
+interface BookData { version: 1; incidents: Incident[]; bases?: Record<string, WindowBase> }
 
 export class BookError extends Error {
   constructor(readonly code: 'not_found' | 'conflict' | 'bad_request', message: string) {
@@ -58,7 +64,7 @@ export interface IncidentBookDeps {
   /** The audit log file, read to recover incidents when the book is lost or behind. */
   auditLogPath: string;
   /** The clock's steps (shared with the ring): a step moves the windows of locking incidents. */
-  steps?: Pick<StepSource, 'check' | 'onStep'> | undefined;
+  steps?: Pick<StepSource, 'check' | 'onStep' | 'bootId' | 'stepCount' | 'stepsAfter'> | undefined;
   random?: (n: number) => number;
 }
 
@@ -72,10 +78,10 @@ export class IncidentBook implements Component {
 
   /** Clock entries not yet in the audit log (the windows they moved are in the book in memory). */
   private clockOwed: AuditPayloads['clock'][] = [];
-  private pendingStepMs = 0;
 
   constructor(private readonly deps: IncidentBookDeps) {
-    deps.steps?.onStep((deltaMs) => this.stepped(deltaMs));
+    // Before start the book is not loaded: start() takes in the steps it missed.
+    deps.steps?.onStep((deltaMs, step) => { if (this.db) this.stepped(deltaMs, step.n, true); });
   }
 
   get path(): string {
@@ -112,8 +118,9 @@ export class IncidentBook implements Component {
     }
     const active = this.list().filter((i) => i.state === 'active' || i.state === 'sealing').length;
     this.deps.log.info({ incidents: this.list().length, locked: active }, 'incident book loaded');
-    if (this.pendingStepMs !== 0) this.stepped(this.pendingStepMs);
-    this.pendingStepMs = 0;
+    // Steps of this boot that windows drawn in it have not taken in (a crash before the book was
+    // written, a step while the agent was down): each moves them once.
+    for (const step of this.deps.steps?.stepsAfter(0) ?? []) this.stepped(step.deltaMs, step.n, false);
   }
 
   async stop(): Promise<void> {
@@ -152,9 +159,9 @@ export class IncidentBook implements Component {
    * The time for a trigger: the clock's steps are checked first, so that a window drawn from it
    * and the open incident's window (moved by any step) are in one time base.
    */
-  triggerTime(): number {
+  triggerTime(): { atMs: number; step: number } {
     this.deps.steps?.check();
-    return this.deps.clock.now();
+    return { atMs: this.deps.clock.now(), step: this.deps.steps?.stepCount() ?? 0 };
   }
 
   /**
@@ -167,6 +174,10 @@ export class IncidentBook implements Component {
       // A step since the last check moves the open window first (and is audited before this
       // trigger), so that the trigger, read with triggerTime(), extends it in one time base.
       if ((deps.steps?.check() ?? 0) !== 0) await this.writeClockOwed().catch(() => {});
+      // A trigger read before a step taken in since (it waited in the queue) is put in the new base.
+      if (req.step !== undefined) {
+        for (const step of deps.steps?.stepsAfter(req.step) ?? []) req = { ...req, atMs: req.atMs + step.deltaMs };
+      }
       const enabled = deps.enabledCameras();
       const unknown = (req.cameras ?? []).filter((c) => !enabled.includes(c));
       if (unknown.length > 0) throw new BookError('bad_request', `cameras: unknown or disabled camera ${unknown.map((c) => `"${c}"`).join(', ')}`);
@@ -174,6 +185,7 @@ export class IncidentBook implements Component {
       const extension = open ? extendIncident(open, req, deps.policy, enabled) : undefined;
       const incident = extension?.incident
         ?? openIncident(deps.nodeId, req, deps.policy, enabled, { random: deps.random, taken: (id) => this.idTaken(id) });
+      this.setBase(incident.id);
       try {
         await this.put(incident);
         // CONTRACT §4: a lock entry carries the whole incident, an extension only its change,
@@ -306,21 +318,32 @@ export class IncidentBook implements Component {
    * move with it at once, in memory, so the ring's locks and its corrected footage stay in one
    * time base; the book and the audit entry follow as soon as the queue allows.
    */
-  private stepped(deltaMs: number): void {
-    if (!this.db) {
-      this.pendingStepMs += deltaMs;
-      return;
-    }
+  private stepped(deltaMs: number, n: number, found: boolean): void {
+    const boot = this.deps.steps?.bootId() ?? '';
+    const bases = this.db!.data.bases ?? {};
     const moved: AuditPayloads['clock']['incidents'] = [];
     for (const incident of this.list()) {
       if (incident.state !== 'active' && incident.state !== 'sealing') continue;
+      // Only windows drawn in this boot before this step: another boot's footage is not moved.
+      const base = bases[incident.id];
+      if (!base || base.boot !== boot || base.step >= n) continue;
       const next = shiftWindow(incident, deltaMs);
       this.place(next);
+      bases[incident.id] = { boot, step: n };
       moved.push({ incident: next.id, ...next.window });
     }
+    this.db!.data.bases = bases;
+    // Audited when found, and when taken in late (after a crash) only if it moved something.
+    if (!found && moved.length === 0) return;
     this.clockOwed.push({ jumpMs: deltaMs, incidents: moved });
-    if (moved.length > 0) this.deps.log.warn({ stepMs: deltaMs, incidents: moved.map((m) => m.incident) }, 'clock step: the windows of open incidents moved with it');
+    if (moved.length > 0) this.deps.log.warn({ stepMs: deltaMs, step: n, incidents: moved.map((m) => m.incident) }, 'clock step: the windows of open incidents moved with it');
     void this.exclusive(async () => {});
+  }
+
+  /** The incident's window is now in the current time base. */
+  private setBase(id: string): void {
+    const data = this.db!.data;
+    data.bases = { ...(data.bases ?? {}), [id]: { boot: this.deps.steps?.bootId() ?? '', step: this.deps.steps?.stepCount() ?? 0 } };
   }
 
   private async writeClockOwed(): Promise<void> {

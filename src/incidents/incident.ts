@@ -71,6 +71,8 @@ export interface TriggerRequest {
   preRollMs?: number | undefined;
   postRollMs?: number | undefined;
   urgent?: boolean | undefined;
+  /** How many clock steps had been taken in when atMs was read (the book adds any since). */
+  step?: number | undefined;
 }
 
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';

@@ -120,10 +120,10 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
   // A press locks at once, on this machine only: nothing here waits on a network. The LED is
   // solid until the lock is durable, then confirms — or flashes the error if it could not be.
   setup.button.onPress(() => {
-    const atMs = book.triggerTime();
+    const { atMs, step } = book.triggerTime();
     events.emit('button.pressed', { at: new Date(atMs).toISOString() });
     setup.led.during(async () => {
-      const made = await book.lock({ atMs, via: 'button' });
+      const made = await book.lock({ atMs, step, via: 'button' });
       // An unlink the pruner had already begun cannot be called back: confirm only after it.
       await deps.ring.unlinkSettled();
       return made;
@@ -141,7 +141,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     commands: {
       lock: async (a, ctx) => {
         const { incident: locked, extended } = await book.lock({
-          atMs: book.triggerTime(), via: ctx.via, ...whoAsks(ctx, a.by, false), reason: a.reason, cameras: a.cameras,
+          ...book.triggerTime(), via: ctx.via, ...whoAsks(ctx, a.by, false), reason: a.reason, cameras: a.cameras,
           preRollMs: a.preRoll, postRollMs: a.postRoll, urgent: a.urgent,
         });
         // From the reply on, every segment in the window is kept: none is mid-unlink.

@@ -6,7 +6,10 @@
 // window drawn after the step takes the footage really recorded in it.
 //
 // The offset is kept per boot id (in <stateDir>/clock.json), so that a step taken while the
-// agent was down, in the same boot, is found by the first check after the next start.
+// agent was down, in the same boot, is found by the first check after the next start. Each
+// step of a boot is numbered and kept there too: a listener records which steps its own state
+// has taken in (the ring its `applied` step, the book each incident's), so after a crash it
+// takes in what it missed, and never a step twice — whichever of the files made it to disk.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Component } from '../lifecycle/component.js';
@@ -28,7 +31,10 @@ export function clockJump(previousOffsetMs: number, currentOffsetMs: number, thr
 /** How often the offset is saved while nothing steps (slewing drifts it slowly; a step saves at once). */
 const SAVE_EVERY_MS = 10 * 60_000;
 
-export type StepListener = (deltaMs: number) => void;
+/** A step of this boot: its number (from 1) and size. */
+export interface Step { n: number; deltaMs: number }
+
+export type StepListener = (deltaMs: number, step: Step) => void;
 
 /** What check() needs: the ring and the book take this much. */
 export interface StepSource {
@@ -37,9 +43,13 @@ export interface StepSource {
   onStep(listener: StepListener): () => void;
   /** This boot's id, or null when the OS does not say (then every start counts as a new boot). */
   bootId(): string | null;
+  /** How many steps this boot has seen: the time base a time read now is in. */
+  stepCount(): number;
+  /** This boot's steps after step `n`, oldest first (what state taken in at step `n` has missed). */
+  stepsAfter(n: number): Step[];
 }
 
-interface Saved { bootId: string; offsetMs: number }
+interface Saved { bootId: string; offsetMs: number; steps: Step[] }
 
 /** The boot id of a Linux kernel (a new one at every boot). */
 export async function readBootId(procRoot = '/proc'): Promise<string | null> {
@@ -55,6 +65,7 @@ export class ClockSteps implements Component, StepSource {
   readonly name = 'clock-steps';
   private offset: number;
   private boot: string | null = null;
+  private steps: Step[] = [];
   private readonly listeners = new Set<StepListener>();
   private lastSavedAt = -Infinity;
   private saving: Promise<void> = Promise.resolve();
@@ -71,6 +82,7 @@ export class ClockSteps implements Component, StepSource {
       // Same boot: the first check measures from the offset last seen, so a step taken while
       // the agent was down is found (and told) like one taken while it ran.
       this.offset = saved.offsetMs;
+      this.steps = saved.steps;
     } else {
       this.offset = this.current();
     }
@@ -86,6 +98,14 @@ export class ClockSteps implements Component, StepSource {
     return this.boot;
   }
 
+  stepCount(): number {
+    return this.steps.length === 0 ? 0 : this.steps[this.steps.length - 1]!.n;
+  }
+
+  stepsAfter(n: number): Step[] {
+    return this.steps.filter((s) => s.n > n);
+  }
+
   onStep(listener: StepListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -97,10 +117,12 @@ export class ClockSteps implements Component, StepSource {
     // Follows slow drift (NTP slewing) too, so it never adds up to a false step.
     this.offset = current;
     if (jump !== 0) {
-      this.deps.log.warn({ stepMs: jump }, `clock: the wall clock stepped by ${Math.round(jump / 1000)} s`);
+      const step: Step = { n: this.stepCount() + 1, deltaMs: jump };
+      this.steps.push(step);
+      this.deps.log.warn({ stepMs: jump, step: step.n }, `clock: the wall clock stepped by ${Math.round(jump / 1000)} s`);
       for (const listener of this.listeners) {
         try {
-          listener(jump);
+          listener(jump, step);
         } catch (err) {
           this.deps.log.error({ err }, 'clock step listener failed');
         }
@@ -123,7 +145,11 @@ export class ClockSteps implements Component, StepSource {
   private async load(): Promise<Saved | null> {
     try {
       const parsed = JSON.parse(await readFile(this.path(), 'utf8')) as Partial<Saved>;
-      if (typeof parsed.bootId === 'string' && typeof parsed.offsetMs === 'number' && Number.isFinite(parsed.offsetMs)) return { bootId: parsed.bootId, offsetMs: parsed.offsetMs };
+      if (typeof parsed.bootId === 'string' && typeof parsed.offsetMs === 'number' && Number.isFinite(parsed.offsetMs)) {
+        const steps = (Array.isArray(parsed.steps) ? parsed.steps : [])
+          .filter((x): x is Step => Number.isSafeInteger(x?.n) && Number.isSafeInteger(x?.deltaMs));
+        return { bootId: parsed.bootId, offsetMs: parsed.offsetMs, steps };
+      }
       this.deps.log.warn({ path: this.path() }, 'clock.json has no boot id and offset; steps while the agent was down are not found this boot');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.deps.log.warn({ err, path: this.path() }, 'clock.json unreadable; steps while the agent was down are not found this boot');
@@ -135,7 +161,7 @@ export class ClockSteps implements Component, StepSource {
   private save(): void {
     if (this.boot === null) return;
     this.lastSavedAt = this.deps.clock.monotonic();
-    const saved: Saved = { bootId: this.boot, offsetMs: this.offset };
+    const saved: Saved = { bootId: this.boot, offsetMs: this.offset, steps: [...this.steps] };
     this.saving = this.saving.then(async () => {
       try {
         await writeFileDurable(this.path(), `${JSON.stringify(saved)}\n`);

@@ -61,7 +61,8 @@ export function planEviction(input: EvictionInput): EvictionPlan {
     if (!overQuota && !expired) continue;
     if (isLocked(s, input.locks)) continue;
     evict.push(s);
-    reasons.push(expired ? 'age' : 'quota');
+    // Needed for room, it is a quota deletion even when also past maxAge: the room cannot wait.
+    reasons.push(overQuota ? 'quota' : 'age');
     held -= s.bytes;
   }
   return { evict, reasons, bytesAfter: held, shortfallBytes: Math.max(0, held - input.quotaBytes) };
@@ -91,10 +92,11 @@ export function deletionRuns(segments: readonly Segment[], evict: readonly Segme
       open.delete(s.camera);
       continue;
     }
-    if (current && current.reason === reason) {
+    // A segment stamped before the run's end (the clock went back between them) starts a new
+    // run: a run's span must not cover footage still on disk.
+    if (current && current.reason === reason && s.startMs >= current.endMs - 1_000) {
       current.run.segments += 1;
       current.run.bytes += s.bytes;
-      // Min and max: stamps need not rise along the ring (a clock step between two segments).
       current.startMs = Math.min(current.startMs, s.startMs);
       current.endMs = Math.max(current.endMs, segmentEndMs(s));
       current.run.from = iso(current.startMs);

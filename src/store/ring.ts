@@ -94,8 +94,8 @@ export class Ring implements Component {
   private stampsSaving: Promise<void> = Promise.resolve();
   private readonly steps: StepSource;
   private started = false;
-  /** Steps told before the index was built: applied once it is. */
-  private pendingStepMs = 0;
+  /** Settles once the last step taken in is on disk: no footage stamped after it is named before. */
+  private stepDurable: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private pruning: Promise<void> | undefined;
   private pruneAgain = false;
@@ -104,6 +104,8 @@ export class Ring implements Component {
   private fullReported = false;
   /** The unlink in flight, if any: a lock cannot save a file already being unlinked. */
   private unlinking: Promise<void> | undefined;
+  /** `delete` entries not yet in the audit log (it could not be written), oldest first. */
+  private readonly owedDeletions: { reason: DeleteReason; cameras: Record<string, DeletedRun[]> }[] = [];
   /** Bytes finished since the last pass, and each camera's last segment (their rate). */
   private addedSincePass = 0;
   private readonly lastByCamera = new Map<string, Segment>();
@@ -111,7 +113,8 @@ export class Ring implements Component {
   constructor(private readonly deps: RingDeps) {
     this.root = join(deps.options.storagePath, 'segments');
     this.steps = deps.steps ?? new ClockSteps({ clock: deps.clock, stateDir: this.root, log: deps.log });
-    this.steps.onStep((deltaMs) => this.stepped(deltaMs));
+    // Before start the index is not built: start() takes in the steps it missed.
+    this.steps.onStep((deltaMs, step) => { if (this.started) this.applyStep(deltaMs, step.n); });
   }
 
   async start(): Promise<void> {
@@ -121,15 +124,18 @@ export class Ring implements Component {
     this.nextSeq = scan.nextSeq;
     this.problems = scan.problems;
     await this.loadClockState();
+    // The same boot: steps this index has not taken in yet (found while the agent was down, or
+    // told before a crash let clock.json be written) correct what was recorded before them —
+    // before the partials are adopted, which were stamped by the kernel's clock as it was then.
+    const bootId = this.steps.bootId();
+    const sameBoot = bootId !== null && this.stamps.boot?.id === bootId;
+    this.started = true;
+    if (sameBoot) for (const step of this.steps.stepsAfter(this.stamps.boot!.applied ?? 0)) this.applyStep(step.deltaMs, step.n);
     // After everything already in the ring, in the order they were last written.
     let adopted = 0;
     for (const p of scan.partials) if (await this.adopt(p.camera, p.path)) adopted++;
     // A new boot starts a new time base: a step from now on corrects only what it records.
-    const bootId = this.steps.bootId();
-    if (bootId === null || this.stamps.boot?.id !== bootId) this.stamps = { ...this.stamps, boot: { id: bootId ?? '', firstSeq: this.nextSeq } };
-    this.started = true;
-    if (this.pendingStepMs !== 0) this.applyStep(this.pendingStepMs);
-    this.pendingStepMs = 0;
+    if (!sameBoot) this.stamps = { ...this.stamps, boot: { id: bootId ?? '', firstSeq: this.nextSeq, applied: this.steps.stepCount() } };
     // A full or read-only disk must not stop the recording: clock.json is written again later.
     await this.saveStamps().catch((err: unknown) => {
       this.deps.log.warn({ err: (err as Error).message }, 'clock.json not saved yet; trying again with the next prune pass');
@@ -186,13 +192,24 @@ export class Ring implements Component {
   }
 
   private async add(camera: string, file: string, startMs: number, durationMs: number, bytes: number): Promise<Segment> {
+    // A step just taken in is durable before footage stamped after it gets a name: a crash then
+    // cannot leave that footage inside the step's range.
+    await this.stepDurable.catch(() => {});
+    // In the index at once, with its seq: a step taken in during the rename corrects it too
+    // (pathOf names the file by its stamp whatever the correction).
     const segment: Segment = { seq: this.nextSeq++, camera, startMs: Math.max(0, Math.round(startMs)), durationMs: Math.round(durationMs), bytes };
-    await rename(file, join(this.root, camera, segmentFileName(segment)));
+    const name = segmentFileName(segment);
+    this.segments.push(segment);
+    try {
+      await rename(file, join(this.root, camera, name));
+    } catch (err) {
+      this.segments.splice(this.segments.indexOf(segment), 1);
+      throw err;
+    }
     if (this.deps.clockSynced?.() !== true) {
       this.stamps = withUnsynced(this.stamps, segment.seq);
       this.stampsDirty = true;
     }
-    this.segments.push(segment);
     this.lastByCamera.set(camera, segment);
     this.addedSincePass += segment.bytes;
     if (this.roomShort()) void this.requestPrune();
@@ -341,14 +358,44 @@ export class Ring implements Component {
         reasons.push(plannedReasons[i]!);
       }
     });
+    let spared = planned.length - evict.length;
+    // Entries an earlier pass could not write go first (their footage is gone already).
+    while (this.owedDeletions.length > 0) {
+      try {
+        await this.deps.auditDeletion(this.owedDeletions[0]!);
+        this.owedDeletions.shift();
+      } catch {
+        break;
+      }
+    }
     const runs = deletionRuns(this.segments, evict, reasons);
+    let ageWaits = false;
     for (const [reason, cameras] of runs) {
-      await this.deps.auditDeletion({ reason, cameras })
-        .catch((err: unknown) => log.error({ err, reason }, 'could not audit the footage this pass deletes; deleting anyway: the cameras need the room'));
+      try {
+        await this.deps.auditDeletion({ reason, cameras });
+      } catch (err) {
+        if (reason === 'age') {
+          // Nothing needs that room: aged footage waits until its deletion can be audited.
+          ageWaits = true;
+          log.error({ err }, 'could not audit the footage aged out; it is kept until the audit log can be written');
+        } else {
+          // The cameras need the room: deleted anyway, the entry kept and written first thing.
+          this.owedDeletions.push({ reason, cameras });
+          log.error({ err, reason }, 'could not audit the footage this pass deletes; deleting anyway (the cameras need the room), the entry is written once the log can be');
+        }
+      }
+    }
+    if (ageWaits) {
+      for (let i = evict.length - 1; i >= 0; i--) {
+        if (reasons[i] === 'age') {
+          evict.splice(i, 1);
+          reasons.splice(i, 1);
+        }
+      }
     }
     const gone = new Set<number>();
+    // Bytes still on disk of what was planned (locked since, or aged footage waiting for the log).
     let sparedBytes = planned.filter((s) => !evict.includes(s)).reduce((n, s) => n + s.bytes, 0);
-    let spared = planned.length - evict.length;
     let bytes = 0;
     const byReason: Partial<Record<DeleteReason, number>> = {};
     for (let i = 0; i < evict.length; i++) {
@@ -409,25 +456,24 @@ export class Ring implements Component {
 
   /** Asks whether the clock stepped; a step is applied (synchronously, by the listener) before this returns. */
   private async checkClock(): Promise<void> {
-    if (this.steps.check() !== 0) await this.saveStamps().catch((err: unknown) => this.deps.log.error({ err }, 'clock.json not saved after a step'));
+    if (this.steps.check() !== 0) await this.stepDurable;
   }
 
-  /** A step told by the clock (whoever checked it): this boot's footage so far is corrected in the index. */
-  private stepped(deltaMs: number): void {
-    if (!this.started) {
-      this.pendingStepMs += deltaMs;
-      return;
-    }
-    this.applyStep(deltaMs);
-  }
-
-  private applyStep(deltaMs: number): void {
+  /**
+   * Step `n` of this boot (whoever checked the clock): this boot's footage so far is corrected
+   * in the index, once — a step already taken in (a restart after a crash) is skipped — and
+   * written at once.
+   */
+  private applyStep(deltaMs: number, n: number): void {
+    if (n <= (this.stamps.boot?.applied ?? 0)) return;
     const before = this.stamps;
     this.stamps = withStep(this.stamps, deltaMs, this.nextSeq);
     const step = this.stamps.steps.length > before.steps.length ? this.stamps.steps[this.stamps.steps.length - 1]! : undefined;
     if (step) for (const s of this.segments) if (s.seq >= step.fromSeq && s.seq < step.toSeq) s.startMs += deltaMs;
-    this.deps.log.warn({ stepMs: deltaMs, corrected: step ? step.toSeq - step.fromSeq : 0 }, 'clock step: the stamps of this boot\'s footage so far are corrected for window membership');
+    if (this.stamps.boot) this.stamps = { ...this.stamps, boot: { ...this.stamps.boot, applied: n } };
+    this.deps.log.warn({ stepMs: deltaMs, step: n, corrected: step ? step.toSeq - step.fromSeq : 0 }, 'clock step: the stamps of this boot\'s footage so far are corrected for window membership');
     this.markUncertain(`wall clock jumped by ${Math.round(deltaMs / 1000)} s`);
+    this.stepDurable = this.saveStamps().catch((err: unknown) => this.deps.log.error({ err }, 'clock.json not saved after a step'));
   }
 
   /** Everything recorded so far keeps its place in the ring but is no longer aged out. */

@@ -11,8 +11,11 @@ export interface SeqRange { fromSeq: number; toSeq: number }
 export interface StampState {
   /** Segments below this seq are never aged out (their age cannot be judged). */
   uncertainBeforeSeq: number;
-  /** The boot the latest segments were recorded in, and its first seq: a step corrects only its own boot's footage. */
-  boot?: { id: string; firstSeq: number } | undefined;
+  /**
+   * The boot the latest segments were recorded in, its first seq (a step corrects only its own
+   * boot's footage), and the number of the last of its steps taken in (see ClockSteps).
+   */
+  boot?: { id: string; firstSeq: number; applied?: number } | undefined;
   steps: StampStep[];
   /** Segments stamped while the OS did not say its clock was synchronised. */
   unsynced: SeqRange[];
@@ -81,10 +84,11 @@ export function parseStamps(value: unknown): StampState {
   const steps = (Array.isArray(v['steps']) ? v['steps'] : [])
     .filter((r: { fromSeq?: unknown; toSeq?: unknown; deltaMs?: unknown }) => int(r?.fromSeq) && int(r?.toSeq) && int(r?.deltaMs))
     .map((r: StampStep) => ({ fromSeq: r.fromSeq, toSeq: r.toSeq, deltaMs: r.deltaMs }));
-  const boot = v['boot'] as { id?: unknown; firstSeq?: unknown } | undefined;
+  const boot = v['boot'] as { id?: unknown; firstSeq?: unknown; applied?: unknown } | undefined;
   return {
     uncertainBeforeSeq: int(v['uncertainBeforeSeq']) ? v['uncertainBeforeSeq'] : 0,
-    ...(boot && typeof boot.id === 'string' && int(boot.firstSeq) ? { boot: { id: boot.id, firstSeq: boot.firstSeq } } : {}),
+    ...(boot && typeof boot.id === 'string' && int(boot.firstSeq)
+      ? { boot: { id: boot.id, firstSeq: boot.firstSeq, ...(int(boot.applied) ? { applied: boot.applied } : {}) } } : {}),
     steps,
     unsynced: ranges(v['unsynced']),
   };

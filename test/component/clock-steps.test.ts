@@ -6,6 +6,7 @@
 //  - A restart in the same boot finds a step taken while the agent was down; a new boot does not
 //    correct the previous boot's footage.
 //  - The book comes back from the audit log alone with the moved windows.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,7 +85,7 @@ describe('a clock step and the windows drawn on it', () => {
     const node = await startNode();
     const before = await record(node.ring, 20);
     clock.jump(HOUR); // NTP sets the clock an hour on
-    const { incident } = await node.book.lock({ atMs: node.book.triggerTime(), via: 'button' });
+    const { incident } = await node.book.lock({ ...node.book.triggerTime(), via: 'button' });
     const w = window(incident);
     // The last ten seconds before the press were recorded before the step: they are in the window.
     const taken = node.ring.segmentsBetween(CAMERA, w.start, w.end).map((s) => s.seq);
@@ -104,11 +105,11 @@ describe('a clock step and the windows drawn on it', () => {
   it('backward: a press after the step extends the open incident, whose window moved with the step', async () => {
     const node = await startNode();
     await record(node.ring, 15);
-    const first = await node.book.lock({ atMs: node.book.triggerTime(), via: 'button' });
+    const first = await node.book.lock({ ...node.book.triggerTime(), via: 'button' });
     const w1 = window(first.incident);
     await record(node.ring, 5);
     clock.jump(-HOUR);
-    const second = await node.book.lock({ atMs: node.book.triggerTime(), via: 'button' });
+    const second = await node.book.lock({ ...node.book.triggerTime(), via: 'button' });
     expect(second.extended).toBe(true);
     const w2 = window(second.incident);
     // The window moved back an hour, and the press 5 s later added its post-roll: it really extends.
@@ -138,7 +139,7 @@ describe('a clock step and the windows drawn on it', () => {
 
     clock.jump(HOUR); // while down: the monotonic clock ran on with the wall clock, then the wall clock stepped
     const second = await startNode();
-    const { incident } = await second.book.lock({ atMs: second.book.triggerTime(), via: 'button' });
+    const { incident } = await second.book.lock({ ...second.book.triggerTime(), via: 'button' });
     const w = window(incident);
     expect(second.ring.segmentsBetween(CAMERA, w.start, w.end).map((s) => s.seq)).toEqual(recorded);
     await second.stop();
@@ -154,5 +155,57 @@ describe('a clock step and the windows drawn on it', () => {
     const fresh = await record(third.ring, 1);
     expect(third.ring.allSegments().slice(0, recorded.length).map((s) => s.startMs)).toEqual(before);
     expect(third.ring.clockOf({ seq: fresh[0]! })).toBe('synced');
+  });
+
+  it('an incident of an earlier boot keeps its window when this boot\'s clock steps', async () => {
+    const first = await startNode();
+    const recorded = await record(first.ring, 15);
+    const { incident } = await first.book.lock({ ...first.book.triggerTime(), via: 'button' });
+    const w = window(incident);
+    await first.stop();
+    running = [];
+    // Power lost within the post-roll; the Pi boots with its clock 30 min behind, then NTP steps it.
+    await setBoot('boot-2');
+    clock = new ManualClock(clock.now() - 30 * 60_000, 5_000);
+    const second = await startNode();
+    clock.jump(30 * 60_000);
+    await record(second.ring, 1); // the ring's check finds the step
+    const after = second.book.get(incident.id)!;
+    expect(window(after)).toEqual(w);
+    // Its pre-roll still locked (and the new footage of its post-roll, stamped after the step).
+    expect(second.ring.segmentsBetween(CAMERA, w.start, w.end).map((s) => s.seq)).toEqual(expect.arrayContaining(recorded.slice(-10)));
+  });
+
+  it('a step the ring had not written when the agent died is taken in at the next start, and the book\'s windows are not moved twice', async () => {
+    const first = await startNode();
+    const recorded = await record(first.ring, 12);
+    const { incident } = await first.book.lock({ ...first.book.triggerTime(), via: 'button' });
+    const before = readFileSync(join(dir, 'storage', 'segments', 'clock.json'), 'utf8');
+    clock.jump(HOUR);
+    first.book.triggerTime(); // a press finds the step: the book and the ring take it in
+    await first.ring.requestPrune(); // everything written...
+    await first.book.lock({ ...first.book.triggerTime(), via: 'mqtt' }).catch(() => {});
+    const moved = window(first.book.get(incident.id)!);
+    // ...then the ring's clock.json as it was before the step: the agent died before writing it.
+    writeFileSync(join(dir, 'storage', 'segments', 'clock.json'), before);
+    await first.stop().catch(() => {});
+    writeFileSync(join(dir, 'storage', 'segments', 'clock.json'), before);
+    running = [];
+    const second = await startNode();
+    expect(window(second.book.get(incident.id)!)).toEqual(moved);
+    // The pre-roll footage is found again in the moved window: the ring took the step in.
+    expect(second.ring.segmentsBetween(CAMERA, moved.start, moved.end).map((s) => s.seq)).toEqual(expect.arrayContaining(recorded.slice(-10)));
+  });
+
+  it('a trigger read just before a step, locked just after it, is put in the new time base', async () => {
+    const node = await startNode();
+    const recorded = await record(node.ring, 12);
+    const t = node.book.triggerTime();
+    clock.jump(HOUR);
+    await record(node.ring, 1); // the ring finds the step before the lock runs
+    const { incident } = await node.book.lock({ ...t, via: 'button' });
+    const w = window(incident);
+    expect(w.start).toBe(t.atMs + HOUR - POLICY.preRollMs);
+    expect(node.ring.segmentsBetween(CAMERA, w.start, w.end).map((s) => s.seq)).toEqual(expect.arrayContaining(recorded.slice(-10)));
   });
 });

@@ -140,4 +140,33 @@ describe('ring scan', () => {
     expect(entries.length).toBeGreaterThan(0);
     await ring.stop();
   });
+
+  it('while the audit log cannot be written: aged footage waits; footage over the quota goes, its entry written first thing once the log can be', async () => {
+    const entries: { reason: string }[] = [];
+    let writable = false;
+    const ring = makeRing({ maxBytes: 1_000, maxAgeMs: 60_000 }, [], undefined, {
+      pruneIntervalMs: 3_600_000,
+      auditDeletion: async (e) => {
+        if (!writable) throw Object.assign(new Error('read-only file system'), { code: 'EROFS' });
+        entries.push(e);
+      },
+    });
+    await ring.start();
+    await recordFake(ring, clock, 'a', 5); // 500 bytes
+    clock.advance(120_000); // all of it past maxAge
+    await ring.requestPrune();
+    expect(ring.allSegments()).toHaveLength(5); // aged, but not deleted unaudited
+    await recordFake(ring, clock, 'a', 10); // 1,500 bytes: over the quota
+    await ring.requestPrune();
+    const left = ring.allSegments().reduce((n, s) => n + s.bytes, 0);
+    expect(left).toBeLessThanOrEqual(1_000); // the cameras got their room
+    expect(entries).toEqual([]);
+    writable = true;
+    clock.advance(1_000);
+    await recordFake(ring, clock, 'a', 1);
+    await ring.requestPrune();
+    // The owed quota entry first, then this pass's own.
+    expect(entries[0]!.reason).toBe('quota');
+    await ring.stop();
+  });
 });

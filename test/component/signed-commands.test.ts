@@ -150,6 +150,18 @@ describe('signed commands', () => {
     refused(await n.commands.check('lock', await sign('otto', 'lock', {}, { at: now - 7 * 60_000 })), /below the newest command accepted/);
   });
 
+  it('unsynced: a refused command from a clock far ahead does not lock the others out; an accepted one raises the mark by 5 min at most', async () => {
+    const n = await node();
+    n.synced.value = false;
+    const now = n.clock.now();
+    const year = 365 * DAY;
+    refused(await n.commands.check('lock', await sign('vera', 'lock', {}, { at: now + year })), /may not lock/);
+    expect((await n.commands.check('lock', await sign('otto', 'lock', {}, { at: now }))).ok).toBe(true);
+    // An accepted one from a laptop a year ahead moves the mark only 5 min past it.
+    expect((await n.commands.check('state', await sign('vera', 'state', {}, { at: now + year }))).ok).toBe(true);
+    expect((await n.commands.check('lock', await sign('otto', 'lock', {}, { at: now }))).ok).toBe(true);
+  });
+
   it('for another node, for another command, tampered, from another CA, a node\'s own certificate, two OUs: refused', async () => {
     const n = await node();
     const at = n.clock.now();

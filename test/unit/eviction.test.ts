@@ -175,9 +175,12 @@ describe('deletionRuns (the delete entry of a pass)', () => {
     expect(runs.get('age')!['a']!.map((r) => r.segments)).toEqual([2]);
     expect(runs.get('quota')!['a']!.map((r) => r.segments)).toEqual([2]);
   });
-  it('spans min to max when stamps do not rise along the ring (a clock step)', () => {
-    const segs = [seg(1, 'a', 100, T0 + 5000), seg(2, 'a', 100, T0)];
-    expect(deletionRuns(segs, segs, ['quota', 'quota']).get('quota')).toEqual({ a: [{ from: at(T0), to: at(T0 + 6000), segments: 2, bytes: 200 }] });
+  it('a segment stamped before the run\'s end (the clock went back) starts a new run', () => {
+    const segs = [seg(1, 'a', 100, T0 + 5000), seg(2, 'a', 100, T0), seg(3, 'a', 100, T0 + 1000)];
+    expect(deletionRuns(segs, segs, ['quota', 'quota', 'quota']).get('quota')).toEqual({ a: [
+      { from: at(T0 + 5000), to: at(T0 + 6000), segments: 1, bytes: 100 },
+      { from: at(T0), to: at(T0 + 2000), segments: 2, bytes: 200 },
+    ] });
   });
   it('nothing to delete, no entry', () => {
     expect(deletionRuns(ring(3), [], []).size).toBe(0);
