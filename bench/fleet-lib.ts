@@ -71,6 +71,8 @@ export interface AgentOptions {
   cameras: number;
   /** The config's mqtt section; omitted: no fleet link. */
   mqtt?: Record<string, unknown>;
+  /** The config's fleet section (fleet.ca: who signs commands). */
+  fleet?: Record<string, unknown>;
 }
 
 export interface RunningAgent {
@@ -110,6 +112,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     button: { backend: 'none' },
     control: { socket: join(dir, 'control.sock') },
     ...(opts.mqtt ? { mqtt: opts.mqtt } : {}),
+    ...(opts.fleet ? { fleet: opts.fleet } : {}),
   };
   const configPath = join(dir, 'config.yaml');
   writeFileSync(configPath, stringify(config));

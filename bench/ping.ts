@@ -1,6 +1,9 @@
 // `ping` round trip over MQTT on loopback: the agent (`camnode run`, its own process, one
 // `testsrc` camera recording, so its ffmpeg competes for the CPU as in the field) answering
-// 1,000 sequential pings from one MQTT.js client through a private Mosquitto. Timed from the
+// 1,000 sequential pings from one MQTT.js client through a private Mosquitto. Each ping is
+// signed (CONTRACT §7: a JWS by a principal of a throwaway fleet CA, as `camnode ctl` signs),
+// so the node's checks — chain, signature, the nonce written durably — are in the figures; one
+// row shows the same node taking them unsigned (`mqtt.requireSignedCommands: false`). Timed from the
 // request's publish to the reply's arrival. Over MQTT 5 (Response Topic + Correlation Data, as
 // `camnode ctl` sends them) with the node on MQTT 5, then over 3.1.1 (`replyTo` and `id` in the
 // payload) with the node configured for 3.1.1. For scale, the same client's round trip through
@@ -10,6 +13,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeDemoFleet } from '../src/demo/throwaway-ca.js';
+import { signingWith, type Signing } from '../src/ops/signer.js';
 import { percentile, startAgent, startBroker } from './fleet-lib.js';
 import { machine, machineMarkdown, numberArg, sleep, verdict, writeResults } from './lib.js';
 
@@ -75,9 +83,15 @@ interface ClientRun {
   primary: boolean;
 }
 
-/** One agent on `version`; each of `runs` is a fresh requesting client against it, in turn. */
-async function pingAgent(brokerUrl: string, version: Version, runs: ClientRun[]): Promise<Map<ClientRun, number[]>> {
-  const agent = await startAgent({ cameras: 1, mqtt: { url: brokerUrl, protocolVersion: version === 5 ? 5 : '3.1.1', keepalive: '30s' } });
+interface Signer { caFile: string; signing: Signing }
+
+/** One agent on `version`; each of `runs` is a fresh requesting client against it, in turn. `signer` absent: unsigned. */
+async function pingAgent(brokerUrl: string, version: Version, runs: ClientRun[], signer?: Signer): Promise<Map<ClientRun, number[]>> {
+  const agent = await startAgent({
+    cameras: 1,
+    mqtt: { url: brokerUrl, protocolVersion: version === 5 ? 5 : '3.1.1', keepalive: '30s', ...(signer ? {} : { requireSignedCommands: false }) },
+    ...(signer ? { fleet: { ca: signer.caFile } } : {}),
+  });
   const out = new Map<ClientRun, number[]>();
   try {
     await sleep(SETTLE_MS);
@@ -85,7 +99,7 @@ async function pingAgent(brokerUrl: string, version: Version, runs: ClientRun[])
       const client = await mqtt.connectAsync(brokerUrl, { protocolVersion: version, clean: true, reconnectPeriod: 0 });
       try {
         if (run.noDelay) (client.stream as unknown as Socket).setNoDelay(true);
-        out.set(run, await pingRun(client, version, run.count));
+        out.set(run, await pingRun(client, version, run.count, signer?.signing));
       } finally {
         await client.endAsync().catch(() => {});
       }
@@ -97,14 +111,21 @@ async function pingAgent(brokerUrl: string, version: Version, runs: ClientRun[])
   }
 }
 
-async function pingRun(c: MqttClient, version: Version, count: number): Promise<number[]> {
-  // One reply topic for the whole run, under the node's subtree as CONTRACT §3 requires.
-  const replyTopic = `camnode/${NODE}/reply/bench-${randomBytes(6).toString('hex')}`;
+async function pingRun(c: MqttClient, version: Version, count: number, signing?: Signing): Promise<number[]> {
+  // One reply topic for the whole run, under the node's subtree as CONTRACT §3 requires (and
+  // under the signer's CN for signed ones, CONTRACT §7).
+  const replyTopic = `camnode/${NODE}/reply/${signing ? `${signing.cn}/` : ''}bench-${randomBytes(6).toString('hex')}`;
   await c.subscribeAsync(replyTopic, { qos: 1 });
   const cmdTopic = `camnode/${NODE}/cmd/ping`;
   const correlation = (i: number): Buffer => Buffer.from(`ping-${i}`);
+  // Signed ahead of the timing: what is measured is the node's work and the transport, as a
+  // ctl's signing happens before it publishes.
+  const total = count + WARMUP;
+  const jws = signing ? await Promise.all(Array.from({ length: total }, () => signing.sign(NODE, 'ping', {}, undefined))) : [];
+  let next = 0;
   const send = (i: number): void => {
-    const payload = version === 5 ? '{}' : JSON.stringify({ replyTo: replyTopic, id: `ping-${i}` });
+    const body = signing ? { jws: jws[next++]! } : {};
+    const payload = version === 5 ? JSON.stringify(body) : JSON.stringify({ ...body, replyTo: replyTopic, id: `ping-${i}` });
     c.publishAsync(cmdTopic, payload, { qos: 1, ...(version === 5 ? { properties: { responseTopic: replyTopic, correlationData: correlation(i) } } : {}) })
       .catch((err: unknown) => console.error(`publish failed: ${(err as Error).message}`));
   };
@@ -145,24 +166,29 @@ async function main(): Promise<number> {
   let mosquittoVersion = '';
   // The broker as we ship it (set_tcp_nodelay true).
   const broker = await startBroker();
+  const fleetDir = mkdtempSync(join(tmpdir(), 'camnode-bench-fleet-'));
   try {
+    const fleet = await makeDemoFleet(fleetDir);
+    const signer: Signer = { caFile: fleet.caFile, signing: signingWith({ certPem: readFileSync(fleet.certFile, 'utf8'), keyPem: readFileSync(fleet.keyFile, 'utf8') }) };
     mosquittoVersion = /mosquitto version (\S+)/.exec(broker.log())?.[1] ?? '';
     for (const version of [5, 4] as const) {
-      const label = version === 5 ? 'MQTT 5 (Response Topic + Correlation Data)' : 'MQTT 3.1.1 (replyTo + id in the payload)';
+      const label = version === 5 ? 'MQTT 5, signed (Response Topic + Correlation Data)' : 'MQTT 3.1.1, signed (replyTo + id beside the JWS)';
       const runs: ClientRun[] = [{ name: label, count: PINGS, noDelay: true, primary: true }];
       // How much a requester that leaves Nagle on pays for back-to-back requests on one connection.
       if (version === 5) runs.push({ name: `${label}, requester without TCP_NODELAY`, count: SIDE_PINGS, noDelay: false, primary: false });
-      for (const [run, times] of await pingAgent(broker.url, version, runs)) report(run.name, times, run.primary);
+      for (const [run, times] of await pingAgent(broker.url, version, runs, signer)) report(run.name, times, run.primary);
     }
+    for (const [run, times] of await pingAgent(broker.url, 5, [{ name: 'MQTT 5, unsigned (mqtt.requireSignedCommands: false)', count: SIDE_PINGS, noDelay: true, primary: false }])) report(run.name, times, false);
     report('broker alone (client echo, MQTT 5, QoS 1)', await brokerEcho(broker.url), false);
   } finally {
     await broker.stop();
+    rmSync(fleetDir, { recursive: true, force: true });
   }
   // Mosquitto's own default (set_tcp_nodelay false), for brokers not configured from provisioning/.
   const stock = await startBroker({ tcpNoDelay: false });
   try {
     const label = 'MQTT 5, broker with Mosquitto\'s default set_tcp_nodelay false';
-    for (const [run, times] of await pingAgent(stock.url, 5, [{ name: label, count: SIDE_PINGS, noDelay: true, primary: false }])) report(run.name, times, false);
+    for (const [run, times] of await pingAgent(stock.url, 5, [{ name: `${label} (unsigned)`, count: SIDE_PINGS, noDelay: true, primary: false }])) report(run.name, times, false);
   } finally {
     await stock.stop();
   }
@@ -179,7 +205,9 @@ async function main(): Promise<number> {
     `One MQTT.js client sends them one at a time to \`camnode/${NODE}/cmd/ping\` at QoS 1 and waits for the reply on one reply topic ` +
     'under the node\'s subtree (subscribed at QoS 1; the node replies at QoS 1); each is timed from the publish call to the reply\'s ' +
     'arrival, and each reply is checked (`ok: true`, a version string, the request\'s own Correlation Data or `id`). ' +
-    `${WARMUP} unmeasured pings first. MQTT 5: the node and the client on MQTT 5, Response Topic + Correlation Data (as \`camnode ctl\` sends them). ` +
+    `${WARMUP} unmeasured pings first. Signed rows: each ping a JWS (ES256, x5c) by an admin principal of a throwaway fleet CA (the demo's), made before the timing starts as ctl makes it before it publishes; ` +
+    'the node checks the chain, the signature, the iat and the nonce (written durably) before it answers. ' +
+    `MQTT 5: the node and the client on MQTT 5, Response Topic + Correlation Data (as \`camnode ctl\` sends them). ` +
     'MQTT 3.1.1: a fresh agent configured with `protocolVersion: "3.1.1"`, the client on 3.1.1, `replyTo` and `id` in the payload. ' +
     'The requesting client sets TCP_NODELAY on its socket (MQTT.js does not): with Nagle\'s algorithm on, a request written right after ' +
     'the PUBACK of the previous reply waits for the broker\'s delayed ACK (~40 ms on Linux) — a cost of the requester, shown in its own row. ' +

@@ -181,7 +181,7 @@ describe('sync to S3 (s3rver)', () => {
     const badCredentials = await writeS3Credentials(workDir, 'bad.env', { id: 'NOT-A-KEY', secret: 'not-the-secret' });
     // An mqtt section (to a port nobody listens on) makes the agent keep its events in the
     // durable outbox, where the sync.failed event can be read.
-    const mqtt = { url: `mqtt://127.0.0.1:${await freePort()}` };
+    const mqtt = { url: `mqtt://127.0.0.1:${await freePort()}`, requireSignedCommands: false };
     const cases = [
       { name: 'wrong secret', upstream: s3Upstream(s3, BUCKET, badCredentials), reason: /HTTP 403.*(credentials|Access Key)/i },
       { name: 'missing bucket', upstream: s3Upstream(s3, 'no-such-bucket', credentials), reason: /NoSuchBucket/ },
@@ -243,7 +243,7 @@ describe('sync to S3 (s3rver)', () => {
     const s3 = await startS3rver({ buckets: [BUCKET] });
     const later = join(workDir, 'later.env');
     await rm(later, { force: true });
-    const mqtt = { url: `mqtt://127.0.0.1:${await freePort()}` };
+    const mqtt = { url: `mqtt://127.0.0.1:${await freePort()}`, requireSignedCommands: false };
     const n = await node({ source: `file:${loop}`, upstream: s3Upstream(s3, BUCKET, later), over: { mqtt } });
     // Recording goes on: footage arrives, and a lock is sealed locally.
     await waitFor(async () => (await footageBytes(n)) > 0, 'some footage', 30_000);
