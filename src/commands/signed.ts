@@ -17,6 +17,18 @@ import { leastRole, needsCurrentCrl, principalOf, roleAllows, type Principal } f
 export const MUST_BE_SIGNED = 'commands must be signed';
 const ALGS = new Set(['ES256', 'EdDSA']);
 const MAX_CHAIN = 3;
+/** Distinct x5c values kept parsed and verified (principals active at once, and then some). */
+const CHAIN_CACHE = 64;
+
+interface KnownChain {
+  chain?: x509.X509Certificate[];
+  links: x509.X509Certificate[];
+  leafCn?: string | undefined;
+  structural: string | null;
+  /** The leaf's key, imported for JWS verification, per alg. */
+  keys: Map<string, Awaited<ReturnType<typeof importX509>>>;
+  parseError?: string;
+}
 const B64URL = /^[A-Za-z0-9_-]*$/;
 
 /** Who signed a command, as entries record it (CONTRACT §7 Who). */
@@ -81,16 +93,11 @@ export class SignedCommands {
     // The leaf's CN and the payload's replyTo first, read unverified, only to know where a
     // refusal may be answered (under reply/<leaf CN>/); everything else is checked after.
     const x5c = header['x5c'];
-    let chain: x509.X509Certificate[] | undefined;
-    let chainError: string | undefined;
-    if (Array.isArray(x5c) && x5c.length >= 1 && x5c.length <= MAX_CHAIN && x5c.every((c) => typeof c === 'string')) {
-      try {
-        chain = (x5c as string[]).map((c) => new x509.X509Certificate(Buffer.from(c, 'base64')));
-      } catch (err) {
-        chainError = `x5c: not a certificate (${(err as Error).message})`;
-      }
-    }
-    const leafCn = chain?.[0]?.subjectName.getField('CN')[0];
+    const known = Array.isArray(x5c) && x5c.length >= 1 && x5c.length <= MAX_CHAIN && x5c.every((c) => typeof c === 'string')
+      ? await this.known(x5c as string[]) : undefined;
+    const chain = known?.chain;
+    const chainError = known?.parseError;
+    const leafCn = known?.leafCn;
     let claimed: unknown;
     try {
       claimed = b64urlJson(parts[1]!);
@@ -108,13 +115,17 @@ export class SignedCommands {
 
     // Signature and chain to the fleet CA, validity dates, revocation.
     const now = new Date(deps.clock.now());
-    const chainProblem = await this.chainProblem(chain, now);
+    const chainProblem = known!.structural ?? this.temporalProblem(known!.links, now);
     if (chainProblem) return refuse(chainProblem);
     const who = principalOf(leaf.subjectName.getField('CN'), leaf.subjectName.getField('OU'));
     if (!who.ok) return refuse(who.reason);
     let payloadBytes: Uint8Array;
     try {
-      const key = await importX509(leaf.toString('pem'), alg);
+      let key = known!.keys.get(alg);
+      if (!key) {
+        key = await importX509(leaf.toString('pem'), alg);
+        known!.keys.set(alg, key);
+      }
       ({ payload: payloadBytes } = await compactVerify(jws, key, { algorithms: [alg] }));
     } catch (err) {
       return refuse(`JWS signature does not verify with the leaf certificate's key (${(err as Error).message})`);
@@ -143,9 +154,9 @@ export class SignedCommands {
     // A command that no role names (and no node knows) is answered `bad_request` by the handlers,
     // which run nothing for it; every other is the role's to allow.
     const resolved = resolveCommand(cmd) ?? cmd;
-    const known = leastRole(resolved) !== undefined || resolveCommand(cmd) !== undefined;
-    if (known && !roleAllows(who.principal.role, resolved)) return refuse(`${who.principal.cn} (${who.principal.role}) may not ${resolved}`);
-    if (known && needsCurrentCrl(resolved) && deps.revocation.configured && !deps.revocation.current(now.getTime())) {
+    const named = leastRole(resolved) !== undefined || resolveCommand(cmd) !== undefined;
+    if (named && !roleAllows(who.principal.role, resolved)) return refuse(`${who.principal.cn} (${who.principal.role}) may not ${resolved}`);
+    if (named && needsCurrentCrl(resolved) && deps.revocation.configured && !deps.revocation.current(now.getTime())) {
       return refuse(`${resolved} needs a current fleet CRL, and the one configured is expired or was never loaded`);
     }
     await deps.replay.confirm(iat, Math.floor(deps.clock.now() / 1000), deps.clockSynced() === true);
@@ -156,17 +167,38 @@ export class SignedCommands {
     };
   }
 
-  /** Why the chain does not lead to the fleet CA now, or null. */
-  private async chainProblem(chain: x509.X509Certificate[], now: Date): Promise<string | null> {
-    const { anchors, revocation } = this.deps;
-    // The CA itself may be sent last; it is a trust anchor, not a link.
-    const links = chain.filter((c, i) => !(i > 0 && anchors.some((a) => a.equal(c))));
+  /**
+   * An x5c as parsed and checked once: the certificates, the links to verify each time (the CA
+   * itself, if sent, is an anchor, not a link), and why the chain does not lead to the fleet CA
+   * whatever the date (signatures, CA flags). Kept for the last few distinct x5c values: a
+   * principal sends the same certificate every time, and parsing and verifying it is most of
+   * the cost of a command. Dates and revocation are checked on every command.
+   */
+  private async known(x5c: string[]): Promise<KnownChain> {
+    const cacheKey = x5c.join('.');
+    const hit = this.chains.get(cacheKey);
+    if (hit) return hit;
+    let entry: KnownChain;
+    try {
+      const chain = x5c.map((c) => new x509.X509Certificate(Buffer.from(c, 'base64')));
+      const links = chain.filter((c, i) => !(i > 0 && this.deps.anchors.some((a) => a.equal(c))));
+      entry = { chain, links, leafCn: chain[0]!.subjectName.getField('CN')[0], structural: await this.structuralProblem(links), keys: new Map() };
+    } catch (err) {
+      entry = { links: [], structural: null, keys: new Map(), parseError: `x5c: not a certificate (${(err as Error).message})` };
+    }
+    this.chains.set(cacheKey, entry);
+    if (this.chains.size > CHAIN_CACHE) this.chains.delete(this.chains.keys().next().value!);
+    return entry;
+  }
+
+  private readonly chains = new Map<string, KnownChain>();
+
+  /** Why the links do not lead to the fleet CA (signatures, CA flags), or null. */
+  private async structuralProblem(links: x509.X509Certificate[]): Promise<string | null> {
+    const { anchors } = this.deps;
     for (let i = 0; i < links.length; i++) {
       const cert = links[i]!;
       const name = i === 0 ? 'leaf certificate' : `certificate ${i + 1} of x5c`;
-      if (now < cert.notBefore || now > cert.notAfter) {
-        return `${name} "${cert.subject}" is not valid now (valid ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()})`;
-      }
       if (i > 0) {
         const bc = cert.getExtension(x509.BasicConstraintsExtension);
         if (!bc?.ca) return `${name} "${cert.subject}" is not a CA certificate`;
@@ -183,7 +215,19 @@ export class SignedCommands {
         }
         if (!anchored) return `${name} "${cert.subject}" is not issued by the fleet CA`;
       }
-      if (revocation.isRevoked(cert)) return `${name} "${cert.subject}" is revoked`;
+    }
+    return null;
+  }
+
+  /** Why a link is not valid now or is revoked, or null: checked on every command. */
+  private temporalProblem(links: x509.X509Certificate[], now: Date): string | null {
+    for (let i = 0; i < links.length; i++) {
+      const cert = links[i]!;
+      const name = i === 0 ? 'leaf certificate' : `certificate ${i + 1} of x5c`;
+      if (now < cert.notBefore || now > cert.notAfter) {
+        return `${name} "${cert.subject}" is not valid now (valid ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()})`;
+      }
+      if (this.deps.revocation.isRevoked(cert)) return `${name} "${cert.subject}" is revoked`;
     }
     return null;
   }

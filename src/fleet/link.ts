@@ -38,6 +38,7 @@ export interface FleetLinkDeps {
   signed?: {
     commands: SignedCommands;
     revocation: FleetRevocation;
+    replay?: { close(): Promise<void> };
     /** A refused command, counted for the audit log. */
     refused(reason: string): void;
   } | undefined;
@@ -118,6 +119,7 @@ export class FleetLink implements Component {
     clearTimeout(this.pendingState);
     this.offAdded?.();
     await this.deps.signed?.revocation.stop();
+    await this.deps.signed?.replay?.close();
     const client = this.client;
     if (!client) return;
     if (client.connected) {

@@ -15,6 +15,7 @@ const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
 export interface Trust {
   commands: SignedCommands;
   revocation: FleetRevocation;
+  replay: ReplayGuard;
 }
 
 /** The fleet CA bundle's certificates; throws naming the file when there are none. */
@@ -36,5 +37,5 @@ export async function loadTrust(deps: {
   await replay.load();
   const commands = new SignedCommands({ nodeId: deps.nodeId, anchors, revocation, replay, clock: deps.clock, clockSynced: deps.clockSynced });
   deps.log.info({ ca: caFile, anchors: anchors.length, crl: deps.fleet?.crl ?? null }, 'commands must be signed by a principal of the fleet CA');
-  return { commands, revocation };
+  return { commands, revocation, replay };
 }
