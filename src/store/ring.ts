@@ -108,6 +108,8 @@ export class Ring implements Component {
   private readonly owedDeletions: { reason: DeleteReason; cameras: Record<string, DeletedRun[]> }[] = [];
   /** Bytes finished since the last pass, and each camera's last segment (their rate). */
   private addedSincePass = 0;
+  /** camnode's bytes as the last pass measured them. */
+  private usedAtPass = 0;
   private readonly lastByCamera = new Map<string, Segment>();
 
   constructor(private readonly deps: RingDeps) {
@@ -212,6 +214,7 @@ export class Ring implements Component {
     }
     this.lastByCamera.set(camera, segment);
     this.addedSincePass += segment.bytes;
+    if (this.lastStats) this.lastStats = { ...this.lastStats, usedBytes: this.usedAtPass + this.addedSincePass, ...this.spanStats() };
     if (this.roomShort()) void this.requestPrune();
     return segment;
   }
@@ -220,11 +223,22 @@ export class Ring implements Component {
     return this.deps.pruneIntervalMs ?? DEFAULT_PRUNE_INTERVAL_MS;
   }
 
+  /** The index's span now (between passes too: the state shows footage as it is recorded). */
+  private spanStats(): Pick<RingStats, 'segments' | 'oldestAt' | 'retainedSeconds'> {
+    const oldest = this.segments[0];
+    const newest = this.segments[this.segments.length - 1];
+    return {
+      segments: this.segments.length,
+      oldestAt: oldest ? iso(oldest.startMs) : null,
+      retainedSeconds: oldest && newest ? Math.max(0, Math.round((segmentEndMs(newest) - oldest.startMs) / 1000)) : 0,
+    };
+  }
+
   /** Whether the room the last pass left is less than one more interval of recording. */
   private roomShort(): boolean {
     const stats = this.lastStats;
     if (!stats) return true;
-    const room = stats.quotaBytes - stats.usedBytes - this.addedSincePass;
+    const room = stats.quotaBytes - this.usedAtPass - this.addedSincePass;
     return room < passHeadroomBytes(this.lastByCamera.values(), this.intervalMs());
   }
 
@@ -318,15 +332,13 @@ export class Ring implements Component {
     if (this.stampsDirty && clock.monotonic() - this.stampsSavedAt > STAMPS_SAVE_EVERY_MS) {
       await this.saveStamps().catch((err: unknown) => log.warn({ err }, 'clock.json not saved'));
     }
-    const newest = this.segments[this.segments.length - 1];
+    this.usedAtPass = plan.bytesAfter + sparedBytes - promised;
     this.lastStats = {
       quotaBytes: quota,
-      usedBytes: plan.bytesAfter + sparedBytes - promised,
+      usedBytes: this.usedAtPass + this.addedSincePass,
       lockedBytes,
       freeBytes: disk.freeBytes,
-      segments: this.segments.length,
-      oldestAt: oldest ? iso(oldest.startMs) : null,
-      retainedSeconds: oldest && newest ? Math.max(0, Math.round((segmentEndMs(newest) - oldest.startMs) / 1000)) : 0,
+      ...this.spanStats(),
       shortfallBytes: plan.shortfallBytes,
     };
     if (plan.shortfallBytes > 0) {
