@@ -29,6 +29,7 @@ import type { AgentModule, ModuleBase } from './modules/module.js';
 import { recordingModule, type RecordingModule, type TestPicture } from './modules/recording.js';
 import { incidentsModule, type IncidentCounts, type IncidentsModule } from './modules/incidents.js';
 import { syncModule, type SyncModule } from './modules/sync.js';
+import { footageModule } from './modules/footage.js';
 import { fleetModule, type FleetModule } from './modules/fleet.js';
 import { controlModule } from './modules/control.js';
 
@@ -143,6 +144,8 @@ export class Agent {
       ...base,
       node: config.node, incident: config.incident, button: config.button,
       enabledCameras: config.cameras.filter((c) => c.enabled).map((c) => c.id),
+      configuredCameras: config.cameras.map((c) => c.id),
+      writing: (camera) => recording.writing(camera),
       sealedDir, segmentSeconds: config.recording.segmentSeconds,
       disposeNeedsSync: config.upstream.type !== 'none',
       ring: recording.ring, audit, key, steps,
@@ -150,6 +153,11 @@ export class Agent {
       kbps: (camera) => recording.kbps(camera),
       downIntervals: (camera) => recording.downIntervals(camera),
       ffmpegPath: this.deps.ffmpegPath,
+    });
+    const footage = footageModule({
+      ...base, ring: recording.ring, book: incidents.book, damaged: incidents.damaged, audit,
+      configuredCameras: config.cameras.map((c) => c.id), segmentSeconds: config.recording.segmentSeconds,
+      writing: (camera) => recording.writing(camera), ffmpegPath: this.deps.ffmpegPath,
     });
     const sync = syncModule({ ...base, config, book: incidents.book, damaged: incidents.damaged, sealedDir });
     const fleet = config.mqtt
@@ -159,7 +167,7 @@ export class Agent {
       })
       : undefined;
     const control = controlModule({ ...base, control: config.control, handlers });
-    const modules: AgentModule[] = [recording, incidents, sync, ...(fleet ? [fleet] : []), control];
+    const modules: AgentModule[] = [recording, incidents, footage, sync, ...(fleet ? [fleet] : []), control];
 
     handlers.register({
       ping: async () => ({ version: VERSION }),

@@ -5,7 +5,8 @@ import type { Logger } from './platform/logger.js';
 export interface AgentEvents {
   'camera.up': { camera: string; reason: string };
   'camera.down': { camera: string; reason: string };
-  'storage.pressure': { shortfallBytes: number; quotaBytes: number; usedBytes: number };
+  /** Room short, or (a button lock, CONTRACT §6) more pinned than incident.maxLockedPercent allows. */
+  'storage.pressure': { shortfallBytes: number; quotaBytes: number; usedBytes: number; pinnedBytes?: number; maxLockedPercent?: number; incident?: string };
   'storage.full': { shortfallBytes: number; quotaBytes: number; usedBytes: number; lockedBytes: number };
   'incident.locked': { incident: string };
   'incident.extended': { incident: string };
@@ -17,6 +18,8 @@ export interface AgentEvents {
   'button.pressed': { at: string };
   'component.failed': { component: string; message: string; incident?: string };
   'component.recovered': { component: string; message: string; incident?: string };
+  /** A sealed incident gained files (a note's record): uploaded again, only what is new. Not forwarded. */
+  'incident.grew': { incident: string };
   'segment.finished': { camera: string; seq: number; startMs: number; durationMs: number; bytes: number };
 }
 

@@ -53,7 +53,7 @@ function pruneIntervalFromEnv(env: NodeJS.ProcessEnv): number | undefined {
   const value = env['CAMNODE_PRUNE_INTERVAL_MS'];
   if (value === undefined || value === '') return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 100) throw new Error(`CAMNODE_PRUNE_INTERVAL_MS: must be a whole number of milliseconds, at least 100 (got "${value}")`);
+  if (!Number.isInteger(n) || n < 100) throw new CliExit(2, `CAMNODE_PRUNE_INTERVAL_MS: must be a whole number of milliseconds, at least 100 (got "${value}")`);
   return n;
 }
 

@@ -12,6 +12,7 @@ import { ChainWalker, GENESIS_PREV, readRawLines, type AuditHead } from './chain
 import { isPublicKeyBase64, publicKeyBase64 } from './keys.js';
 import { manifestSha256, verifyManifestSignature } from './manifest.js';
 import { parseJsonStrict } from '../platform/json.js';
+import { NOTES_DIR } from '../incidents/note-record.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 
@@ -93,8 +94,9 @@ export async function verifyEvidence(opts: { dir: string; trustedKey: string; au
 
   if (typeof files !== 'string') {
     for (const f of files) add(...(await checkFile(opts.dir, f)));
-    await checkUnlisted(opts.dir, new Set(files.map((f) => f.name)), add);
+    await checkUnlisted(opts.dir, new Set([...files.map((f) => f.name), NOTES_DIR]), add);
   }
+  await checkNotes(opts.dir, opts.trustedKey, typeof incidentId === 'string' ? incidentId : undefined, add);
 
   if (opts.auditPath !== undefined) {
     await checkAudit(opts.auditPath, manifest['audit'], typeof incidentId === 'string' ? incidentId : undefined, manifestSha256(manifestBytes), add);
@@ -137,6 +139,44 @@ async function checkUnlisted(dir: string, listed: Set<string>, add: (ok: boolean
   // Anything in the folder the signature does not cover could be taken for part of the evidence.
   const extra = (await readdir(dir)).filter((n) => n !== MANIFEST_FILE && !listed.has(n)).sort();
   for (const name of extra) add(false, `file ${name}`, 'not listed in the manifest: not covered by the signature');
+}
+
+/**
+ * Notes added after the seal (CONTRACT §6): each `notes/<n>.json` is a record the node signed
+ * like the manifest, for this incident, numbered as its file is. Anything else there fails.
+ */
+async function checkNotes(dir: string, trustedKey: string, incidentId: string | undefined, add: (ok: boolean, check: string, detail: string) => void): Promise<void> {
+  const notesDir = join(dir, NOTES_DIR);
+  const st = await stat(notesDir).catch(() => null);
+  if (!st) return;
+  if (!st.isDirectory()) {
+    add(false, `file ${NOTES_DIR}`, 'not listed in the manifest: not covered by the signature');
+    return;
+  }
+  for (const name of (await readdir(notesDir)).sort()) {
+    const check = `note ${NOTES_DIR}/${name}`;
+    const m = /^([1-9]\d{0,5})\.json$/.exec(name);
+    if (!m) {
+      add(false, check, 'not a note record (notes/<n>.json): not covered by any signature');
+      continue;
+    }
+    let record: Record<string, unknown>;
+    try {
+      const parsed = parseJsonStrict(await readFile(join(notesDir, name), 'utf8'));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
+      record = parsed as Record<string, unknown>;
+    } catch (err) {
+      add(false, check, `not valid JSON, or ambiguous (${(err as Error).message})`);
+      continue;
+    }
+    const sig = verifyManifestSignature(record, trustedKey);
+    const problems: string[] = [];
+    if (!sig.ok) problems.push(sig.reason.replace('the manifest', 'the record'));
+    if (incidentId !== undefined && record['incident'] !== incidentId) problems.push(`it is for incident ${JSON.stringify(record['incident'])}, not ${incidentId}`);
+    if (record['n'] !== Number(m[1])) problems.push(`it is numbered ${JSON.stringify(record['n'])}, its file ${name}`);
+    const note = record['note'] as { at?: unknown; by?: unknown } | undefined;
+    add(problems.length === 0, check, problems.length === 0 ? `signed note by ${String(note?.by)} at ${String(note?.at)} verifies under the trusted key` : problems.join('; '));
+  }
 }
 
 /**

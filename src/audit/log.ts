@@ -28,6 +28,12 @@ export interface AuditPayloads {
    * reads both.
    */
   extend: { incident: string; trigger: object; end: string; camerasAdded: string[]; joined?: 'press' | 'cap'; urgent?: true };
+  /** A hold of footage named after the fact (CONTRACT §6), whole, as it was made durable. */
+  hold: { incident: AuditIncident };
+  /** A note added to an incident; `record` numbers its signed record beside a sealed incident's clips. */
+  note: { incident: string; note: { at: string; by: string; text: string; record?: number }; onBehalfOf?: string; signer?: TriggerSigner | null };
+  /** A still made from recorded footage: which frame, who, for what purpose and why (CONTRACT §6). */
+  still: { camera: string; at: string; frameAt: string; purpose: string; reason: string; by: string; onBehalfOf?: string; signer?: TriggerSigner | null };
   /** Sealed: the SHA-256 hex of manifest.json's exact bytes. Follows the manifest's audit anchor directly. */
   seal: { incident: string; manifestSha256: string };
   /** The node's copy disposed of (deleted), who and why. Logs of earlier releases say `release`. */

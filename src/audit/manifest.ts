@@ -61,6 +61,15 @@ export function signManifest<I extends AuditIncident>(unsigned: UnsignedManifest
   return { ...unsigned, signature: { alg: 'ed25519', publicKey: key.publicKeyBase64, value } };
 }
 
+/**
+ * Any other record the node signs beside a sealed incident's clips (a note's `notes/<n>.json`):
+ * the same JCS + Ed25519 signature as the manifest, checked by verifyManifestSignature.
+ */
+export function signRecord<T extends object>(unsigned: T, key: Pick<NodeKey, 'publicKeyBase64' | 'sign'>): T & { signature: ManifestSignature } {
+  const value = key.sign(manifestSigningBytes(unsigned)).toString('base64');
+  return { ...unsigned, signature: { alg: 'ed25519', publicKey: key.publicKeyBase64, value } };
+}
+
 /** manifest.json's text: what the sealer writes (durably) and hashes for the seal entry. */
 export function serializeManifest(manifest: Manifest<AuditIncident>): string {
   return `${JSON.stringify(manifest, null, 2)}\n`;

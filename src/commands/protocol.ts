@@ -34,6 +34,19 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   return ms;
 });
 const text = (max: number) => z.string().max(max);
+/** Who asks: a signed command's signer CN names it; a local or unsigned one must (the handler checks). */
+const by = text(200).min(1, 'must not be empty').optional();
+const cameraId = z.string().regex(/^[a-z0-9-]{1,32}$/, 'not a camera id');
+/** Times on the wire are ISO-8601 with a zone (`Z` or an offset), milliseconds optional. */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
+const time = z.string().max(64).transform((v, ctx) => {
+  const ms = ISO_TIME.test(v) ? Date.parse(v) : NaN;
+  if (Number.isNaN(ms)) {
+    ctx.addIssue({ code: 'custom', message: `not an ISO-8601 time with a zone: ${JSON.stringify(clip(v, 40))} (e.g. "2026-12-01T15:00:00Z")` });
+    return z.NEVER;
+  }
+  return ms;
+});
 const incidentId = z.string().regex(/^\d{8}T\d{6}Z-[a-z2-7]{4}$/, 'not an incident id (YYYYMMDDTHHMMSSZ-xxxx)');
 
 export const commandArgs = {
@@ -43,20 +56,52 @@ export const commandArgs = {
     preRoll: duration.optional(),
     // A lock that reaches no further than its trigger keeps nothing of what happens next.
     postRoll: duration.refine((ms) => ms > 0, 'must be longer than 0').optional(),
-    cameras: z.array(z.string().regex(/^[a-z0-9-]{1,32}$/, 'not a camera id')).max(64).optional(),
+    cameras: z.array(cameraId).max(64).optional(),
     urgent: z.boolean().optional(),
+    // With a range it is a hold (CONTRACT §6).
+    from: time.optional(),
+    to: time.optional(),
+  }).superRefine((a, ctx) => {
+    if ((a.from === undefined) !== (a.to === undefined)) ctx.addIssue({ code: 'custom', path: [a.from === undefined ? 'from' : 'to'], message: 'required with ' + (a.from === undefined ? 'to' : 'from') + ' (a hold names both ends)' });
+    if (a.from === undefined) return;
+    if (a.reason === undefined || a.reason.length === 0) ctx.addIssue({ code: 'custom', path: ['reason'], message: 'required for a hold' });
+    for (const k of ['preRoll', 'postRoll', 'urgent'] as const) if (a[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: 'not with from/to (a hold keeps exactly its range)' });
+  }),
+  hold: z.strictObject({
+    from: time,
+    to: time,
+    cameras: z.array(cameraId).max(64).optional(),
+    reason: text(500).min(1, 'required'),
+    by,
+  }),
+  footage: z.strictObject({
+    camera: cameraId.optional(),
+    from: time.optional(),
+    to: time.optional(),
+  }),
+  still: z.strictObject({
+    camera: cameraId,
+    at: time,
+    purpose: z.enum(['incident-review', 'suspension-notice']),
+    reason: text(500).min(1, 'required'),
+    by,
+  }),
+  note: z.strictObject({
+    incident: incidentId,
+    text: text(2_000).min(1, 'must not be empty'),
+    by,
   }),
   dispose: z.strictObject({
     incident: incidentId,
     // A signed command's `by` is its signer's CN (a typed one is kept as onBehalfOf); a local or
     // unsigned one must say who asks (checked by the handler, which knows the sender).
-    by: text(200).min(1, 'must not be empty').optional(),
+    by,
     reason: text(500).min(1, 'required'),
     force: z.boolean().optional(),
   }),
   incidents: z.strictObject({}),
   incident: z.strictObject({ incident: incidentId }),
-  snapshot: z.strictObject({ camera: z.string().regex(/^[a-z0-9-]{1,32}$/, 'not a camera id') }),
+  snapshot: z.strictObject({ camera: cameraId }),
   state: z.strictObject({}),
   sync: z.strictObject({}),
   ping: z.strictObject({}),

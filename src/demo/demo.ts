@@ -112,6 +112,10 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   say(`    ${CLI_NAME} ctl lock --local --socket ${socket} --reason "test" --by "demo"`);
   say(`    ${CLI_NAME} ctl incidents --local --socket ${socket}`);
   say(`    ${CLI_NAME} ctl ping --local --socket ${socket}`);
+  say('  footage reported later (after a minute of recording): keep it, see it, take a still from it:');
+  say(`    ${CLI_NAME} ctl hold --local --socket ${socket} --from -1m --to -30s --reason "laptop reported stolen" --by "demo"`);
+  say(`    ${CLI_NAME} ctl footage --local --socket ${socket}`);
+  say(`    ${CLI_NAME} ctl still --local --socket ${socket} ${config.cameras[0]!.id} --at -45s --purpose incident-review --reason "who took it" --by "demo" -o still.jpg`);
   say(`  or as central ops would, over the embedded MQTT broker (${broker.url}, MQTT 3.1.1), signed as ${fleet.cn} (admin) of a throwaway CA:`);
   const b = `--broker ${broker.url} --mqtt-version 3.1.1 --cert ${fleet.certFile} --key ${fleet.keyFile}`;
   say(`    ${CLI_NAME} ctl nodes ${b}`);

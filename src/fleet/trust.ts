@@ -9,8 +9,8 @@ import type { Clock } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
 import { x509 } from '../platform/x509.js';
 import { FleetRevocation } from './revocation.js';
+import { pemCertificates } from '../platform/pem.js';
 
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 export interface Trust {
   commands: SignedCommands;
@@ -20,7 +20,7 @@ export interface Trust {
 
 /** The fleet CA bundle's certificates; throws naming the file when there are none. */
 export async function readAnchors(file: string): Promise<x509.X509Certificate[]> {
-  const pems = (await readFile(file, 'utf8')).match(PEM_CERT) ?? [];
+  const pems = pemCertificates(await readFile(file, 'utf8'));
   if (pems.length === 0) throw new Error(`fleet.ca: no certificate in ${file}`);
   return pems.map((p) => new x509.X509Certificate(p));
 }

@@ -18,8 +18,8 @@ import { CorruptFileError, DurableJsonFile } from '../platform/durable-json.js';
 import {
   applyExtension,
   extendIncident,
-  type Extension, INCIDENT_ID, isOpen, lockedRanges, openIncident, shiftWindow,
-  type Incident, type IncidentState, type TriggerRequest, type TriggerSigner, type WindowPolicy,
+  type Extension, type HoldRequest, INCIDENT_ID, isExtendable, lockedRanges, type Note, openHold, openIncident, shiftWindow,
+  type Incident, type IncidentState, type TriggerRequest, type TriggerSigner, type WindowPolicy, withCurrentFields,
 } from './incident.js';
 
 /**
@@ -99,7 +99,7 @@ export class IncidentBook implements Component {
       if (data === null) lost = true;
       else if (!Array.isArray(data.incidents)) throw new CorruptFileError(this.path, 'no incidents list');
       else if (!data.incidents.every(isIncident)) throw new CorruptFileError(this.path, 'an entry is not an incident');
-      else db.data = { ...data, incidents: data.incidents.map(fromEarlierRelease) };
+      else db.data = { ...data, incidents: data.incidents.map(withCurrentFields) };
     } catch (err) {
       if (!(err instanceof CorruptFileError)) throw err;
       const kept = `${this.path}.corrupt-${iso(this.deps.clock.now()).replace(/[:.]/g, '')}`;
@@ -141,7 +141,18 @@ export class IncidentBook implements Component {
   }
 
   lockedRanges(): LockedRange[] {
-    return lockedRanges(this.list());
+    const ranges = lockedRanges(this.list());
+    return this.pins.size === 0 ? ranges : [...ranges, ...this.pins];
+  }
+
+  /** Ranges held for a moment (a still being decoded): kept by the ring until unpinned. */
+  private readonly pins = new Set<LockedRange>();
+
+  /** Holds a range against the pruner until the returned function is called. */
+  pin(range: LockedRange): () => void {
+    const held = { ...range };
+    this.pins.add(held);
+    return () => { this.pins.delete(held); };
   }
 
   /** An id the book or the sealed folders already use (a set-aside `.damaged` one too). */
@@ -149,10 +160,10 @@ export class IncidentBook implements Component {
     return this.get(id) !== undefined || existsSync(join(this.deps.sealedDir, id)) || existsSync(join(this.deps.sealedDir, `${id}.damaged`));
   }
 
-  /** The incident still collecting footage, if any. */
+  /** The lock still collecting footage, if any (a trigger extends it; a hold never is). */
   openIncident(): Incident | undefined {
     const now = this.deps.clock.now();
-    return this.list().find((i) => isOpen(i, now));
+    return this.list().find((i) => isExtendable(i, now));
   }
 
   /**
@@ -168,7 +179,7 @@ export class IncidentBook implements Component {
    * Locks a window, or extends the open incident. Resolves only once the book is on disk
    * (fsynced) and the lock is in the audit log.
    */
-  lock(req: TriggerRequest): Promise<LockResult> {
+  lock(req: TriggerRequest, admit?: (candidate: Incident) => void): Promise<LockResult> {
     return this.exclusive(async () => {
       const { deps } = this;
       // A step since the last check moves the open window first (and is audited before this
@@ -185,6 +196,8 @@ export class IncidentBook implements Component {
       const extension = open ? extendIncident(open, req, deps.policy, enabled) : undefined;
       const incident = extension?.incident
         ?? openIncident(deps.nodeId, req, deps.policy, enabled, { random: deps.random, taken: (id) => this.idTaken(id) });
+      // A command may be refused for the share it would pin; a press never is (CONTRACT §6).
+      if (req.via !== 'button') admit?.(incident);
       this.setBase(incident.id);
       try {
         await this.put(incident);
@@ -255,6 +268,56 @@ export class IncidentBook implements Component {
       deps.log.warn({ incident: incident.id, by: args.by, reason: args.reason, forced: !ready }, 'incident disposed of; local copy deleted');
       deps.events.emit('incident.disposed', { incident: incident.id });
       return disposed;
+    });
+  }
+
+  /**
+   * A hold (CONTRACT §6): a new incident over a range named after the fact. It is in the book in
+   * memory — where the pruner reads it — before its first await; resolves once the book is on
+   * disk and the hold in the audit log. `admit` may refuse it (the pinned share), inside the
+   * book's queue so two holds are judged one after the other.
+   */
+  hold(req: HoldRequest, admit?: (candidate: Incident) => void): Promise<Incident> {
+    return this.exclusive(async () => {
+      const { deps } = this;
+      if ((deps.steps?.check() ?? 0) !== 0) await this.writeClockOwed().catch(() => {});
+      const incident = openHold(deps.nodeId, req, { random: deps.random, taken: (id) => this.idTaken(id) });
+      admit?.(incident);
+      this.setBase(incident.id);
+      await this.put(incident);
+      await deps.audit.append('hold', { incident });
+      deps.log.info({ incident: incident.id, via: req.via, window: incident.window, cameras: incident.cameras }, 'footage held');
+      deps.events.emit('incident.locked', { incident: incident.id });
+      return incident;
+    });
+  }
+
+  /**
+   * A note (CONTRACT §6). On a sealed incident `record` first writes its node-signed record
+   * beside the clips; a synced one is then unsynced again until the record is uploaded too.
+   */
+  note(args: {
+    incident: string; text: string; by: string; onBehalfOf?: string | undefined; signer?: TriggerSigner | null | undefined;
+  }, record: (incident: Incident, note: Note, n: number) => Promise<void>): Promise<Incident> {
+    return this.exclusive(async () => {
+      const { deps } = this;
+      const incident = this.get(args.incident);
+      if (!incident) throw new BookError('not_found', `no incident ${args.incident}`);
+      if (incident.state === 'sealing') throw new BookError('conflict', `incident ${incident.id} is being sealed; add the note once it is sealed (seconds)`);
+      const note: Note = { at: iso(deps.clock.now()), by: args.by, text: args.text };
+      const sealed = incident.state === 'sealed' || incident.state === 'synced';
+      if (sealed) await record(incident, note, incident.notes.filter((n) => n.record !== undefined).length + 1);
+      const kept: Note = sealed ? { ...note, record: incident.notes.filter((n) => n.record !== undefined).length + 1 } : note;
+      const next: Incident = { ...incident, notes: [...incident.notes, kept], ...(incident.state === 'synced' ? { state: 'sealed' as const } : {}) };
+      await this.put(next);
+      await deps.audit.append('note', {
+        incident: incident.id, note: kept,
+        ...(args.onBehalfOf !== undefined ? { onBehalfOf: args.onBehalfOf } : {}),
+        ...(args.signer !== undefined ? { signer: args.signer } : {}),
+      });
+      deps.log.info({ incident: incident.id, by: args.by, record: kept.record }, 'note added');
+      if (sealed) deps.events.emit('incident.grew', { incident: incident.id });
+      return next;
     });
   }
 
@@ -407,7 +470,7 @@ export class IncidentBook implements Component {
         return;
       }
       // Lock entries, and the extend entries of earlier releases, carry the whole incident.
-      if ((entry.type === 'lock' || entry.type === 'extend') && isIncident(entry.incident)) found.set(entry.incident.id, entry.incident);
+      if ((entry.type === 'lock' || entry.type === 'hold' || entry.type === 'extend') && isIncident(entry.incident)) found.set(entry.incident.id, withCurrentFields(entry.incident));
       const id = typeof entry.incident === 'string' ? entry.incident : undefined;
       const known = id ? found.get(id) : undefined;
       // An extend entry carries only its change: replayed on the incident as it stands.
@@ -418,6 +481,10 @@ export class IncidentBook implements Component {
       // clips. Only a sealed folder with its manifest proves the seal (the scan below); until
       // then the incident stays locked and the sealer seals it again.
       // Logs written before the rename say `release`.
+      const note = (entry as { note?: Note }).note;
+      if (known && type === 'note' && typeof note?.text === 'string') {
+        found.set(known.id, { ...known, notes: [...known.notes, note], ...(known.state === 'synced' ? { state: 'sealed' as const } : {}) });
+      }
       if (known && (type === 'dispose' || type === 'dispose.forced' || type === 'release' || type === 'release.forced')) found.set(known.id, { ...known, state: 'disposed' });
       // A clock step moved the windows of the incidents then locking: set them as it did.
       if (type === 'clock' && Array.isArray((entry as { incidents?: unknown }).incidents)) {
@@ -443,7 +510,7 @@ export class IncidentBook implements Component {
         const manifest = JSON.parse(await readFile(join(this.deps.sealedDir, name, 'manifest.json'), 'utf8')) as { incident?: unknown };
         if (isIncident(manifest.incident)) {
           const seen = found.get(name);
-          if (!seen || seen.state === 'active' || seen.state === 'sealing') found.set(name, { ...manifest.incident, state: 'sealed' });
+          if (!seen || seen.state === 'active' || seen.state === 'sealing') found.set(name, { ...withCurrentFields(manifest.incident), ...(seen ? { notes: seen.notes } : {}), state: 'sealed' });
         }
       } catch { /* a folder without a readable manifest was never sealed */ }
     }
@@ -470,10 +537,6 @@ export class IncidentBook implements Component {
   }
 }
 
-/** A book (or manifest) written before the rename says `released`: it is `disposed`. */
-export function fromEarlierRelease(incident: Incident): Incident {
-  return (incident.state as string) === 'released' ? { ...incident, state: 'disposed' } : incident;
-}
 
 function isExtension(v: unknown): v is Extension {
   const e = v as Extension;

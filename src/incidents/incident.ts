@@ -4,6 +4,8 @@ import type { LockedRange } from '../store/eviction.js';
 import { iso } from '../platform/clock.js';
 
 export type IncidentState = 'active' | 'sealing' | 'sealed' | 'synced' | 'disposed';
+/** A lock drawn around a trigger, or a hold of a range named after the fact (CONTRACT §6). */
+export type IncidentKind = 'lock' | 'hold';
 export type TriggerVia = 'button' | 'mqtt' | 'local';
 
 /** Who signed a command (CONTRACT §7): the principal's CN, role and certificate's SHA-256. */
@@ -43,6 +45,15 @@ export interface Extension {
   urgent?: true;
 }
 
+/** A note staff add to an incident (CONTRACT §6): who, when, what. */
+export interface Note {
+  at: string;
+  by: string;
+  text: string;
+  /** The number of its node-signed record `notes/<n>.json` beside the clips (a sealed incident's note). */
+  record?: number;
+}
+
 export interface Incident {
   id: string;
   node: string;
@@ -51,6 +62,8 @@ export interface Incident {
   window: { start: string; end: string };
   state: IncidentState;
   urgent: boolean;
+  kind: IncidentKind;
+  notes: Note[];
 }
 
 export interface WindowPolicy {
@@ -85,6 +98,20 @@ export function incidentId(atMs: number, random: (n: number) => number = randomI
   return `${stamp}-${suffix}`;
 }
 
+export interface IdChoice { random?: ((n: number) => number) | undefined; taken?: (id: string) => boolean }
+
+/**
+ * An id no incident uses yet. Two incidents in one second share a stamp: a suffix already used
+ * is drawn again, so no incident ever replaces another (one in 2^20 a second; the bound only
+ * stops a broken random).
+ */
+function freeIncidentId(atMs: number, ids: IdChoice): string {
+  let id = incidentId(atMs, ids.random);
+  for (let i = 0; ids.taken?.(id) && i < 1_000; i++) id = incidentId(atMs, ids.random);
+  if (ids.taken?.(id)) throw new Error(`no free incident id for ${iso(atMs)}`);
+  return id;
+}
+
 export const INCIDENT_ID = /^\d{8}T\d{6}Z-[a-z2-7]{4}$/;
 
 function trigger(req: TriggerRequest): Trigger {
@@ -100,7 +127,7 @@ function trigger(req: TriggerRequest): Trigger {
 /** A trigger at T opens [T − preRoll, T + postRoll] (postRoll itself capped at maxLength). */
 export function openIncident(
   node: string, req: TriggerRequest, policy: WindowPolicy, enabledCameras: readonly string[],
-  ids: { random?: ((n: number) => number) | undefined; taken?: (id: string) => boolean } = {},
+  ids: IdChoice = {},
 ): Incident {
   // A pre-roll longer than maxLength (asked for, or configured) would put the whole capped
   // window before T: the lock would miss the very moment it was made for.
@@ -108,20 +135,75 @@ export function openIncident(
   const post = req.postRollMs ?? policy.postRollMs;
   const start = req.atMs - pre;
   const end = Math.min(req.atMs + post, start + policy.maxLengthMs);
-  // Two incidents in one second share a stamp: a suffix already used is drawn again, so no
-  // incident ever replaces another (one in 2^20 a second; the bound only stops a broken random).
-  let id = incidentId(req.atMs, ids.random);
-  for (let i = 0; ids.taken?.(id) && i < 1_000; i++) id = incidentId(req.atMs, ids.random);
-  if (ids.taken?.(id)) throw new Error(`no free incident id for ${iso(req.atMs)}`);
   return {
-    id,
+    id: freeIncidentId(req.atMs, ids),
     node,
     triggers: [trigger(req)],
     cameras: req.cameras && req.cameras.length > 0 ? [...new Set(req.cameras)] : [...enabledCameras],
     window: { start: iso(start), end: iso(end) },
     state: 'active',
     urgent: req.urgent ?? true,
+    kind: 'lock',
+    notes: [],
   };
+}
+
+/** A hold asked for (CONTRACT §6): a range on the wall clock, and who asks. */
+export interface HoldRequest {
+  fromMs: number;
+  toMs: number;
+  /** When it was asked (its trigger's time). */
+  atMs: number;
+  via: TriggerVia;
+  by?: string | undefined;
+  onBehalfOf?: string | undefined;
+  signer?: TriggerSigner | null | undefined;
+  reason: string;
+  cameras: readonly string[];
+}
+
+/**
+ * CONTRACT §6 refusals of a hold's range (bad_request), or null. Pure: `from ≥ to`,
+ * `from > now`, `to − from > maxHold`.
+ */
+export function holdRangeProblem(fromMs: number, toMs: number, nowMs: number, maxHoldMs: number): string | null {
+  if (fromMs >= toMs) return `from: must be before to (${iso(fromMs)} is not before ${iso(toMs)})`;
+  if (fromMs > nowMs) return `from: ${iso(fromMs)} is in the future; footage that does not exist yet cannot be held (lock it when it happens)`;
+  if (toMs - fromMs > maxHoldMs) return `to: the range is ${formatSpan(toMs - fromMs)}, longer than incident.maxHold (${formatSpan(maxHoldMs)}); hold it in parts`;
+  return null;
+}
+
+function formatSpan(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s % 3600 === 0) return `${s / 3600}h`;
+  if (s % 60 === 0) return `${s / 60}m`;
+  return `${s}s`;
+}
+
+/**
+ * A hold is an incident of its own: the range as asked, never extended, never an extension of
+ * the open lock. Its window is exactly [from, to]; the sealer takes the segments straddling the
+ * edges whole and the manifest states the real span. Pure.
+ */
+export function openHold(node: string, req: HoldRequest, ids: IdChoice = {}): Incident {
+  return {
+    id: freeIncidentId(req.atMs, ids),
+    node,
+    triggers: [trigger({ atMs: req.atMs, via: req.via, by: req.by, onBehalfOf: req.onBehalfOf, signer: req.signer, reason: req.reason })],
+    cameras: [...new Set(req.cameras)],
+    window: { start: iso(req.fromMs), end: iso(req.toMs) },
+    state: 'active',
+    urgent: true,
+    kind: 'hold',
+    notes: [],
+  };
+}
+
+/** An incident of an earlier release, without kind or notes (or saying `released`), as it reads now. */
+export function withCurrentFields(incident: Incident): Incident {
+  const state = (incident.state as string) === 'released' ? 'disposed' : incident.state;
+  if (incident.kind !== undefined && Array.isArray(incident.notes) && state === incident.state) return incident;
+  return { ...incident, state, kind: incident.kind ?? 'lock', notes: Array.isArray(incident.notes) ? incident.notes : [] };
 }
 
 /**
@@ -183,6 +265,11 @@ export function shiftWindow(incident: Incident, deltaMs: number): Incident {
 /** Active: its window has not yet passed. */
 export function isOpen(incident: Incident, nowMs: number): boolean {
   return incident.state === 'active' && Date.parse(incident.window.end) > nowMs;
+}
+
+/** The lock a trigger extends: open, and drawn around triggers (a hold is never extended). */
+export function isExtendable(incident: Incident, nowMs: number): boolean {
+  return incident.kind !== 'hold' && isOpen(incident, nowMs);
 }
 
 /** The ranges the ring must keep: every incident not yet sealed. */

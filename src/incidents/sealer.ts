@@ -78,8 +78,11 @@ export class Sealer implements Component {
 
   /** Bytes of sealed clips under storage (they count against the ring's quota). */
   sealedBytes(): number {
-    return this.heldBytes;
+    return this.heldBytes + this.reservedBytes;
   }
+
+  /** What the seal in progress will write: counted from its start, so the pruner leaves room for it. */
+  private reservedBytes = 0;
 
   /** Seals whatever is due; one pass at a time. */
   tick(): Promise<void> {
@@ -134,6 +137,17 @@ export class Sealer implements Component {
 
     const startMs = Date.parse(incident.window.start);
     const endMs = Date.parse(incident.window.end);
+    // A seal reserves its bytes before it starts (CONTRACT §6): the clips copy the segments.
+    this.reservedBytes = incident.cameras.reduce((n, c) => n + deps.ring.segmentsBetween(c, startMs, endMs).reduce((m, seg) => m + seg.bytes, 0), 0);
+    try {
+      await this.sealWindow(incident, workDir, finalDir, startMs, endMs, log);
+    } finally {
+      this.reservedBytes = 0;
+    }
+  }
+
+  private async sealWindow(incident: Incident, workDir: string, finalDir: string, startMs: number, endMs: number, log: Logger): Promise<void> {
+    const { deps } = this;
     // Each clip is hashed while ffmpeg assembles the next one: on two cores that hides most
     // of the hashing.
     const pending: Promise<ManifestFile>[] = [];

@@ -8,11 +8,17 @@ import { AUDIT_LOG_FILE, type AuditLog } from '../audit/log.js';
 import type { NodeKey } from '../audit/keys.js';
 import { createButton, type ButtonSetup } from '../button/index.js';
 import type { DebouncedButton, Led } from '../button/index.js';
-import { whoAsks } from '../commands/handlers.js';
+import { whoAsks, type RequestContext } from '../commands/handlers.js';
 import { CommandError } from '../commands/protocol.js';
-import { IncidentBook } from '../incidents/book.js';
+import { BookError, IncidentBook } from '../incidents/book.js';
 import { DamagedIncidents } from '../incidents/damaged.js';
-import { isOpen, type Incident } from '../incidents/incident.js';
+import { holdRangeProblem, isOpen, type Incident } from '../incidents/incident.js';
+import { writeNoteRecord } from '../incidents/note-record.js';
+import { formatBytes } from '../config/units.js';
+import { iso } from '../platform/clock.js';
+import type { LockedRange } from '../store/eviction.js';
+import { byCamera, holesIn, mergeSpans, type Span } from '../store/footage.js';
+import { segmentEndMs } from '../store/segment.js';
 import { Sealer } from '../incidents/sealer.js';
 import type { StepSource } from '../platform/clock-steps.js';
 import { faultPoint } from '../platform/fault.js';
@@ -33,7 +39,11 @@ export interface IncidentsDeps extends ModuleBase {
   segmentSeconds: number;
   /** Whether disposing of an incident needs it synced first (an upstream is configured). */
   disposeNeedsSync: boolean;
-  ring: Pick<Ring, 'segmentsBetween' | 'pathOf' | 'clockOf' | 'unlinkSettled'>;
+  ring: Pick<Ring, 'segmentsBetween' | 'pathOf' | 'clockOf' | 'unlinkSettled' | 'allSegments' | 'bytesLockedBy' | 'stats'>;
+  /** Every configured camera, disabled ones too (a hold may name them). */
+  configuredCameras: readonly string[];
+  /** Whether a camera's recorder is writing a segment now (its footage reaches the present). */
+  writing(camera: string): boolean;
   audit: AuditLog;
   key: NodeKey;
   steps: StepSource;
@@ -44,6 +54,57 @@ export interface IncidentsDeps extends ModuleBase {
   downIntervals(camera: string): readonly { startMs: number; endMs: number }[];
   ffmpegPath?: string | undefined;
 }
+
+/** The camera id of the telephone system's call recordings (CONTRACT §8): held only when named. */
+const CALLS = 'calls';
+
+interface CameraSpan { camera: string; start: string; end: string }
+function cameraSpan(camera: string, s: Span): CameraSpan {
+  return { camera, start: iso(s.startMs), end: iso(s.endMs) };
+}
+
+/** The reply to a hold (CONTRACT §6). */
+export interface HoldReply { incident: string; extended: false; missing: CameraSpan[]; uncertain: CameraSpan[] }
+
+/**
+ * CONTRACT §6: locks and holds together may not pin more than `incident.maxLockedPercent` of
+ * the quota. Pinned = the ring's segments any lock or hold keeps + sealed clips (and the bytes
+ * a seal in progress reserved) + what open windows will still record.
+ */
+export function pinnedShare(deps: {
+  maxLockedPercent: number;
+  quotaBytes(): number | undefined;
+  lockedRanges(): readonly LockedRange[];
+  bytesLockedBy(ranges: readonly LockedRange[]): number;
+  sealedBytes(): number;
+  kbps(camera: string): number;
+  now(): number;
+}): { figures(extra?: Incident): PinnedFigures | undefined; admit(candidate: Incident): void } {
+  const figures = (extra?: Incident): PinnedFigures | undefined => {
+    const quota = deps.quotaBytes();
+    if (quota === undefined || quota <= 0) return undefined;
+    const ranges = [...deps.lockedRanges()];
+    if (extra) for (const camera of extra.cameras) ranges.push({ camera, startMs: Date.parse(extra.window.start), endMs: Date.parse(extra.window.end) });
+    // Each camera's footage still to come inside a window, counted once per camera.
+    const now = deps.now();
+    const until = new Map<string, number>();
+    for (const r of ranges) if (r.endMs > now) until.set(r.camera, Math.max(until.get(r.camera) ?? now, r.endMs));
+    let future = 0;
+    for (const [camera, endMs] of until) future += (deps.kbps(camera) * 125) * ((endMs - now) / 1000);
+    const pinnedBytes = Math.round(deps.bytesLockedBy(ranges) + deps.sealedBytes() + future);
+    return { pinnedBytes, quotaBytes: quota, limitBytes: Math.floor((quota * deps.maxLockedPercent) / 100), maxLockedPercent: deps.maxLockedPercent };
+  };
+  return {
+    figures,
+    admit(candidate) {
+      const f = figures(candidate);
+      if (!f || f.pinnedBytes <= f.limitBytes) return;
+      throw new BookError('conflict', `${candidate.kind === 'hold' ? 'hold' : 'lock'} refused: locks, holds and kept clips would pin ${formatBytes(f.pinnedBytes)} (${Math.round((f.pinnedBytes / f.quotaBytes) * 100)}%) of the ${formatBytes(f.quotaBytes)} quota, over incident.maxLockedPercent (${f.maxLockedPercent}%, ${formatBytes(f.limitBytes)}); dispose of synced incidents or hold a shorter range`);
+    },
+  };
+}
+
+export interface PinnedFigures { pinnedBytes: number; quotaBytes: number; limitBytes: number; maxLockedPercent: number }
 
 export interface IncidentCounts { active: number; held: number; unsynced: number; damaged: number }
 
@@ -128,10 +189,85 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       await deps.ring.unlinkSettled();
       return made;
     }).then(
-      ({ incident: locked, extended }) => log.info({ incident: locked.id, extended }, 'panic button: lock durable'),
+      ({ incident: locked, extended }) => {
+        log.info({ incident: locked.id, extended }, 'panic button: lock durable');
+        // A press always locks; past the pinned share it says so instead (CONTRACT §6).
+        const f = pinned.figures();
+        if (f && f.pinnedBytes > f.limitBytes) {
+          log.warn({ incident: locked.id, ...f }, 'storage pressure: locks, holds and kept clips pin more than incident.maxLockedPercent of the quota');
+          events.emit('storage.pressure', { shortfallBytes: f.pinnedBytes - f.limitBytes, quotaBytes: f.quotaBytes, usedBytes: f.pinnedBytes, pinnedBytes: f.pinnedBytes, maxLockedPercent: f.maxLockedPercent, incident: locked.id });
+        }
+      },
       (err: unknown) => log.error({ err }, 'panic button: the lock could NOT be made durable'),
     );
   });
+
+  const pinned = pinnedShare({
+    maxLockedPercent: incident.maxLockedPercent,
+    quotaBytes: () => deps.ring.stats()?.quotaBytes,
+    lockedRanges: () => book.lockedRanges(),
+    bytesLockedBy: (ranges) => deps.ring.bytesLockedBy(ranges),
+    sealedBytes: () => sealer.current()?.sealedBytes() ?? 0,
+    kbps: deps.kbps,
+    now: () => clock.now(),
+  });
+
+  /** CONTRACT §6 hold: keeps a range named after the fact, and says what of it is gone. */
+  const hold = async (a: { from: number; to: number; cameras?: string[] | undefined; reason: string; by?: string | undefined }, ctx: RequestContext): Promise<HoldReply> => {
+    const who = whoAsks(ctx, a.by, true);
+    const { atMs } = book.triggerTime();
+    const problem = holdRangeProblem(a.from, a.to, atMs, incident.maxHold);
+    if (problem) throw new CommandError('bad_request', problem);
+    const pastEnd = Math.min(a.to, atMs);
+    const withFootage = [...byCamera(deps.ring.allSegments(), a.from, pastEnd).keys()];
+    let cameras: string[];
+    if (a.cameras && a.cameras.length > 0) {
+      const known = new Set([...deps.configuredCameras, ...withFootage]);
+      const unknown = a.cameras.filter((c) => !known.has(c));
+      if (unknown.length > 0) throw new CommandError('bad_request', `cameras: no camera ${unknown.map((c) => `"${c}"`).join(', ')} on this node, and no footage of it in the range`);
+      cameras = [...new Set(a.cameras)];
+    } else {
+      // Every camera with footage in the range, disabled or removed ones too; the call
+      // recordings only when named; and, for a range reaching into the future, the cameras recording.
+      cameras = withFootage.filter((c) => c !== CALLS);
+      if (a.to > atMs) for (const c of deps.enabledCameras) if (!cameras.includes(c)) cameras.push(c);
+    }
+    const reachesNow = (c: string): boolean => a.to > atMs && deps.writing(c);
+    if (!cameras.some((c) => deps.ring.segmentsBetween(c, a.from, pastEnd).length > 0 || reachesNow(c))) {
+      throw new CommandError('not_found', `no footage left between ${iso(a.from)} and ${iso(pastEnd)}${a.cameras?.length ? ` on ${cameras.join(', ')}` : ''}: the ring has deleted it, or nothing was recorded`);
+    }
+    const held = await book.hold({
+      fromMs: a.from, toMs: a.to, atMs, via: ctx.via, ...who, reason: a.reason, cameras,
+    }, (candidate) => pinned.admit(candidate));
+    // An unlink the pruner had begun cannot be called back: what is missing is read after it.
+    await deps.ring.unlinkSettled();
+    faultPoint('hold.settled');
+    return { incident: held.id, extended: false, ...whatIsLeft(held, clock.now()) };
+  };
+
+  /** Of a hold just made: the parts of [from, min(to, now)] no file holds, and the footage whose stamps a clock step corrected. */
+  const whatIsLeft = (held: Incident, nowMs: number): Pick<HoldReply, 'missing' | 'uncertain'> => {
+    const fromMs = Date.parse(held.window.start);
+    const toMs = Math.min(Date.parse(held.window.end), nowMs);
+    const segmentMs = deps.segmentSeconds * 1000;
+    // Seams between consecutive segments (each stamped when it closed) are not holes.
+    const tolerance = Math.max(250, Math.min(1_000, segmentMs / 2));
+    const missing: CameraSpan[] = [];
+    const uncertain: CameraSpan[] = [];
+    for (const camera of held.cameras) {
+      const segments = [...deps.ring.segmentsBetween(camera, fromMs, toMs)].sort((x, y) => x.startMs - y.startMs);
+      const covered: { startMs: number; durationMs: number }[] = segments;
+      // The segment being written is a file too: it holds the footage since the last one closed.
+      if (deps.writing(camera)) {
+        const last = deps.ring.segmentsBetween(camera, -Infinity, Infinity).reduce((end, s) => Math.max(end, segmentEndMs(s)), -Infinity);
+        if (Number.isFinite(last) && last < nowMs) covered.push({ startMs: last, durationMs: nowMs - last });
+      }
+      if (fromMs < toMs) for (const h of holesIn(covered, fromMs, toMs, tolerance)) missing.push(cameraSpan(camera, h));
+      const stepped = segments.filter((seg) => deps.ring.clockOf(seg) === 'stepped').map((seg): Span => ({ startMs: seg.startMs, endMs: segmentEndMs(seg) }));
+      for (const u of mergeSpans(stepped)) uncertain.push(cameraSpan(camera, u));
+    }
+    return { missing, uncertain };
+  };
 
   return {
     name: 'incidents',
@@ -140,14 +276,26 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     components: [sealer, led, button],
     commands: {
       lock: async (a, ctx) => {
+        // With a range it is a hold (CONTRACT §6), the same thing.
+        if (a.from !== undefined && a.to !== undefined) return hold({ from: a.from, to: a.to, cameras: a.cameras, reason: a.reason!, by: a.by }, ctx);
         const { incident: locked, extended } = await book.lock({
           ...book.triggerTime(), via: ctx.via, ...whoAsks(ctx, a.by, false), reason: a.reason, cameras: a.cameras,
           preRollMs: a.preRoll, postRollMs: a.postRoll, urgent: a.urgent,
-        });
+        }, (candidate) => pinned.admit(candidate));
         // From the reply on, every segment in the window is kept: none is mid-unlink.
         await deps.ring.unlinkSettled();
         faultPoint('lock.returned');
         return { incident: locked.id, extended };
+      },
+      hold,
+      note: async (a, ctx) => {
+        const who = whoAsks(ctx, a.by, true);
+        return book.note({ incident: a.incident, text: a.text, by: who.by!, onBehalfOf: who.onBehalfOf, signer: who.signer }, async (incident, note, n) => {
+          await writeNoteRecord({
+            incidentDir: join(deps.sealedDir, incident.id), incident, note, n, version: VERSION, key: deps.key,
+            onBehalfOf: who.onBehalfOf, signer: who.signer,
+          });
+        });
       },
       dispose: async (a, ctx) => {
         const who = whoAsks(ctx, a.by, true);
@@ -165,11 +313,15 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     counts: () => countIncidents(book.list(), clock.now(), damaged),
     sealedBytes: () => sealer.current()?.sealedBytes() ?? 0,
     promisedBytes: () => {
-      const open = book.openIncident();
-      if (!open) return 0;
-      const remainingMs = Math.max(0, Date.parse(open.window.end) - clock.now());
+      // Each camera's footage still to come inside an open lock or hold, counted once.
+      const now = clock.now();
+      const until = new Map<string, number>();
+      for (const i of book.list()) {
+        if (!isOpen(i, now)) continue;
+        for (const camera of i.cameras) until.set(camera, Math.max(until.get(camera) ?? now, Date.parse(i.window.end)));
+      }
       let bytes = 0;
-      for (const camera of open.cameras) bytes += (deps.kbps(camera) * 1000 / 8) * (remainingMs / 1000);
+      for (const [camera, endMs] of until) bytes += (deps.kbps(camera) * 125) * ((endMs - now) / 1000);
       return Math.round(bytes);
     },
     fakeButton: () => setup.fake,

@@ -78,6 +78,8 @@ export interface RecordingModule extends AgentModule {
   cameraStatuses(): CameraStatus[];
   /** A camera's measured bitrate, or 0 when unknown. */
   kbps(camera: string): number;
+  /** Whether a camera's recorder is writing a segment now. */
+  writing(camera: string): boolean;
   /** When a camera was down, as far as this run saw. */
   downIntervals(camera: string): readonly { startMs: number; endMs: number }[];
 }
@@ -176,5 +178,9 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
       return recorders.find((r) => r.status().id === camera)?.status().kbps ?? 0;
     },
     downIntervals: (camera) => outages.of(camera),
+    writing(camera) {
+      const recorder = recorders.find((r) => r.status().id === camera);
+      return recorder !== undefined && recorder.status().state === 'recording' && recorder.currentFile() !== null;
+    },
   };
 }

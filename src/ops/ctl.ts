@@ -13,6 +13,8 @@ import type { Incident } from '../incidents/incident.js';
 import type { BrokerOptions, FleetClient } from './client.js';
 import { nodeRow, renderEvent, renderNodes, renderState, sortRows } from './render.js';
 import type { ReplyPayload, StatePayload } from '../fleet/topics.js';
+import { renderFootage, type FootageData } from './timeline.js';
+import { formatLocalAndUtc, parseUserTime, TimeInputError } from './times.js';
 
 /** A node of an earlier release says `released` for what is now `disposed`. */
 function stateName(state: string): string {
@@ -111,17 +113,45 @@ function positionals(opts: Common, args: string[], names: string[]): [string | u
 
 export function renderIncident(i: Incident): string {
   return [
-    `${i.id}  ${stateName(i.state)}${i.urgent ? '' : ' (not urgent)'}`,
+    `${i.id}  ${i.kind === 'hold' ? 'hold, ' : ''}${stateName(i.state)}${i.urgent ? '' : ' (not urgent)'}`,
     `  window   ${i.window.start} → ${i.window.end}`,
     `  cameras  ${i.cameras.join(', ')}`,
     ...i.triggers.map((t) => `  trigger  ${t.at} via ${t.via}${t.by ? ` by ${t.by}` : ''}${t.reason ? `: ${t.reason}` : ''}`),
+    ...(i.notes ?? []).map((n) => `  note     ${n.at} by ${n.by}${n.record !== undefined ? ` (signed record ${n.record})` : ''}: ${n.text}`),
+  ].join('\n');
+}
+
+/** A time as people type it (CONTRACT §6): ISO, local `YYYY-MM-DD HH:MM[:SS]`, or relative `-90m`; sent as ISO UTC. */
+function wireTime(flag: string, value: string, tz: string | undefined): string {
+  try {
+    return new Date(parseUserTime(value, { nowMs: Date.now(), ...(tz !== undefined ? { timeZone: tz } : {}) })).toISOString();
+  } catch (err) {
+    if (err instanceof TimeInputError) throw new CtlExit(2, `${flag}: ${err.message}`);
+    throw err;
+  }
+}
+
+interface CameraSpan { camera: string; start: string; end: string }
+
+function renderSpans(title: string, spans: readonly CameraSpan[], tz: string | undefined): string[] {
+  if (spans.length === 0) return [];
+  return [`${title}:`, ...spans.map((m) => `  ${m.camera}  ${formatLocalAndUtc(Date.parse(m.start), tz)} → ${formatLocalAndUtc(Date.parse(m.end), tz)}`)];
+}
+
+function renderHold(node: string, from: string, to: string, d: { incident: string; missing: CameraSpan[]; uncertain: CameraSpan[] }, tz: string | undefined): string {
+  return [
+    `${node}: held incident ${d.incident}`,
+    `  from ${formatLocalAndUtc(Date.parse(from), tz)}`,
+    `  to   ${formatLocalAndUtc(Date.parse(to), tz)}`,
+    ...(d.missing.length === 0 ? ['nothing of the range is missing'] : renderSpans('missing (no footage left)', d.missing, tz)),
+    ...renderSpans('uncertain (stamped before a clock step)', d.uncertain, tz),
   ].join('\n');
 }
 
 function renderIncidents(incidents: Incident[]): string {
   if (incidents.length === 0) return 'no incidents';
-  const rows = incidents.map((i) => [i.id, stateName(i.state), i.window.start.slice(0, 19).replace('T', ' '), i.window.end.slice(11, 19), i.cameras.join(','), String(i.triggers.length)]);
-  const head = ['INCIDENT', 'STATE', 'FROM (UTC)', 'TO', 'CAMERAS', 'TRIGGERS'];
+  const rows = incidents.map((i) => [i.id, i.kind ?? 'lock', stateName(i.state), i.window.start.slice(0, 19).replace('T', ' '), i.window.end.slice(11, 19), i.cameras.join(','), String(i.triggers.length)]);
+  const head = ['INCIDENT', 'KIND', 'STATE', 'FROM (UTC)', 'TO', 'CAMERAS', 'TRIGGERS'];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   return [head, ...rows].map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
 }
@@ -212,6 +242,73 @@ export function ctlCommand(): Command {
       const [node, incident] = positionals(o, args, ['INCIDENT']);
       const data = await request(o, node, 'dispose', { incident, ...(o.by !== undefined ? { by: o.by } : {}), reason: o.reason, ...(o.force ? { force: true } : {}) }) as { incident: string };
       print(o, data, () => `disposed of incident ${data.incident}`);
+    });
+
+  withLocal(ctl.command('hold').description('keep footage from earlier: lock a past range as an incident of its own (CONTRACT §6)'))
+    .argument('[node]')
+    .requiredOption('--from <time>', 'start: ISO, local "YYYY-MM-DD HH:MM[:SS]", or relative like -90m')
+    .requiredOption('--to <time>', 'end (may be in the future: it keeps locking until then)')
+    .addOption(new Option('--camera <id>', 'only this camera (repeatable; default every camera with footage in the range)').argParser((v: string, prev: string[] = []) => [...prev, v]))
+    .requiredOption('--reason <text>')
+    .option('--by <name>', 'who asks (required on the local socket)')
+    .option('--tz <zone>', "time zone of local times (default this machine's)")
+    .action(async (nodeArg: string | undefined, o: Common & { from: string; to: string; camera?: string[]; reason: string; by?: string; tz?: string }) => {
+      const [node] = positionals(o, nodeArg ? [nodeArg] : [], []);
+      const from = wireTime('--from', o.from, o.tz);
+      const to = wireTime('--to', o.to, o.tz);
+      const payload: Record<string, unknown> = { from, to, reason: o.reason, ...(o.by !== undefined ? { by: o.by } : {}), ...(o.camera ? { cameras: o.camera } : {}) };
+      const data = await request(o, node, 'hold', payload) as { incident: string; extended: false; missing: CameraSpan[]; uncertain: CameraSpan[] };
+      print(o, data, () => renderHold(node ?? 'this node', from, to, data, o.tz));
+    });
+
+  withLocal(ctl.command('footage').description('what footage a node still holds: a timeline per camera (CONTRACT §6)'))
+    .argument('[node]')
+    .option('--camera <id>', 'only this camera')
+    .option('--from <time>', 'ISO, local "YYYY-MM-DD HH:MM[:SS]", or relative like -2h')
+    .option('--to <time>')
+    .option('--tz <zone>', "time zone of local times (default this machine's)")
+    .option('--width <cells>', 'cells in each bar', '60')
+    .action(async (nodeArg: string | undefined, o: Common & { camera?: string; from?: string; to?: string; tz?: string; width: string }) => {
+      const [node] = positionals(o, nodeArg ? [nodeArg] : [], []);
+      const width = Number.parseInt(o.width, 10);
+      if (!Number.isInteger(width) || width < 10 || width > 400) throw new CtlExit(2, `--width: a number of cells from 10 to 400, not ${o.width}`);
+      const from = o.from !== undefined ? wireTime('--from', o.from, o.tz) : undefined;
+      const to = o.to !== undefined ? wireTime('--to', o.to, o.tz) : undefined;
+      const payload: Record<string, unknown> = { ...(o.camera ? { camera: o.camera } : {}), ...(from ? { from } : {}), ...(to ? { to } : {}) };
+      const data = await request(o, node, 'footage', payload) as FootageData;
+      print(o, data, () => renderFootage(data, {
+        ...(o.tz !== undefined ? { timeZone: o.tz } : {}), width,
+        ...(from ? { from: Date.parse(from) } : {}), ...(to ? { to: Date.parse(to) } : {}),
+        color: process.stdout.isTTY === true && !process.env['NO_COLOR'],
+      }));
+    });
+
+  withLocal(ctl.command('still').description('one JPEG from recorded footage, on the record (CONTRACT §6)'))
+    .argument('<args...>', 'NODE CAMERA (or --local CAMERA)')
+    .requiredOption('--at <time>', 'ISO, local "YYYY-MM-DD HH:MM[:SS]", or relative like -10m')
+    .addOption(new Option('--purpose <purpose>', 'why the image is made').choices(['incident-review', 'suspension-notice']).makeOptionMandatory())
+    .requiredOption('--reason <text>')
+    .option('--by <name>', 'who asks (required on the local socket)')
+    .option('--tz <zone>', "time zone of local times (default this machine's)")
+    .requiredOption('-o, --output <file>', 'where to write the JPEG')
+    .action(async (args: string[], o: Common & { at: string; purpose: string; reason: string; by?: string; tz?: string; output: string }) => {
+      const [node, camera] = positionals(o, args, ['CAMERA']);
+      const at = wireTime('--at', o.at, o.tz);
+      const data = await request(o, node, 'still', { camera, at, purpose: o.purpose, reason: o.reason, ...(o.by !== undefined ? { by: o.by } : {}) }) as { camera: string; at: string; frameAt: string; jpegBase64: string };
+      const jpeg = Buffer.from(data.jpegBase64, 'base64');
+      await writeFile(o.output, jpeg);
+      const { jpegBase64: _omit, ...meta } = data;
+      print(o, { ...meta, file: o.output, bytes: jpeg.length }, () => `${o.output}: ${jpeg.length} bytes, ${data.camera}'s frame at ${formatLocalAndUtc(Date.parse(data.frameAt), o.tz)}`);
+    });
+
+  withLocal(ctl.command('note').description('add a note to an incident (signed beside its clips once sealed)'))
+    .argument('<args...>', 'NODE INCIDENT (or --local INCIDENT)')
+    .requiredOption('--text <text>', 'at most 2,000 characters')
+    .option('--by <name>', 'who writes it (required on the local socket)')
+    .action(async (args: string[], o: Common & { text: string; by?: string }) => {
+      const [node, incident] = positionals(o, args, ['INCIDENT']);
+      const data = await request(o, node, 'note', { incident, text: o.text, ...(o.by !== undefined ? { by: o.by } : {}) }) as Incident;
+      print(o, data, () => renderIncident(data));
     });
 
   withLocal(ctl.command('incidents').description("a node's incidents"))

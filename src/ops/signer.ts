@@ -4,6 +4,7 @@
 // reply topic a node answers a signed command on and the only one the broker lets us read.
 import { createPrivateKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { CompactSign } from 'jose';
+import { pemCertificates } from '../platform/pem.js';
 
 export interface Credentials {
   /** Leaf first, then any intermediates (PEM, as a file holds them). */
@@ -17,7 +18,6 @@ export interface Signing {
   sign(node: string, cmd: string, args: object, replyTo: string | undefined, nowMs?: number): Promise<string>;
 }
 
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 function algFor(key: KeyObject): 'ES256' | 'EdDSA' {
   if (key.asymmetricKeyType === 'ed25519') return 'EdDSA';
@@ -33,7 +33,7 @@ export function certificateCn(pem: string): string {
 }
 
 export function signingWith(creds: Credentials): Signing {
-  const certs = creds.certPem.match(PEM_CERT) ?? [];
+  const certs = pemCertificates(creds.certPem);
   if (certs.length === 0) throw new Error('no certificate in the --cert file');
   if (certs.length > 3) throw new Error('the --cert file holds more than 3 certificates (leaf first, then intermediates)');
   const x5c = certs.map((pem) => Buffer.from(new X509Certificate(pem).raw).toString('base64'));

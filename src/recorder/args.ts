@@ -59,8 +59,9 @@ export function buildInputArgs(source: Source, opts: Pick<RecorderArgsInput, 'rt
       return ['-f', 'v4l2', '-i', source.device];
     case 'testsrc': {
       const { width, height, fps } = opts.testsrc ?? DEFAULT_TESTSRC;
-      // The burnt-in clock shows the wall time each frame was made (UTC).
-      const filter = `testsrc2=size=${width}x${height}:rate=${fps},drawtext=text='%{gmtime} UTC':fontcolor=white:fontsize=${Math.max(12, Math.round(height / 14))}:box=1:boxcolor=black@0.6:x=8:y=8`;
+      // The burnt-in clock shows the wall time each frame was made (UTC), and #n the frame's
+      // number since this ffmpeg started, so neighbouring frames are told apart in a picture.
+      const filter = `testsrc2=size=${width}x${height}:rate=${fps},drawtext=text='%{gmtime} UTC  #%{n}':fontcolor=white:fontsize=${Math.max(12, Math.round(height / 14))}:box=1:boxcolor=black@0.6:x=8:y=8`;
       return ['-re', '-f', 'lavfi', '-i', filter];
     }
   }

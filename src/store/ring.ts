@@ -257,6 +257,13 @@ export class Ring implements Component {
     return this.segments.filter((s) => s.camera === camera && s.startMs < endMs && segmentEndMs(s) > startMs);
   }
 
+  /** Bytes of the finished segments any of these ranges would keep. */
+  bytesLockedBy(ranges: readonly LockedRange[]): number {
+    let bytes = 0;
+    if (ranges.length > 0) for (const s of this.segments) if (isLocked(s, ranges)) bytes += s.bytes;
+    return bytes;
+  }
+
   allSegments(): readonly Segment[] {
     return this.segments;
   }
@@ -428,11 +435,14 @@ export class Ring implements Component {
         }
       }
       faultPoint('prune.unlinked');
+      // Out of the index at once: what the index holds is what the files hold, for a hold's
+      // `missing` read between two unlinks of one pass.
+      const at = this.segments.indexOf(s);
+      if (at >= 0) this.segments.splice(at, 1);
       gone.add(s.seq);
       bytes += s.bytes;
       byReason[reasons[i]!] = (byReason[reasons[i]!] ?? 0) + 1;
     }
-    this.segments = this.segments.filter((s) => !gone.has(s.seq));
     if (spared > 0) log.info({ spared }, 'segments locked while the pruner ran were kept');
     // Routine: one line per pass (the audit log has the runs).
     if (gone.size > 0) {

@@ -2,7 +2,7 @@
 // upstream window, paced to `maxRate`, resumed after any stop, verified by the target's own
 // rule, manifest last. Network errors, throttling and timeouts are retried with capped
 // exponential backoff and jitter; a permanent failure stops and says so.
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Component } from '../lifecycle/component.js';
@@ -14,6 +14,7 @@ import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
 import type { IncidentBook } from '../incidents/book.js';
 import type { DamagedIncidents } from '../incidents/damaged.js';
+import { NOTES_DIR } from '../incidents/note-record.js';
 import type { SyncProgress } from '../fleet/topics.js';
 import { msUntilWindow, TokenBucket } from './pacing.js';
 import { SyncQueue, type QueuedIncident } from './queue.js';
@@ -128,12 +129,17 @@ export class Syncer implements Component {
       const found = this.deps.book.get(incident);
       void this.enqueue(incident, found?.urgent ?? true).then(() => this.poke(), (err: unknown) => this.deps.log.error({ err, incident }, 'could not queue the incident for upload'));
     });
+    // A sealed incident that gained files (a note's record): only the new ones go up, the rest
+    // are found stored already.
+    const offGrew = this.deps.events.on('incident.grew', ({ incident }) => {
+      void this.regrow(incident).then(() => this.poke(), (err: unknown) => this.deps.log.error({ err, incident }, 'could not queue the incident\'s new files for upload'));
+    });
     // Disposed of before it went up (forced): nothing is left to send.
     const offDisposed = this.deps.events.on('incident.disposed', ({ incident }) => {
       if (!this.queue.get(incident)) return;
       void this.queue.remove(incident).then(() => this.deps.log.info({ incident }, 'disposed of before upload; taken off the queue'), (err: unknown) => this.deps.log.error({ err, incident }, 'could not take a disposed incident off the queue'));
     });
-    this.offSealed = () => { offSealed(); offDisposed(); };
+    this.offSealed = () => { offSealed(); offDisposed(); offGrew(); };
     this.loop = this.run().catch((err: unknown) => {
       this.deps.log.error({ err }, 'sync loop failed');
       this.deps.onFailure?.(err);
@@ -213,12 +219,43 @@ export class Syncer implements Component {
       incident: id, urgent, queuedAt: iso(this.deps.clock.now()),
       files: [
         ...manifest.files.map((f) => ({ name: f.name, bytes: f.bytes, sha256: f.sha256, done: false, progress: { kind: 'none' as const } })),
+        ...(await this.noteRecords(id)).map((f) => ({ ...f, done: false, progress: { kind: 'none' as const } })),
         { name: 'manifest.json', bytes: manifestBytes.length, sha256: createHash('sha256').update(manifestBytes).digest('hex'), done: false, progress: { kind: 'none' as const } },
       ],
       attempts: 0, lastError: null, permanent: false,
     };
     await this.queue.add(entry);
     this.deps.log.info({ incident: id, files: entry.files.length, bytes: entry.files.reduce((a, f) => a + f.bytes, 0), urgent }, 'queued for upload');
+  }
+
+  /** The signed note records beside a sealed incident's clips (CONTRACT §6), in order. */
+  private async noteRecords(id: string): Promise<SealedFile[]> {
+    const dir = join(this.deps.sealedDir, id, NOTES_DIR);
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^\d+\.json$/.test(n));
+    names.sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10));
+    const out: SealedFile[] = [];
+    for (const n of names) {
+      const bytes = await readFile(join(dir, n));
+      out.push({ name: `${NOTES_DIR}/${n}`, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+    }
+    return out;
+  }
+
+  /** Queues what a sealed incident gained since it was queued or synced. */
+  private async regrow(id: string): Promise<void> {
+    const queued = this.queue.get(id);
+    if (!queued) {
+      const incident = this.deps.book.get(id);
+      if (incident?.state === 'sealed') await this.enqueue(id, incident.urgent);
+      return;
+    }
+    const fresh = (await this.noteRecords(id)).filter((f) => !queued.files.some((q) => q.name === f.name));
+    if (fresh.length === 0) return;
+    const files = fresh.map((f) => ({ ...f, done: false, progress: { kind: 'none' as const } }));
+    const manifestAt = queued.files.findIndex((f) => f.name === 'manifest.json' && !f.done);
+    if (manifestAt >= 0) queued.files.splice(manifestAt, 0, ...files);
+    else queued.files.push(...files);
+    await this.queue.save();
   }
 
   /** The next incident to send now, or how long to wait for one. */
@@ -310,6 +347,8 @@ export class Syncer implements Component {
         this.currentFileSent = 0;
         await this.queue.save();
       }
+      // Files added while these went up (a note's record) go up before it counts as synced.
+      if (q.files.some((f) => !f.done)) return;
       await deps.book.setState(q.incident, 'synced').catch((err: unknown) => log.warn({ err }, 'incident not in the book; synced anyway'));
       await this.queue.remove(q.incident);
       this.nextAttemptAt.delete(q.incident);

@@ -15,7 +15,8 @@ import { silentLogger } from '../../src/platform/logger.js';
 let dir: string;
 afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
 
-const incident = (id: string, state: string): Incident => ({
+/** As an earlier release wrote it: no kind, no notes. */
+const incident = (id: string, state: string): Omit<Incident, 'kind' | 'notes'> => ({
   id, node: 'n', triggers: [{ at: '2026-11-28T12:00:00.000Z', via: 'button' }], cameras: ['a'],
   window: { start: '2026-11-28T11:58:00.000Z', end: '2026-11-28T12:05:00.000Z' }, state: state as Incident['state'], urgent: true,
 });
@@ -45,6 +46,8 @@ describe('books and logs written before the rename', () => {
     await writeFile(join(stateDir, 'incidents.json'), JSON.stringify({ version: 1, incidents: [incident(id, 'released')] }));
     const { book, audit } = await open(stateDir);
     expect(book.get(id)?.state).toBe('disposed');
+    // Written before incidents had a kind and notes: a lock without notes.
+    expect(book.get(id)).toMatchObject({ kind: 'lock', notes: [] });
     await expect(book.dispose({ incident: id, by: 'ops', reason: 'again' })).rejects.toThrow(/already disposed of/);
     await book.stop();
     await audit.stop();

@@ -264,6 +264,13 @@ describe('bad usage exits 2', () => {
     expect(r.stderr).not.toContain(STACK);
   });
 
+  it.each(['soon', '50', '2.5'])('CAMNODE_PRUNE_INTERVAL_MS=%s is refused with exit 2 before anything starts', async (value) => {
+    const path = await writeText(stringify(valid()), 'yaml');
+    const r = await runCli(['run', '--config', path], { env: { ...process.env, CAMNODE_PRUNE_INTERVAL_MS: value } });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr.trim()).toBe(`camnode: CAMNODE_PRUNE_INTERVAL_MS: must be a whole number of milliseconds, at least 100 (got "${value}")`);
+  });
+
   it('--version is not an error', async () => {
     const r = await runCli(['--version']);
     expect(r.code).toBe(0);

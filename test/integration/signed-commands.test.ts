@@ -224,8 +224,6 @@ describe('signed commands (real broker, real agent)', () => {
     const refused = (await readFile(join(dir, 'state', 'audit.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
       .filter((e) => e['type'] === 'refused');
     const total = refused.reduce((n, e) => n + Number(e['count']), 0);
-    const logged = agent.logs.length; // the new run's; the counts are of the earlier ones
-    expect(logged).toBeGreaterThan(0);
     expect(total).toBeGreaterThanOrEqual(10);
     const reasons = Object.keys(Object.assign({}, ...refused.map((e) => e['reasons'] as object)) as object);
     expect(reasons).toEqual(expect.arrayContaining(['commands must be signed', 'nonce already used (a replayed command)', 'ops:vera (viewer) may not lock']));

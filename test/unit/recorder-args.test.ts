@@ -55,10 +55,10 @@ describe('ffmpeg arguments', () => {
     expect(after(args, '-c:v')).toBe('copy');
   });
 
-  it('testsrc is synthetic, encoded, with a burnt-in UTC clock', () => {
+  it('testsrc is synthetic, encoded, with a burnt-in UTC clock and frame number', () => {
     const args = buildRecorderArgs({ ...base, source: { kind: 'testsrc' }, testsrc: { width: 320, height: 240, fps: 5 } });
     expect(after(args, '-f')).toBe('lavfi');
-    expect(after(args, '-i')).toMatch(/^testsrc2=size=320x240:rate=5,drawtext=text='%\{gmtime\} UTC'/);
+    expect(after(args, '-i')).toMatch(/^testsrc2=size=320x240:rate=5,drawtext=text='%\{gmtime\} UTC {2}#%\{n\}':/);
     expect(after(args, '-c:v')).toBe('libx264');
     expect(after(args, '-g')).toBe('50');
   });

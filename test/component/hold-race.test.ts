@@ -1,0 +1,131 @@
+// Holds taken while the pruner deletes under pressure (CONTRACT §6): the hold is in the book —
+// where the pruner reads its locks — before its first await, and `missing` is read after every
+// in-flight unlink has finished. Real files on a real filesystem, the real ring, book, audit log
+// and `hold` handler; the hold lands at a random point of a pass, hundreds of times. No segment
+// inside an acknowledged range may go unless `missing` says so, and `missing` never leaves out
+// footage that is gone.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../src/audit/log.js';
+import { loadOrCreateNodeKey } from '../../src/audit/keys.js';
+import type { CommandHandler } from '../../src/commands/handlers.js';
+import { EventBus } from '../../src/events.js';
+import { Faults } from '../../src/lifecycle/faults.js';
+import { incidentsModule, type HoldReply } from '../../src/modules/incidents.js';
+import { ManualClock } from '../../src/platform/clock.js';
+import type { StepSource } from '../../src/platform/clock-steps.js';
+import { silentLogger } from '../../src/platform/logger.js';
+import { Ring } from '../../src/store/ring.js';
+import { segmentEndMs, segmentFileName } from '../../src/store/segment.js';
+
+const SEGMENTS = 40;
+const BYTES = 1_000;
+const ROUNDS = 200;
+let root: string;
+
+beforeAll(async () => { root = await mkdtemp(join(tmpdir(), 'camnode-hold-race-')); });
+afterAll(async () => { await rm(root, { recursive: true, force: true }); });
+
+/** Waits `n` turns of the event loop (each unlink of the pass takes at least one). */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
+
+const noSteps: StepSource = { check: () => 0, onStep: () => () => {}, bootId: () => 'boot', stepCount: () => 0, stepsAfter: () => [] };
+
+describe('holds and the pruner', () => {
+  it(`${ROUNDS} rounds: nothing inside an acknowledged hold goes unless missing says so`, async () => {
+    let raced = 0;
+    const outcomes = { all: 0, some: 0, none: 0, notFound: 0 };
+    for (let round = 0; round < ROUNDS; round++) {
+      const dir = join(root, String(round));
+      const camDir = join(dir, 'segments', 'cam');
+      mkdirSync(camDir, { recursive: true });
+      const clock = new ManualClock();
+      const t0 = clock.now() - SEGMENTS * 1_000 - 5_000;
+      const segs = Array.from({ length: SEGMENTS }, (_, i) => ({ seq: i + 1, startMs: t0 + i * 1_000, durationMs: 1_000 }));
+      const pathOf = (s: (typeof segs)[number]): string => join(camDir, segmentFileName(s));
+      for (const s of segs) writeFileSync(pathOf(s), Buffer.alloc(BYTES));
+      const log = silentLogger();
+      const events = new EventBus(log);
+      const stateDir = join(dir, 'state');
+      const audit = new AuditLog({ stateDir, log, clock });
+      await audit.start();
+      let size = 1e9;
+      // The ring reads the book's locks through a closure, as the agent wires it.
+      const wired: { book?: { lockedRanges(): readonly { camera: string; startMs: number; endMs: number }[] } } = {};
+      const ring = new Ring({
+        auditDeletion: async (e) => void await audit.append('delete', e),
+        options: { storagePath: dir, maxUsePercent: 99, reserveBytes: 0, segmentSeconds: 1 },
+        clock, log, events,
+        disk: async () => ({ sizeBytes: size, usedBytes: SEGMENTS * BYTES, freeBytes: size - SEGMENTS * BYTES, type: 'ext4' }),
+        locks: { lockedRanges: () => wired.book?.lockedRanges() ?? [] },
+        inProgressFiles: () => [],
+        probeDurationMs: async () => 1_000,
+        pruneIntervalMs: 3_600_000,
+      });
+      const incidents = await incidentsModule({
+        clock, log, events, faults: new Faults({ clock, events, log }), signal: new AbortController().signal,
+        node: { id: 'n', stateDir }, incident: { preRoll: 60_000, postRoll: 60_000, maxLength: 3_600_000, maxHold: 86_400_000, maxLockedPercent: 100 },
+        button: { backend: 'none', activeLow: true, debounce: 50, heartbeat: true } as never,
+        enabledCameras: ['cam'], configuredCameras: ['cam'], writing: () => false,
+        sealedDir: join(dir, 'incidents'), segmentSeconds: 1, disposeNeedsSync: false,
+        ring, audit, key: await loadOrCreateNodeKey(stateDir), steps: noSteps,
+        clockSynced: () => true, kbps: () => 0, downIntervals: () => [],
+      });
+      wired.book = incidents.book;
+      // The book only (the sealer would seal the hold at once and hand it to the clips).
+      for (const c of incidents.early ?? []) await c.start(new AbortController().signal);
+      await ring.start();
+      size = (SEGMENTS / 4) * BYTES / 0.99;
+      // A range of a few segments among the oldest three quarters, which the pass would delete.
+      const first = Math.floor(Math.random() * (SEGMENTS * 3) / 4 - 4);
+      const from = segs[Math.max(0, first)]!.startMs + 300;
+      const to = segs[Math.max(0, first) + 3]!.startMs + 700;
+      const pass = ring.requestPrune();
+      // Land the hold anywhere in the pass: after a random number of its unlinks, plus a few turns.
+      const unlinks = Math.floor(Math.random() * (first + 6));
+      for (let i = 0; i < 10_000 && segs.filter((s) => !existsSync(pathOf(s))).length < unlinks; i++) await turns(1);
+      await turns(Math.floor(Math.random() * 4));
+      const hold = incidents.commands!.hold as CommandHandler<'hold'>;
+      let reply: HoldReply;
+      try {
+        reply = await hold({ from, to, reason: 'reported later', by: 'desk' }, { via: 'local' }) as HoldReply;
+      } catch (err) {
+        // Everything in the range was already gone when it came: not_found, and truly nothing left.
+        expect((err as { code?: string }).code, `round ${round}: ${(err as Error).message}`).toBe('not_found');
+        outcomes.notFound++;
+        expect(segs.filter((s) => s.startMs < to && segmentEndMs(s) > from).every((s) => !existsSync(pathOf(s)))).toBe(true);
+        await pass;
+        await ring.stop();
+        await audit.stop();
+        continue;
+      }
+      const inMissing = (s: (typeof segs)[number]): boolean => reply.missing.some((m) => Date.parse(m.start) <= Math.max(s.startMs, from) && Math.min(segmentEndMs(s), to) <= Date.parse(m.end));
+      const inRange = segs.filter((s) => s.startMs < to && segmentEndMs(s) > from);
+      const presentAtReply = new Set(inRange.filter((s) => existsSync(pathOf(s))).map((s) => s.seq));
+      await pass;
+      await ring.requestPrune();
+      for (const s of inRange) {
+        const there = existsSync(pathOf(s));
+        // Never under-reported: gone means named missing.
+        if (!there) expect(inMissing(s), `round ${round}: seq ${s.seq} gone but not in missing ${JSON.stringify(reply.missing)}`).toBe(true);
+        // Present at the reply and not named missing: kept for good.
+        if (presentAtReply.has(s.seq)) expect(there, `round ${round}: seq ${s.seq} deleted after the hold was acknowledged`).toBe(true);
+        // Missing is the truth from the files: what was there at the reply is not named missing.
+        if (presentAtReply.has(s.seq)) expect(inMissing(s), `round ${round}: seq ${s.seq} is there but named missing`).toBe(false);
+      }
+      if (presentAtReply.size > 0 && presentAtReply.size < inRange.length) raced++;
+      outcomes[presentAtReply.size === inRange.length ? 'all' : presentAtReply.size === 0 ? 'none' : 'some']++;
+      await ring.stop();
+      for (const c of incidents.early ?? []) await c.stop();
+      await audit.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+    // Some holds came while the pass was inside their range: the race really was run.
+    expect(raced, JSON.stringify(outcomes)).toBeGreaterThan(ROUNDS / 10);
+  }, 120_000);
+});
