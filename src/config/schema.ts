@@ -115,9 +115,9 @@ const incident = z.strictObject({
   preRoll: duration().prefault('2m').describe('How far back a lock reaches.'),
   postRoll: duration().prefault('5m').refine((ms) => ms > 0, 'must be longer than 0').describe('How long after a trigger it keeps locking (more than 0).'),
   maxLength: duration().prefault('1h').describe('A lock extended by later triggers stops growing here.'),
-  maxHold: duration().prefault('24h').describe('The longest range one hold may keep (footage on request). Not built yet: ignored.'),
+  maxHold: duration().prefault('24h').describe('The longest range one hold may keep (footage reported after the fact: `ctl hold`).'),
   maxLockedPercent: z.number().min(1).max(100).default(50)
-    .describe('Locks and holds together may pin at most this share of the quota (a button press always locks). Not built yet: ignored.'),
+    .describe('Locks, holds and kept clips together may pin at most this share of the quota: a lock or hold command beyond it is refused (conflict); a button press always locks and raises storage.pressure.'),
 });
 
 const button = z.strictObject({
@@ -254,8 +254,6 @@ export type CameraConfig = Config['cameras'][number];
  */
 export function unbuiltSettings(config: Config): string[] {
   const out: string[] = [];
-  if (config.incident.maxHold !== 24 * 3_600_000) out.push('incident.maxHold');
-  if (config.incident.maxLockedPercent !== 50) out.push('incident.maxLockedPercent');
   if (config.button.heartbeat) out.push('button.heartbeat');
   if (config.upstream.encryptTo.length > 0) out.push('upstream.encryptTo');
   if (config.fleet?.releaseKey !== undefined) out.push('fleet.releaseKey');
