@@ -175,9 +175,8 @@ export function holdRangeProblem(fromMs: number, toMs: number, nowMs: number, ma
 
 function formatSpan(ms: number): string {
   const s = Math.round(ms / 1000);
-  if (s % 3600 === 0) return `${s / 3600}h`;
-  if (s % 60 === 0) return `${s / 60}m`;
-  return `${s}s`;
+  const parts = [[Math.floor(s / 3600), 'h'], [Math.floor((s % 3600) / 60), 'm'], [s % 60, 's']] as const;
+  return parts.filter(([n]) => n > 0).map(([n, unit]) => `${n}${unit}`).join('') || '0s';
 }
 
 /**

@@ -99,7 +99,7 @@ export function pinnedShare(deps: {
     admit(candidate) {
       const f = figures(candidate);
       if (!f || f.pinnedBytes <= f.limitBytes) return;
-      throw new BookError('conflict', `${candidate.kind === 'hold' ? 'hold' : 'lock'} refused: locks, holds and kept clips would pin ${formatBytes(f.pinnedBytes)} (${Math.round((f.pinnedBytes / f.quotaBytes) * 100)}%) of the ${formatBytes(f.quotaBytes)} quota, over incident.maxLockedPercent (${f.maxLockedPercent}%, ${formatBytes(f.limitBytes)}); dispose of synced incidents or hold a shorter range`);
+      throw new BookError('conflict', `locks, holds and kept clips would pin ${formatBytes(f.pinnedBytes)} (${Math.round((f.pinnedBytes / f.quotaBytes) * 100)}%) of the ${formatBytes(f.quotaBytes)} quota, over incident.maxLockedPercent (${f.maxLockedPercent}%, ${formatBytes(f.limitBytes)}); dispose of synced incidents or hold a shorter range`);
     },
   };
 }

@@ -116,10 +116,13 @@ function cellsOf(camera: FootageCamera, span: Span, width: number): Cell[] {
   const kept = spans(camera.kept);
   return Array.from({ length: width }, (_, i) => {
     const cell = cellSpan(span, width, i);
-    if (locked.some((s) => touches(s, cell))) return 'locked';
-    if (kept.some((s) => touches(s, cell))) return 'kept';
     // Ranges are merged by the node, so their overlaps with a cell add up without counting twice.
     const covered = recorded.reduce((sum, s) => sum + overlap(s, cell), 0);
+    const there = covered > 0;
+    // A lock keeps footage still in the ring: where it has none, the hole shows (a hold's
+    // missing part). Kept clips hold theirs outside the ring.
+    if (there && locked.some((s) => touches(s, cell))) return 'locked';
+    if (kept.some((s) => touches(s, cell))) return 'kept';
     return covered * 2 >= cell.end - cell.start ? 'recorded' : 'none';
   });
 }

@@ -124,7 +124,8 @@ export function footageOf(input: FootageInput): { cameras: CameraFootage[] } {
       oldest: list.length > 0 ? iso(list[0]!.startMs) : null,
       newest: list.length > 0 ? iso(newestMs) : null,
       bytes,
-      ranges: spans.slice(0, max).map((r) => ({ start: iso(r.startMs), end: iso(r.endMs) })),
+      // The newest when there are too many: footage is mostly asked for soon after.
+      ranges: spans.slice(Math.max(0, spans.length - max)).map((r) => ({ start: iso(r.startMs), end: iso(r.endMs) })),
       locked: incidentRanges(input.locked, id, fromMs, toMs),
       kept: incidentRanges(input.kept, id, fromMs, toMs),
       truncated: spans.length > max,

@@ -85,6 +85,9 @@ describe('footageOf', () => {
     const r = footageOf({ segments: many, cameras: ['a'], joinWithinMs: 3_000, locked: [], kept: [], maxRanges: 10 });
     expect(r.cameras[0]!.ranges).toHaveLength(10);
     expect(r.cameras[0]!.truncated).toBe(true);
+    // The newest are kept: footage is mostly asked for soon after.
+    expect(r.cameras[0]!.ranges[9]!.start).toBe(iso(T + 110_000));
+    expect(r.cameras[0]!.ranges[0]!.start).toBe(iso(T + 20_000));
     expect(footageOf({ segments: many, cameras: ['a'], joinWithinMs: 3_000, locked: [], kept: [] }).cameras[0]!.truncated).toBe(false);
   });
 
@@ -103,6 +106,7 @@ describe('a hold', () => {
     expect(holdRangeProblem(T + 1, T, T + 1, 24 * H)).toMatch(/^from: must be before to/);
     expect(holdRangeProblem(T + 10, T + 20, T, 24 * H)).toMatch(/^from: .* is in the future/);
     expect(holdRangeProblem(T - 25 * H, T, T, 24 * H)).toMatch(/^to: the range is 25h, longer than incident.maxHold \(24h\)/);
+    expect(holdRangeProblem(T - 25 * H - 90_500, T, T, 24 * H)).toMatch(/the range is 25h1m31s/);
     expect(holdRangeProblem(T - 24 * H, T, T, 24 * H)).toBeNull();
     // `to` may lie in the future: it keeps locking until then.
     expect(holdRangeProblem(T - 60_000, T + 60_000, T, 24 * H)).toBeNull();

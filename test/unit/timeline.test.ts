@@ -47,9 +47,9 @@ describe('renderFootage: the bars', () => {
     expect(bar(out, 'c')[1]).toBe('·');
   });
 
-  it('shows a locked span as ▓ at its columns, over footage and holes alike', () => {
+  it('shows a locked span as ▓ at its columns where it has footage, and its holes as holes', () => {
     const data: FootageData = { cameras: [camera({ id: 'desk', ranges: [span(0, 42)], locked: [{ ...span(40, 45), incident: 'inc-a' }] })] };
-    expect(bar(renderFootage(data, HOUR), 'desk')).toBe(runs(['█', 40], ['▓', 5], ['·', 15]));
+    expect(bar(renderFootage(data, HOUR), 'desk')).toBe(runs(['█', 40], ['▓', 2], ['·', 18]));
   });
 
   it('marks every cell a lock touches, however little of it', () => {
