@@ -15,6 +15,10 @@ import { EmbeddedBroker } from './broker.js';
 import { makeDemoFleet } from './throwaway-ca.js';
 import { progressBar } from '../ops/render.js';
 import type { StatePayload } from '../fleet/topics.js';
+import { formatLocal } from '../ops/times.js';
+
+/** When the demo shows how to hold a past range: once it has footage from half a minute back. */
+const HOLD_HINT_AFTER_S = 35;
 
 export interface DemoOptions { dir: string; seconds?: number | undefined }
 
@@ -112,10 +116,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   say(`    ${CLI_NAME} ctl lock --local --socket ${socket} --reason "test" --by "demo"`);
   say(`    ${CLI_NAME} ctl incidents --local --socket ${socket}`);
   say(`    ${CLI_NAME} ctl ping --local --socket ${socket}`);
-  say('  footage reported later (after a minute of recording): keep it, see it, take a still from it:');
-  say(`    ${CLI_NAME} ctl hold --local --socket ${socket} --from -1m --to -30s --reason "laptop reported stolen" --by "demo"`);
-  say(`    ${CLI_NAME} ctl footage --local --socket ${socket}`);
-  say(`    ${CLI_NAME} ctl still --local --socket ${socket} ${config.cameras[0]!.id} --at -45s --purpose incident-review --reason "who took it" --by "demo" -o still.jpg`);
+  say(`  in ${HOLD_HINT_AFTER_S}s: how to keep footage reported later (a hold of a past range)`);
   say(`  or as central ops would, over the embedded MQTT broker (${broker.url}, MQTT 3.1.1), signed as ${fleet.cn} (admin) of a throwaway CA:`);
   const b = `--broker ${broker.url} --mqtt-version 3.1.1 --cert ${fleet.certFile} --key ${fleet.keyFile}`;
   say(`    ${CLI_NAME} ctl nodes ${b}`);
@@ -125,7 +126,23 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
 
   const key = agent.publicKey() ?? '';
   agent.events.on('button.pressed', () => say('panic button pressed'));
-  agent.events.on('incident.locked', ({ incident }) => say(`incident ${incident} LOCKED: footage from 20s before is kept; recording 20s more`));
+  agent.events.on('incident.locked', ({ incident }) => {
+    const held = agent.incidents().find((i) => i.id === incident && i.kind === 'hold');
+    say(held
+      ? `incident ${incident} HELD: ${formatLocal(Date.parse(held.window.start))} to ${formatLocal(Date.parse(held.window.end))} is kept`
+      : `incident ${incident} LOCKED: footage from 20s before is kept; recording 20s more`);
+  });
+  // Once there is footage from earlier: a hold of a past range, as for an incident reported
+  // later, in the local times staff would give; then the timeline showing it.
+  const startedAt = Date.now();
+  const holdHint = setTimeout(() => {
+    const camera = config.cameras[0]!.id;
+    say(`footage from earlier can be kept now, as for an incident reported later (times are local):`);
+    say(`    ${CLI_NAME} ctl hold --local --socket ${socket} --from "${formatLocal(startedAt + 5_000)}" --to "${formatLocal(startedAt + 20_000)}" --reason "laptop reported stolen" --by "demo"`);
+    say(`    ${CLI_NAME} ctl footage --local --socket ${socket}`);
+    say(`    ${CLI_NAME} ctl still --local --socket ${socket} ${camera} --at "${formatLocal(startedAt + 12_000)}" --purpose incident-review --reason "who took it" --by "demo" -o still.jpg`);
+  }, HOLD_HINT_AFTER_S * 1000);
+  holdHint.unref();
   agent.events.on('incident.extended', ({ incident }) => say(`incident ${incident} extended by another trigger`));
   agent.events.on('incident.sealed', ({ incident }) => {
     const folder = join(config.storage.path, 'incidents', incident);
@@ -155,6 +172,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   if (tty) process.stdout.on('resize', draw);
   await done;
   clearInterval(timer);
+  clearTimeout(holdHint);
   process.stdout.off('resize', draw);
   if (tty) process.stdout.write('\n');
   console.log('stopping…');

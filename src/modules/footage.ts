@@ -7,7 +7,7 @@ import type { AuditLog } from '../audit/log.js';
 import type { IncidentBook } from '../incidents/book.js';
 import { iso } from '../platform/clock.js';
 import { extractStill, StillError } from '../recorder/still.js';
-import { footageOf, type IncidentSpan } from '../store/footage.js';
+import { footageOf, seamToleranceMs, type IncidentSpan } from '../store/footage.js';
 import type { Ring } from '../store/ring.js';
 import { segmentEndMs, type Segment } from '../store/segment.js';
 import type { AgentModule, ModuleBase } from './module.js';
@@ -28,6 +28,11 @@ export interface FootageDeps extends ModuleBase {
 
 /** Decoding one frame of a 1080p segment takes a second or two on a Pi. */
 const STILL_TIMEOUT_MS = 30_000;
+/**
+ * A still must fit a reply through the district broker (max_packet_size 4 MiB) once base64
+ * makes it a third larger; a 1080p JPEG is a few hundred kB.
+ */
+const STILL_MAX_BYTES = 2_500_000;
 
 export function footageModule(deps: FootageDeps): AgentModule {
   const { clock, log } = deps;
@@ -69,11 +74,19 @@ export function footageModule(deps: FootageDeps): AgentModule {
         const unpin = deps.book.pin({ camera: a.camera, startMs: segment.startMs, endMs: segmentEndMs(segment) });
         let frameOffsetMs: number;
         let jpeg: Buffer;
+        const extract = (offsetMs: number) => extractStill({
+          path: deps.ring.pathOf(segment), offsetMs, timeoutMs: STILL_TIMEOUT_MS, signal: deps.signal, maxBytes: STILL_MAX_BYTES,
+          ...(deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {}),
+        });
+        const offsetMs = Math.min(a.at - segment.startMs, segment.durationMs - 1);
         try {
-          ({ frameOffsetMs, jpeg } = await extractStill({
-            path: deps.ring.pathOf(segment), offsetMs: a.at - segment.startMs, timeoutMs: STILL_TIMEOUT_MS, signal: deps.signal,
-            ...(deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {}),
-          }));
+          try {
+            ({ frameOffsetMs, jpeg } = await extract(offsetMs));
+          } catch (err) {
+            // A segment's stamp can run past its last frame by a little: that frame is the last one at or before `at`.
+            if (!(err instanceof StillError && err.code === 'no_frame' && err.nearestOffsetMs !== undefined && err.nearestOffsetMs <= offsetMs)) throw err;
+            ({ frameOffsetMs, jpeg } = await extract(err.nearestOffsetMs));
+          }
         } catch (err) {
           if (!(err instanceof StillError)) throw err;
           if (err.code === 'no_frame') {
@@ -106,6 +119,9 @@ export function footageModule(deps: FootageDeps): AgentModule {
       if (segmentEndMs(s) <= atMs && (!before || segmentEndMs(s) > segmentEndMs(before))) before = s;
       if (s.startMs > atMs && (!after || s.startMs < after.startMs)) after = s;
     }
+    // The seam between two segments (each stamped when it closed) is not a hole: the frame at or
+    // before `at` is the last of the segment before it — as `footage` shows one range there.
+    if (before && after && after.startMs - segmentEndMs(before) <= seamToleranceMs(deps.segmentSeconds)) return before;
     const nearest = [before ? `${iso(segmentEndMs(before) - 1)} (the last frame before)` : '', after ? `${iso(after.startMs)} (the first after)` : ''].filter(Boolean).join(' or ');
     const available = nearest ? `; nearest footage: ${nearest}` : '; the ring holds no footage of this camera';
     const now = clock.now();

@@ -17,7 +17,7 @@ import { writeNoteRecord } from '../incidents/note-record.js';
 import { formatBytes } from '../config/units.js';
 import { iso } from '../platform/clock.js';
 import type { LockedRange } from '../store/eviction.js';
-import { byCamera, holesIn, mergeSpans, type Span } from '../store/footage.js';
+import { byCamera, holesIn, mergeSpans, seamToleranceMs, type Span } from '../store/footage.js';
 import { segmentEndMs } from '../store/segment.js';
 import { Sealer } from '../incidents/sealer.js';
 import type { StepSource } from '../platform/clock-steps.js';
@@ -249,9 +249,8 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
   const whatIsLeft = (held: Incident, nowMs: number): Pick<HoldReply, 'missing' | 'uncertain'> => {
     const fromMs = Date.parse(held.window.start);
     const toMs = Math.min(Date.parse(held.window.end), nowMs);
-    const segmentMs = deps.segmentSeconds * 1000;
     // Seams between consecutive segments (each stamped when it closed) are not holes.
-    const tolerance = Math.max(250, Math.min(1_000, segmentMs / 2));
+    const tolerance = seamToleranceMs(deps.segmentSeconds);
     const missing: CameraSpan[] = [];
     const uncertain: CameraSpan[] = [];
     for (const camera of held.cameras) {

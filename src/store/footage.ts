@@ -76,6 +76,14 @@ export function holesIn(segments: readonly Pick<Segment, 'startMs' | 'durationMs
   return holes;
 }
 
+/**
+ * How far apart two consecutive segments may be stamped and still meet: each is stamped when it
+ * closes, so neighbours sit a few ms apart; a pruned or unrecorded segment leaves a whole one.
+ */
+export function seamToleranceMs(segmentSeconds: number): number {
+  return Math.max(250, Math.min(1_000, segmentSeconds * 500));
+}
+
 /** A camera's segments in start order (the ring is in seq order, which a clock step can break). */
 export function byCamera(segments: readonly Segment[], fromMs = -Infinity, toMs = Infinity): Map<string, Segment[]> {
   const out = new Map<string, Segment[]>();

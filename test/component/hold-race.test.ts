@@ -20,6 +20,7 @@ import type { StepSource } from '../../src/platform/clock-steps.js';
 import { silentLogger } from '../../src/platform/logger.js';
 import { Ring } from '../../src/store/ring.js';
 import { segmentEndMs, segmentFileName } from '../../src/store/segment.js';
+import { recordFake } from '../helpers/fake-recorder.js';
 
 const SEGMENTS = 40;
 const BYTES = 1_000;
@@ -128,4 +129,81 @@ describe('holds and the pruner', () => {
     // Some holds came while the pass was inside their range: the race really was run.
     expect(raced, JSON.stringify(outcomes)).toBeGreaterThan(ROUNDS / 10);
   }, 120_000);
+});
+
+/** A clock that steps when told: listeners hear it at the next check, as ClockSteps does. */
+class SteppingClock implements StepSource {
+  private readonly listeners: ((deltaMs: number, step: { n: number; deltaMs: number }) => void)[] = [];
+  private readonly steps: { n: number; deltaMs: number }[] = [];
+  private pending = 0;
+  step(deltaMs: number): void { this.pending += deltaMs; }
+  check(): number {
+    const delta = this.pending;
+    if (delta === 0) return 0;
+    this.pending = 0;
+    const step = { n: this.steps.length + 1, deltaMs: delta };
+    this.steps.push(step);
+    for (const l of this.listeners) l(delta, step);
+    return delta;
+  }
+  onStep(l: (deltaMs: number, step: { n: number; deltaMs: number }) => void): () => void { this.listeners.push(l); return () => {}; }
+  bootId(): string { return 'boot'; }
+  stepCount(): number { return this.steps.length; }
+  stepsAfter(n: number): { n: number; deltaMs: number }[] { return this.steps.filter((s) => s.n > n); }
+}
+
+describe('a hold over footage stamped before a clock step', () => {
+  it('names it uncertain, per camera, and only it', async () => {
+    const dir = join(root, 'uncertain');
+    const clock = new ManualClock();
+    const log = silentLogger();
+    const events = new EventBus(log);
+    const stateDir = join(dir, 'state');
+    const audit = new AuditLog({ stateDir, log, clock });
+    await audit.start();
+    const steps = new SteppingClock();
+    const wired: { book?: { lockedRanges(): readonly { camera: string; startMs: number; endMs: number }[] } } = {};
+    const ring = new Ring({
+      auditDeletion: async (e) => void await audit.append('delete', e),
+      options: { storagePath: dir, maxUsePercent: 99, reserveBytes: 0, segmentSeconds: 1 },
+      clock, log, events, steps,
+      disk: async () => ({ sizeBytes: 1e9, usedBytes: 0, freeBytes: 1e9, type: 'ext4' }),
+      locks: { lockedRanges: () => wired.book?.lockedRanges() ?? [] },
+      inProgressFiles: () => [],
+      probeDurationMs: async () => 1_000,
+      clockSynced: () => true,
+      pruneIntervalMs: 3_600_000,
+    });
+    const incidents = await incidentsModule({
+      clock, log, events, faults: new Faults({ clock, events, log }), signal: new AbortController().signal,
+      node: { id: 'n', stateDir }, incident: { preRoll: 60_000, postRoll: 60_000, maxLength: 3_600_000, maxHold: 86_400_000, maxLockedPercent: 100 },
+      button: { backend: 'none', activeLow: true, debounce: 50, heartbeat: true } as never,
+      enabledCameras: ['cam'], configuredCameras: ['cam'], writing: () => false,
+      sealedDir: join(dir, 'incidents'), segmentSeconds: 1, disposeNeedsSync: false,
+      ring, audit, key: await loadOrCreateNodeKey(stateDir), steps,
+      clockSynced: () => true, kbps: () => 0, downIntervals: () => [],
+    });
+    wired.book = incidents.book;
+    for (const c of incidents.early ?? []) await c.start(new AbortController().signal);
+    await ring.start();
+    await recordFake(ring, clock, 'cam', 10);
+    // The clock was an hour behind; NTP steps it forward. What was recorded so far is corrected.
+    steps.step(3_600_000);
+    clock.advance(3_600_000);
+    const after = await recordFake(ring, clock, 'cam', 5);
+    const segments = ring.allSegments();
+    const before = segments.filter((s) => !after.includes(s.seq));
+    expect(before.every((s) => ring.clockOf(s) === 'stepped')).toBe(true);
+    const hold = incidents.commands!.hold as CommandHandler<'hold'>;
+    const from = segments[0]!.startMs;
+    const to = clock.now() - 100;
+    const reply = await hold({ from, to, reason: 'reported later', by: 'desk' }, { via: 'local' }) as HoldReply;
+    const last = before[before.length - 1]!;
+    // Corrected, the footage before the step meets the footage after it: nothing is missing.
+    expect(reply.missing).toEqual([]);
+    expect(reply.uncertain).toEqual([{ camera: 'cam', start: new Date(before[0]!.startMs).toISOString(), end: new Date(segmentEndMs(last)).toISOString() }]);
+    await ring.stop();
+    for (const c of incidents.early ?? []) await c.stop();
+    await audit.stop();
+  });
 });

@@ -62,6 +62,39 @@ describe('camnode demo', () => {
     expect((await segments(storage, 'desk')).length).toBeGreaterThanOrEqual(5);
   });
 
+  it('prints working hold, footage and still lines once it has footage from earlier; the timeline marks the hold', async () => {
+    const data = join(dir, 'hold');
+    const child = spawn(process.execPath, [CLI, 'demo', '--dir', data, '--seconds', '90'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    /** A printed line's arguments after `node dist/src/main.js`, quotes as a shell reads them. */
+    const argvOf = (line: string): string[] => [...line.trim().matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!).slice(2);
+    try {
+      const line = (re: RegExp) => waitFor(() => stdout.split('\n').find((l) => re.test(l)), `a line ${re}\n${stdout}`, 60_000);
+      const hold = await runCli(argvOf(await line(/ ctl hold --local /)), { timeoutMs: 30_000 });
+      expect(hold.code, hold.stderr).toBe(0);
+      const incident = /held incident (\S+)/.exec(hold.stdout)?.[1];
+      expect(incident, hold.stdout).toMatch(/^\d{8}T\d{6}Z-[a-z2-7]{4}$/);
+      expect(hold.stdout).toContain('nothing of the range is missing');
+      const footage = await runCli(argvOf(await line(/ ctl footage --local /)), { timeoutMs: 30_000 });
+      expect(footage.code, footage.stderr).toBe(0);
+      // The hold on both cameras' bars (locked until sealed, then kept as clips) and in the list.
+      const bars = footage.stdout.split('\n').filter((l) => /^(entrance|desk) /.test(l));
+      expect(bars, footage.stdout).toHaveLength(2);
+      for (const bar of bars) expect(bar, footage.stdout).toMatch(/[▓▒]/);
+      expect(footage.stdout).toContain(incident!);
+      const still = argvOf(await line(/ ctl still --local /));
+      still[still.indexOf('-o') + 1] = join(data, 'still.jpg');
+      const made = await runCli(still, { timeoutMs: 30_000 });
+      expect(made.code, made.stderr).toBe(0);
+      expect(made.stdout).toMatch(/bytes, entrance's frame at /);
+    } finally {
+      child.kill('SIGINT');
+      await exited;
+    }
+  });
+
   it('in an 80-column terminal: one status line that fits, the instructions stay on screen, Enter locks', async () => {
     const data = join(dir, 'tty');
     const server = `camnode-demo-${process.pid}`;

@@ -58,7 +58,8 @@ async function makeNode(opts: { maxBytes?: string } = {}): Promise<Node> {
   const socket = join(dir, 'control.sock');
   const config = baseConfig(dir, cameras, {
     storage: opts.maxBytes ? { maxBytes: opts.maxBytes } : {},
-    incident: { preRoll: '3s', postRoll: '3s' },
+    // The quota is kept tight on purpose: locks must not be refused for the share they pin.
+    incident: { preRoll: '3s', postRoll: '3s', maxLockedPercent: 100 },
     control: { socket },
   });
   const configPath = await writeConfig(dir, config);

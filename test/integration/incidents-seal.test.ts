@@ -274,7 +274,8 @@ describe('incidents through the real CLI', () => {
     const snow = new Map<string, RtspServer>();
     for (const id of CAMERAS) snow.set(id, await startRtspServer({ pattern: 'snow', width: 320, height: 240, fps: 10, bitrateKbps: 1000 }));
     const MAX_BYTES = 2_500_000;
-    const node = await startNode({ storage: { maxBytes: MAX_BYTES }, incident: { preRoll: '3s', postRoll: '8s', maxLength: '1h' } }, snow);
+    // A lock of most of the ring: admitted whatever share it pins (that rule has tests of its own).
+    const node = await startNode({ storage: { maxBytes: MAX_BYTES }, incident: { preRoll: '3s', postRoll: '8s', maxLength: '1h', maxLockedPercent: 100 } }, snow);
     const ringBytes = async () => {
       let total = 0;
       for (const c of CAMERAS) for (const s of await listSegments(node.storage, c)) total += s.bytes;
