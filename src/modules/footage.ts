@@ -13,7 +13,7 @@ import { segmentEndMs, type Segment } from '../store/segment.js';
 import type { AgentModule, ModuleBase } from './module.js';
 
 export interface FootageDeps extends ModuleBase {
-  ring: Pick<Ring, 'allSegments' | 'segmentsBetween' | 'pathOf'>;
+  ring: Pick<Ring, 'allSegments' | 'segmentsBetween' | 'pathOf' | 'cameraIds'>;
   book: Pick<IncidentBook, 'list' | 'pin'>;
   /** Incidents set aside as damaged: no longer kept as clips. */
   damaged: { has(id: string): boolean };
@@ -48,7 +48,7 @@ export function footageModule(deps: FootageDeps): AgentModule {
     return { locked, kept };
   };
 
-  const knows = (camera: string): boolean => deps.configuredCameras.includes(camera) || deps.ring.allSegments().some((s) => s.camera === camera);
+  const knows = (camera: string): boolean => deps.configuredCameras.includes(camera) || deps.ring.cameraIds().includes(camera);
 
   // One still per camera at a time: each is an ffmpeg of its own on a Pi already recording.
   const decoding = new Set<string>();

@@ -17,7 +17,7 @@ import { writeNoteRecord } from '../incidents/note-record.js';
 import { formatBytes } from '../config/units.js';
 import { iso } from '../platform/clock.js';
 import type { LockedRange } from '../store/eviction.js';
-import { byCamera, holesIn, mergeSpans, seamToleranceMs, type Span } from '../store/footage.js';
+import { holesIn, mergeSpans, seamToleranceMs, type Span } from '../store/footage.js';
 import { segmentEndMs } from '../store/segment.js';
 import { Sealer } from '../incidents/sealer.js';
 import type { StepSource } from '../platform/clock-steps.js';
@@ -39,7 +39,7 @@ export interface IncidentsDeps extends ModuleBase {
   segmentSeconds: number;
   /** Whether disposing of an incident needs it synced first (an upstream is configured). */
   disposeNeedsSync: boolean;
-  ring: Pick<Ring, 'segmentsBetween' | 'pathOf' | 'clockOf' | 'unlinkSettled' | 'allSegments' | 'bytesLockedBy' | 'stats'>;
+  ring: Pick<Ring, 'segmentsBetween' | 'pathOf' | 'clockOf' | 'unlinkSettled' | 'cameraIds' | 'newestEndOf' | 'bytesLockedBy' | 'stats'>;
   /** Every configured camera, disabled ones too (a hold may name them). */
   configuredCameras: readonly string[];
   /** Whether a camera's recorder is writing a segment now (its footage reaches the present). */
@@ -219,7 +219,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     const problem = holdRangeProblem(a.from, a.to, atMs, incident.maxHold);
     if (problem) throw new CommandError('bad_request', problem);
     const pastEnd = Math.min(a.to, atMs);
-    const withFootage = [...byCamera(deps.ring.allSegments(), a.from, pastEnd).keys()];
+    const withFootage = deps.ring.cameraIds().filter((c) => deps.ring.segmentsBetween(c, a.from, pastEnd).length > 0);
     let cameras: string[];
     if (a.cameras && a.cameras.length > 0) {
       const known = new Set([...deps.configuredCameras, ...withFootage]);
@@ -258,8 +258,8 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       const covered: { startMs: number; durationMs: number }[] = segments;
       // The segment being written is a file too: it holds the footage since the last one closed.
       if (deps.writing(camera)) {
-        const last = deps.ring.segmentsBetween(camera, -Infinity, Infinity).reduce((end, s) => Math.max(end, segmentEndMs(s)), -Infinity);
-        if (Number.isFinite(last) && last < nowMs) covered.push({ startMs: last, durationMs: nowMs - last });
+        const last = deps.ring.newestEndOf(camera);
+        if (last !== null && last < nowMs) covered.push({ startMs: last, durationMs: nowMs - last });
       }
       if (fromMs < toMs) for (const h of holesIn(covered, fromMs, toMs, tolerance)) missing.push(cameraSpan(camera, h));
       const stepped = segments.filter((seg) => deps.ring.clockOf(seg) === 'stepped').map((seg): Span => ({ startMs: seg.startMs, endMs: segmentEndMs(seg) }));

@@ -12,6 +12,7 @@ import { faultPoint } from '../platform/fault.js';
 import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
 import { deletionRuns, isLocked, passHeadroomBytes, planEviction, quotaBytes, type DeletedRun, type DeleteReason, type LockedRange } from './eviction.js';
+import { CameraIndex } from './camera-index.js';
 import { scanRing, type ScanProblem } from './scan.js';
 import { segmentEndMs, segmentFileName, type Segment } from './segment.js';
 import { correctionMs, EMPTY_STAMPS, parseStamps, stampClock, withoutBelow, withStep, withUnsynced, type StampClock, type StampState } from './stamps.js';
@@ -87,6 +88,8 @@ export class Ring implements Component {
   readonly name = 'ring';
   readonly root: string;
   private segments: Segment[] = [];
+  /** The same segments per camera, for one camera's window. */
+  private readonly byCamera = new CameraIndex();
   private nextSeq = 1;
   private stamps: StampState = EMPTY_STAMPS;
   private stampsDirty = false;
@@ -123,6 +126,7 @@ export class Ring implements Component {
     await mkdir(this.root, { recursive: true });
     const scan = await scanRing(this.root, this.deps.log);
     this.segments = scan.segments;
+    this.byCamera.reset(this.segments);
     this.nextSeq = scan.nextSeq;
     this.problems = scan.problems;
     await this.loadClockState();
@@ -202,10 +206,12 @@ export class Ring implements Component {
     const segment: Segment = { seq: this.nextSeq++, camera, startMs: Math.max(0, Math.round(startMs)), durationMs: Math.round(durationMs), bytes };
     const name = segmentFileName(segment);
     this.segments.push(segment);
+    this.byCamera.push(segment);
     try {
       await rename(file, join(this.root, camera, name));
     } catch (err) {
       this.segments.splice(this.segments.indexOf(segment), 1);
+      this.byCamera.remove(segment);
       throw err;
     }
     if (this.deps.clockSynced?.() !== true) {
@@ -254,14 +260,27 @@ export class Ring implements Component {
 
   /** Finished segments of one camera overlapping [startMs, endMs), in order. */
   segmentsBetween(camera: string, startMs: number, endMs: number): Segment[] {
-    return this.segments.filter((s) => s.camera === camera && s.startMs < endMs && segmentEndMs(s) > startMs);
+    return this.byCamera.between(camera, startMs, endMs);
   }
 
   /** Bytes of the finished segments any of these ranges would keep. */
   bytesLockedBy(ranges: readonly LockedRange[]): number {
+    // Each segment once, however many ranges keep it.
+    const kept = new Set<Segment>();
+    for (const r of ranges) for (const s of this.byCamera.between(r.camera, r.startMs, r.endMs)) kept.add(s);
     let bytes = 0;
-    if (ranges.length > 0) for (const s of this.segments) if (isLocked(s, ranges)) bytes += s.bytes;
+    for (const s of kept) bytes += s.bytes;
     return bytes;
+  }
+
+  /** Cameras with footage in the ring (removed ones too, while it holds theirs). */
+  cameraIds(): string[] {
+    return this.byCamera.cameraIds();
+  }
+
+  /** The end of a camera's newest finished segment, or null. */
+  newestEndOf(camera: string): number | null {
+    return this.byCamera.newestEndOf(camera);
   }
 
   allSegments(): readonly Segment[] {
@@ -439,6 +458,7 @@ export class Ring implements Component {
       // `missing` read between two unlinks of one pass.
       const at = this.segments.indexOf(s);
       if (at >= 0) this.segments.splice(at, 1);
+      this.byCamera.remove(s);
       gone.add(s.seq);
       bytes += s.bytes;
       byReason[reasons[i]!] = (byReason[reasons[i]!] ?? 0) + 1;
@@ -468,6 +488,7 @@ export class Ring implements Component {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.deps.log.warn({ err }, 'clock.json unreadable; treating all stamps as trusted');
     }
     for (const s of this.segments) s.startMs += correctionMs(s.seq, this.stamps.steps);
+    this.byCamera.restamped();
     // Footage stamped in the future (the clock went back while we were down) or before any
     // plausible date (a Pi booted without a clock) cannot be aged: mark what exists uncertain.
     const now = this.deps.clock.now();
@@ -492,6 +513,7 @@ export class Ring implements Component {
     this.stamps = withStep(this.stamps, deltaMs, this.nextSeq);
     const step = this.stamps.steps.length > before.steps.length ? this.stamps.steps[this.stamps.steps.length - 1]! : undefined;
     if (step) for (const s of this.segments) if (s.seq >= step.fromSeq && s.seq < step.toSeq) s.startMs += deltaMs;
+    this.byCamera.restamped();
     if (this.stamps.boot) this.stamps = { ...this.stamps, boot: { ...this.stamps.boot, applied: n } };
     this.deps.log.warn({ stepMs: deltaMs, step: n, corrected: step ? step.toSeq - step.fromSeq : 0 }, 'clock step: the stamps of this boot\'s footage so far are corrected for window membership');
     this.markUncertain(`wall clock jumped by ${Math.round(deltaMs / 1000)} s`);
