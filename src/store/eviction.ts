@@ -13,6 +13,8 @@ export interface LockedRange {
 export interface EvictionInput {
   /** Finished segments in ring order (ascending seq). */
   segments: readonly Segment[];
+  /** Their bytes, when the caller keeps the sum (else summed here). */
+  segmentBytes?: number;
   locks: readonly LockedRange[];
   /** What camnode may hold (see quotaBytes()). */
   quotaBytes: number;
@@ -51,7 +53,8 @@ export function isExpired(s: Segment, input: Pick<EvictionInput, 'now' | 'maxAge
 
 export function planEviction(input: EvictionInput): EvictionPlan {
   let held = input.otherOwnBytes;
-  for (const s of input.segments) held += s.bytes;
+  if (input.segmentBytes !== undefined) held += input.segmentBytes;
+  else for (const s of input.segments) held += s.bytes;
   const evict: Segment[] = [];
   const reasons: DeleteReason[] = [];
   for (const s of input.segments) {
@@ -85,8 +88,12 @@ export function deletionRuns(segments: readonly Segment[], evict: readonly Segme
   const out = new Map<DeleteReason, Record<string, DeletedRun[]>>();
   // The run each camera is extending, and its reason; anything kept or of another reason ends it.
   const open = new Map<string, { reason: DeleteReason; run: DeletedRun; startMs: number; endMs: number }>();
+  let left = why.size;
   for (const s of segments) {
+    // Past the last segment to delete nothing more can join a run (the ring deletes its oldest).
+    if (left === 0) break;
     const reason = why.get(s.seq);
+    if (reason !== undefined) left--;
     const current = open.get(s.camera);
     if (reason === undefined) {
       open.delete(s.camera);

@@ -88,6 +88,8 @@ export class Ring implements Component {
   readonly name = 'ring';
   readonly root: string;
   private segments: Segment[] = [];
+  /** What the finished segments hold, kept as they come and go (a pass must not walk them all to know). */
+  private segmentBytes = 0;
   /** The same segments per camera, for one camera's window. */
   private readonly byCamera = new CameraIndex();
   private nextSeq = 1;
@@ -127,6 +129,7 @@ export class Ring implements Component {
     const scan = await scanRing(this.root, this.deps.log);
     this.segments = scan.segments;
     this.byCamera.reset(this.segments);
+    this.segmentBytes = this.segments.reduce((n, seg) => n + seg.bytes, 0);
     this.nextSeq = scan.nextSeq;
     this.problems = scan.problems;
     await this.loadClockState();
@@ -207,11 +210,13 @@ export class Ring implements Component {
     const name = segmentFileName(segment);
     this.segments.push(segment);
     this.byCamera.push(segment);
+    this.segmentBytes += segment.bytes;
     try {
       await rename(file, join(this.root, camera, name));
     } catch (err) {
       this.segments.splice(this.segments.indexOf(segment), 1);
       this.byCamera.remove(segment);
+      this.segmentBytes -= segment.bytes;
       throw err;
     }
     if (this.deps.clockSynced?.() !== true) {
@@ -330,8 +335,7 @@ export class Ring implements Component {
     const disk = await this.deps.disk(options.storagePath);
     const outside = (await this.inProgressBytes()) + (this.deps.heldOutsideRing?.() ?? 0);
     const promised = this.deps.promisedBytes?.() ?? 0;
-    let held = outside;
-    for (const s of this.segments) held += s.bytes;
+    const held = outside + this.segmentBytes;
     const quota = quotaBytes({
       sizeBytes: disk.sizeBytes, usedBytes: disk.usedBytes, ownBytes: held,
       maxUsePercent: options.maxUsePercent, reserveBytes: options.reserveBytes, maxBytes: options.maxBytes,
@@ -343,15 +347,14 @@ export class Ring implements Component {
     const now = clock.now();
     const clockChecked = this.checkClock();
     const plan = planEviction({
-      segments: this.segments, locks, quotaBytes: quota, otherOwnBytes: outside + promised, now,
+      segments: this.segments, segmentBytes: this.segmentBytes, locks, quotaBytes: quota, otherOwnBytes: outside + promised, now,
       maxAgeMs: this.deps.clockSynced?.() === false ? undefined : options.maxAgeMs, uncertainBeforeSeq: this.uncertainBeforeSeq(),
     });
     await clockChecked;
     // Segments a lock taken during the pass spared are still held.
     const sparedBytes = plan.evict.length > 0 ? await this.delete(plan.evict, plan.reasons) : 0;
 
-    let lockedBytes = 0;
-    for (const s of this.segments) if (isLocked(s, locks)) lockedBytes += s.bytes;
+    const lockedBytes = this.bytesLockedBy(locks);
     const oldest = this.segments[0];
     const pruned = withoutBelow(this.stamps, oldest?.seq ?? this.nextSeq);
     if (pruned !== this.stamps) [this.stamps, this.stampsDirty] = [pruned, true];
@@ -457,7 +460,10 @@ export class Ring implements Component {
       // Out of the index at once: what the index holds is what the files hold, for a hold's
       // `missing` read between two unlinks of one pass.
       const at = this.segments.indexOf(s);
-      if (at >= 0) this.segments.splice(at, 1);
+      if (at >= 0) {
+        this.segments.splice(at, 1);
+        this.segmentBytes -= s.bytes;
+      }
       this.byCamera.remove(s);
       gone.add(s.seq);
       bytes += s.bytes;
