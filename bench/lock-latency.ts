@@ -7,14 +7,14 @@
 // the first incident, so the first lock (opening) is reported apart from the extensions.
 //
 //   node dist/bench/lock-latency.js [--locks 1000] [--dir DIR]   (DIR: where stateDir lives; default the OS temp dir)
-import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, fdatasyncSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 import { CLI, machine, machineMarkdown, median, numberArg, sleep, startRtspCamera, stopChild, verdict, writeResults } from './lib.js';
+import { ControlClient, filesystemOf, syncCost } from './control-lib.js';
 
 const LOCKS = numberArg('--locks', 1_000);
 const PINGS = 50;
@@ -45,100 +45,6 @@ function summarise(xs: readonly number[]): Summary {
 }
 const ms = (v: number): string => v.toFixed(2);
 
-/** fsync's cost depends on the filesystem and its device: name both. */
-function filesystemOf(dir: string): string {
-  try {
-    return execFileSync('findmnt', ['-n', '-o', 'FSTYPE,SOURCE,OPTIONS', '-T', dir], { encoding: 'utf8' }).trim().replace(/\s+/g, ' ');
-  } catch {
-    return 'unknown';
-  }
-}
-
-/**
- * The device's own price of durability, for reading the figures on other hardware: a 4 kB
- * write + fdatasync of one file, and an fsync of its directory (a lock costs two fsyncs of
- * the book, one of its directory and one fdatasync of the audit log).
- */
-function syncCost(dir: string, rounds = 50): { fdatasyncMs: number; dirFsyncMs: number } {
-  const file = join(dir, 'sync-probe');
-  const fd = openSync(file, 'w');
-  const dirFd = openSync(dir, 'r');
-  const data = Buffer.alloc(4096, 1);
-  const a: number[] = [];
-  const b: number[] = [];
-  try {
-    for (let i = 0; i < rounds; i++) {
-      let t = performance.now();
-      writeSync(fd, data, 0, data.length, 0);
-      fdatasyncSync(fd);
-      a.push(performance.now() - t);
-      t = performance.now();
-      fsyncSync(dirFd);
-      b.push(performance.now() - t);
-    }
-  } finally {
-    closeSync(fd);
-    closeSync(dirFd);
-    rmSync(file, { force: true });
-  }
-  return { fdatasyncMs: median(a), dirFsyncMs: median(b) };
-}
-
-/** One newline-JSON connection to the control socket; requests go one at a time. */
-class ControlClient {
-  private buffered = '';
-  private pending: ((line: string) => void) | undefined;
-  private nextId = 1;
-
-  private constructor(private readonly socket: Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      this.buffered += chunk;
-      let nl: number;
-      while ((nl = this.buffered.indexOf('\n')) >= 0) {
-        const line = this.buffered.slice(0, nl);
-        this.buffered = this.buffered.slice(nl + 1);
-        const resolve = this.pending;
-        this.pending = undefined;
-        resolve?.(line);
-      }
-    });
-  }
-
-  static open(path: string): Promise<ControlClient> {
-    return new Promise((resolve, reject) => {
-      const socket = connect(path);
-      socket.once('connect', () => resolve(new ControlClient(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  /** Sends one request; resolves with the reply and the time from write to reply, in ms. */
-  request(cmd: string, args: unknown): Promise<{ reply: { id: unknown; ok: boolean; data?: unknown; error?: unknown }; ms: number }> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no reply to ${cmd} #${id} within 10 s`)), 10_000);
-      let t0 = 0;
-      this.pending = (line) => {
-        const t1 = performance.now();
-        clearTimeout(timer);
-        try {
-          const reply = JSON.parse(line) as { id: unknown; ok: boolean };
-          if (reply.id !== id) throw new Error(`reply id ${String(reply.id)} for request ${id}`);
-          resolve({ reply, ms: t1 - t0 });
-        } catch (err) {
-          reject(err as Error);
-        }
-      };
-      t0 = performance.now();
-      this.socket.write(`${JSON.stringify({ id, cmd, args })}\n`);
-    });
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
 
 interface Measured {
   pingMs: number[];
@@ -157,10 +63,11 @@ async function measure(rtspUrl: string, dir: string): Promise<Measured> {
   const socketPath = join(dir, 'control.sock');
   const config = {
     node: { id: 'bench', stateDir },
-    storage: { path: storage, maxBytes: '2GB' },
+    storage: { path: storage, maxBytes: '20GB' },
     recording: { segmentSeconds: SEGMENT_SECONDS },
     cameras: CAMERAS.map((c) => ({ id: c.id, source: c.kind === 'rtsp' ? rtspUrl : 'testsrc', zone: 'entrance' })),
-    incident: { postRoll: '1h', maxLength: '2h' },
+    // An hour of post-roll on 4 cameras pins ~4 GB: room for it, and no lock refused for the share it pins (latency is measured here).
+    incident: { postRoll: '1h', maxLength: '2h', maxLockedPercent: 100 },
     button: { backend: 'none' },
     control: { socket: socketPath },
   };
@@ -279,7 +186,7 @@ async function main(): Promise<number> {
     `Measured: ${LOCKS} \`lock\` requests to \`camnode run\` (its own process) over its control socket, one connection, ` +
     'sequential (newline JSON), each timed from writing the request to reading its reply. The reply is sent only after ' +
     'the incident book is written durably (temp file, fsync, rename, fsync of the directory) and the audit entry is ' +
-    'fdatasynced. Config: `incident.postRoll: 1h`, `maxLength: 2h`, so the first lock opens an incident and every later ' +
+    'fdatasynced. Config: `incident.postRoll: 1h`, `maxLength: 2h`, `maxLockedPercent: 100` (no lock refused for the share it pins), so the first lock opens an incident and every later ' +
     'one extends it (each reply checked: same incident, `extended: true`). ' +
     `${PINGS} \`ping\`s first: the transport alone, and a warm-up. Load: 4 cameras recording ${SEGMENT_SECONDS} s segments — ` +
     `2 from one GStreamer RTSP server (${STREAM.width}x${STREAM.height}@${STREAM.fps} ${STREAM.pattern}, ${STREAM.bitrateKbps} kbit/s, ` +

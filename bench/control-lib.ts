@@ -1,0 +1,102 @@
+// What the latency benchmarks share: the filesystem under a directory, the device's price of
+// durability, and a client of the agent's control socket that times each request.
+import { execFileSync } from 'node:child_process';
+import { closeSync, fdatasyncSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { median } from './lib.js';
+
+/** fsync's cost depends on the filesystem and its device: name both. */
+export function filesystemOf(dir: string): string {
+  try {
+    return execFileSync('findmnt', ['-n', '-o', 'FSTYPE,SOURCE,OPTIONS', '-T', dir], { encoding: 'utf8' }).trim().replace(/\s+/g, ' ');
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * The device's own price of durability, for reading the figures on other hardware: a 4 kB
+ * write + fdatasync of one file, and an fsync of its directory (a lock costs two fsyncs of
+ * the book, one of its directory and one fdatasync of the audit log).
+ */
+export function syncCost(dir: string, rounds = 50): { fdatasyncMs: number; dirFsyncMs: number } {
+  const file = join(dir, 'sync-probe');
+  const fd = openSync(file, 'w');
+  const dirFd = openSync(dir, 'r');
+  const data = Buffer.alloc(4096, 1);
+  const a: number[] = [];
+  const b: number[] = [];
+  try {
+    for (let i = 0; i < rounds; i++) {
+      let t = performance.now();
+      writeSync(fd, data, 0, data.length, 0);
+      fdatasyncSync(fd);
+      a.push(performance.now() - t);
+      t = performance.now();
+      fsyncSync(dirFd);
+      b.push(performance.now() - t);
+    }
+  } finally {
+    closeSync(fd);
+    closeSync(dirFd);
+    rmSync(file, { force: true });
+  }
+  return { fdatasyncMs: median(a), dirFsyncMs: median(b) };
+}
+
+/** One newline-JSON connection to the control socket; requests go one at a time. */
+export class ControlClient {
+  private buffered = '';
+  private pending: ((line: string) => void) | undefined;
+  private nextId = 1;
+
+  private constructor(private readonly socket: Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      this.buffered += chunk;
+      let nl: number;
+      while ((nl = this.buffered.indexOf('\n')) >= 0) {
+        const line = this.buffered.slice(0, nl);
+        this.buffered = this.buffered.slice(nl + 1);
+        const resolve = this.pending;
+        this.pending = undefined;
+        resolve?.(line);
+      }
+    });
+  }
+
+  static open(path: string): Promise<ControlClient> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(path);
+      socket.once('connect', () => resolve(new ControlClient(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  /** Sends one request; resolves with the reply and the time from write to reply, in ms. */
+  request(cmd: string, args: unknown): Promise<{ reply: { id: unknown; ok: boolean; data?: unknown; error?: unknown }; ms: number }> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no reply to ${cmd} #${id} within 10 s`)), 10_000);
+      let t0 = 0;
+      this.pending = (line) => {
+        const t1 = performance.now();
+        clearTimeout(timer);
+        try {
+          const reply = JSON.parse(line) as { id: unknown; ok: boolean };
+          if (reply.id !== id) throw new Error(`reply id ${String(reply.id)} for request ${id}`);
+          resolve({ reply, ms: t1 - t0 });
+        } catch (err) {
+          reject(err as Error);
+        }
+      };
+      t0 = performance.now();
+      this.socket.write(`${JSON.stringify({ id, cmd, args })}\n`);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
