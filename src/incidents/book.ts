@@ -18,7 +18,7 @@ import { CorruptFileError, DurableJsonFile } from '../platform/durable-json.js';
 import {
   applyExtension,
   extendIncident,
-  type Extension, type HoldRequest, INCIDENT_ID, isExtendable, lockedRanges, type Note, openHold, openIncident, shiftWindow,
+  type Extension, type HoldRequest, INCIDENT_ID, isExtendable, lockedRanges, type Note, openHold, openIncident, shiftWindow, widenWindow,
   type Incident, type IncidentState, type TriggerRequest, type TriggerSigner, type WindowPolicy, withCurrentFields,
 } from './incident.js';
 
@@ -223,12 +223,14 @@ export class IncidentBook implements Component {
   }
 
   /** Moves an incident to a new state (the sealer, the sync). */
-  setState(id: string, state: IncidentState): Promise<Incident> {
+  setState(id: string, state: IncidentState, opts: { recordsUploaded?: number } = {}): Promise<Incident> {
     return this.exclusive(async () => {
       const incident = this.get(id);
       if (!incident) throw new BookError('not_found', `no incident ${id}`);
       // Disposed is final: a seal or sync finishing late must not bring the incident back.
       if (incident.state === 'disposed' && state !== 'disposed') throw new BookError('conflict', `incident ${id} was disposed of`);
+      // Synced only with every note record it has: one written while the rest went up goes up too.
+      if (state === 'synced' && opts.recordsUploaded !== undefined && incident.notes.filter((n) => n.record !== undefined).length > opts.recordsUploaded) return incident;
       const next = { ...incident, state };
       await this.put(next);
       return next;
@@ -390,7 +392,9 @@ export class IncidentBook implements Component {
       // Only windows drawn in this boot before this step: another boot's footage is not moved.
       const base = bases[incident.id];
       if (!base || base.boot !== boot || base.step >= n) continue;
-      const next = shiftWindow(incident, deltaMs);
+      // A lock's window was drawn on this boot's clock and moves with it; a hold names a range that
+      // may lie before this boot (footage a step does not correct): it widens to cover both.
+      const next = incident.kind === 'hold' ? widenWindow(incident, deltaMs) : shiftWindow(incident, deltaMs);
       this.place(next);
       bases[incident.id] = { boot, step: n };
       moved.push({ incident: next.id, ...next.window });

@@ -261,6 +261,16 @@ export function shiftWindow(incident: Incident, deltaMs: number): Incident {
   };
 }
 
+/**
+ * A clock step of `deltaMs` and a hold: its range may cover footage of an earlier boot (whose
+ * stamps the step leaves alone) and of this one (corrected by it), so it widens to keep both. Pure.
+ */
+export function widenWindow(incident: Incident, deltaMs: number): Incident {
+  const start = Date.parse(incident.window.start);
+  const end = Date.parse(incident.window.end);
+  return { ...incident, window: { start: iso(Math.min(start, start + deltaMs)), end: iso(Math.max(end, end + deltaMs)) } };
+}
+
 /** Active: its window has not yet passed. */
 export function isOpen(incident: Incident, nowMs: number): boolean {
   return incident.state === 'active' && Date.parse(incident.window.end) > nowMs;

@@ -39,8 +39,9 @@ export async function writeNoteRecord(args: {
     agent: { version: args.version },
   };
   const signed = signRecord(record, args.key);
+  // The incident's folder must be there already: a note never makes one without its clips.
   const dir = join(args.incidentDir, NOTES_DIR);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err; });
   const path = join(args.incidentDir, noteRecordName(args.n));
   await writeFileDurable(path, `${JSON.stringify(signed, null, 2)}\n`);
   await fsyncDir(args.incidentDir);

@@ -78,11 +78,18 @@ export class Sealer implements Component {
 
   /** Bytes of sealed clips under storage (they count against the ring's quota). */
   sealedBytes(): number {
-    return this.heldBytes + this.reservedBytes;
+    return this.heldBytes;
   }
 
-  /** What the seal in progress will write: counted from its start, so the pruner leaves room for it. */
-  private reservedBytes = 0;
+  /**
+   * What the seal in progress will write, counted from its start (CONTRACT §6): room the pruner
+   * keeps free like footage promised to a lock, and part of what is pinned.
+   */
+  reservedBytes(): number {
+    return this.reserving;
+  }
+
+  private reserving = 0;
 
   /** Seals whatever is due; one pass at a time. */
   tick(): Promise<void> {
@@ -129,7 +136,8 @@ export class Sealer implements Component {
       log.info('sealed folder found complete; incident marked sealed');
       return;
     }
-    if (incident.state !== 'sealing') await deps.book.setState(incident.id, 'sealing');
+    // The incident as the book has it now (a note may have come since it was listed).
+    if (incident.state !== 'sealing') incident = await deps.book.setState(incident.id, 'sealing');
     log.info({ window: incident.window, cameras: incident.cameras }, 'sealing');
     const workDir = join(deps.sealedDir, `${incident.id}.sealing`);
     await rm(workDir, { recursive: true, force: true });
@@ -138,11 +146,11 @@ export class Sealer implements Component {
     const startMs = Date.parse(incident.window.start);
     const endMs = Date.parse(incident.window.end);
     // A seal reserves its bytes before it starts (CONTRACT §6): the clips copy the segments.
-    this.reservedBytes = incident.cameras.reduce((n, c) => n + deps.ring.segmentsBetween(c, startMs, endMs).reduce((m, seg) => m + seg.bytes, 0), 0);
+    this.reserving = incident.cameras.reduce((n, c) => n + deps.ring.segmentsBetween(c, startMs, endMs).reduce((m, seg) => m + seg.bytes, 0), 0);
     try {
       await this.sealWindow(incident, workDir, finalDir, startMs, endMs, log);
     } finally {
-      this.reservedBytes = 0;
+      this.reserving = 0;
     }
   }
 

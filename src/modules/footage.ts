@@ -13,7 +13,7 @@ import { segmentEndMs, type Segment } from '../store/segment.js';
 import type { AgentModule, ModuleBase } from './module.js';
 
 export interface FootageDeps extends ModuleBase {
-  ring: Pick<Ring, 'allSegments' | 'segmentsBetween' | 'pathOf' | 'cameraIds'>;
+  ring: Pick<Ring, 'allSegments' | 'segmentsBetween' | 'pathOf' | 'cameraIds' | 'unlinkSettled'>;
   book: Pick<IncidentBook, 'list' | 'pin'>;
   /** Incidents set aside as damaged: no longer kept as clips. */
   damaged: { has(id: string): boolean };
@@ -72,6 +72,12 @@ export function footageModule(deps: FootageDeps): AgentModule {
         const segment = holding(a.camera, a.at);
         // Held against the pruner while it is decoded.
         const unpin = deps.book.pin({ camera: a.camera, startMs: segment.startMs, endMs: segmentEndMs(segment) });
+        // An unlink begun before the pin cannot be called back: wait for it, then look again.
+        await deps.ring.unlinkSettled();
+        if (!deps.ring.segmentsBetween(a.camera, segment.startMs, segmentEndMs(segment)).includes(segment)) {
+          unpin();
+          throw new CommandError('not_found', `the footage of ${a.camera} at ${iso(a.at)} was deleted by the ring just now`);
+        }
         let frameOffsetMs: number;
         let jpeg: Buffer;
         const extract = (offsetMs: number) => extractStill({

@@ -207,7 +207,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     quotaBytes: () => deps.ring.stats()?.quotaBytes,
     lockedRanges: () => book.lockedRanges(),
     bytesLockedBy: (ranges) => deps.ring.bytesLockedBy(ranges),
-    sealedBytes: () => sealer.current()?.sealedBytes() ?? 0,
+    sealedBytes: () => (sealer.current()?.sealedBytes() ?? 0) + (sealer.current()?.reservedBytes() ?? 0),
     kbps: deps.kbps,
     now: () => clock.now(),
   });
@@ -232,8 +232,10 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       cameras = withFootage.filter((c) => c !== CALLS);
       if (a.to > atMs) for (const c of deps.enabledCameras) if (!cameras.includes(c)) cameras.push(c);
     }
-    const reachesNow = (c: string): boolean => a.to > atMs && deps.writing(c);
-    if (!cameras.some((c) => deps.ring.segmentsBetween(c, a.from, pastEnd).length > 0 || reachesNow(c))) {
+    // Nothing left is refused only for a range that is over (CONTRACT §6); one reaching into the
+    // future keeps what its cameras record until `to`, even while they reconnect.
+    const left = cameras.some((c) => deps.ring.segmentsBetween(c, a.from, pastEnd).length > 0);
+    if (cameras.length === 0 || (!left && a.to <= atMs)) {
       throw new CommandError('not_found', `no footage left between ${iso(a.from)} and ${iso(pastEnd)}${a.cameras?.length ? ` on ${cameras.join(', ')}` : ''}: the ring has deleted it, or nothing was recorded`);
     }
     const held = await book.hold({
@@ -289,6 +291,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       hold,
       note: async (a, ctx) => {
         const who = whoAsks(ctx, a.by, true);
+        if (damaged.has(a.incident)) throw new CommandError('conflict', `incident ${a.incident} was set aside as damaged; its folder is kept as found`);
         return book.note({ incident: a.incident, text: a.text, by: who.by!, onBehalfOf: who.onBehalfOf, signer: who.signer }, async (incident, note, n) => {
           await writeNoteRecord({
             incidentDir: join(deps.sealedDir, incident.id), incident, note, n, version: VERSION, key: deps.key,
@@ -321,7 +324,8 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       }
       let bytes = 0;
       for (const [camera, endMs] of until) bytes += (deps.kbps(camera) * 125) * ((endMs - now) / 1000);
-      return Math.round(bytes);
+      // And what the seal in progress will write (it copies segments the ring still holds).
+      return Math.round(bytes) + (sealer.current()?.reservedBytes() ?? 0);
     },
     fakeButton: () => setup.fake,
     ledLit: () => setup.led.isOn(),

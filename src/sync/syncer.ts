@@ -249,7 +249,10 @@ export class Syncer implements Component {
       if (incident?.state === 'sealed') await this.enqueue(id, incident.urgent);
       return;
     }
-    const fresh = (await this.noteRecords(id)).filter((f) => !queued.files.some((q) => q.name === f.name));
+    const records = await this.noteRecords(id);
+    // Taken off the queue meanwhile (synced, disposed of): queued again only if still unsynced.
+    if (this.queue.get(id) !== queued) return this.regrow(id);
+    const fresh = records.filter((f) => !queued.files.some((q) => q.name === f.name));
     if (fresh.length === 0) return;
     const files = fresh.map((f) => ({ ...f, done: false, progress: { kind: 'none' as const } }));
     const manifestAt = queued.files.findIndex((f) => f.name === 'manifest.json' && !f.done);
@@ -349,7 +352,17 @@ export class Syncer implements Component {
       }
       // Files added while these went up (a note's record) go up before it counts as synced.
       if (q.files.some((f) => !f.done)) return;
-      await deps.book.setState(q.incident, 'synced').catch((err: unknown) => log.warn({ err }, 'incident not in the book; synced anyway'));
+      // The book says synced only if no note record was written meanwhile (it checks in its own
+      // queue, after any note before it); else the new records are queued and sent next.
+      const recordsUploaded = q.files.filter((f) => f.name.startsWith(`${NOTES_DIR}/`)).length;
+      const after = await deps.book.setState(q.incident, 'synced', { recordsUploaded }).catch((err: unknown) => {
+        log.warn({ err }, 'incident not in the book; synced anyway');
+        return null;
+      });
+      if (after && after.state !== 'synced') {
+        await this.regrow(q.incident);
+        return;
+      }
       await this.queue.remove(q.incident);
       this.nextAttemptAt.delete(q.incident);
       this.lastError = null;
