@@ -78,17 +78,13 @@ export class Sealer implements Component {
 
   /** Bytes of sealed clips under storage (they count against the ring's quota). */
   sealedBytes(): number {
-    return this.heldBytes;
+    return this.heldBytes + this.reserving;
   }
 
   /**
-   * What the seal in progress will write, counted from its start (CONTRACT §6): room the pruner
-   * keeps free like footage promised to a lock, and part of what is pinned.
+   * What the seal in progress will write, counted with the sealed clips from its start (CONTRACT §6).
+   * In the quota it counts as camnode's own bytes, so it makes room only where maxBytes binds.
    */
-  reservedBytes(): number {
-    return this.reserving;
-  }
-
   private reserving = 0;
 
   /** Seals whatever is due; one pass at a time. */

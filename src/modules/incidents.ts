@@ -207,7 +207,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     quotaBytes: () => deps.ring.stats()?.quotaBytes,
     lockedRanges: () => book.lockedRanges(),
     bytesLockedBy: (ranges) => deps.ring.bytesLockedBy(ranges),
-    sealedBytes: () => (sealer.current()?.sealedBytes() ?? 0) + (sealer.current()?.reservedBytes() ?? 0),
+    sealedBytes: () => sealer.current()?.sealedBytes() ?? 0,
     kbps: deps.kbps,
     now: () => clock.now(),
   });
@@ -324,8 +324,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       }
       let bytes = 0;
       for (const [camera, endMs] of until) bytes += (deps.kbps(camera) * 125) * ((endMs - now) / 1000);
-      // And what the seal in progress will write (it copies segments the ring still holds).
-      return Math.round(bytes) + (sealer.current()?.reservedBytes() ?? 0);
+      return Math.round(bytes);
     },
     fakeButton: () => setup.fake,
     ledLit: () => setup.led.isOn(),
