@@ -1,10 +1,11 @@
 // What the latency benchmarks share: the filesystem under a directory, the device's price of
 // durability, and a client of the agent's control socket that times each request.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, fdatasyncSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { median } from './lib.js';
+import { createInterface } from 'node:readline';
+import { CLI, median, sleep, stopChild } from './lib.js';
 
 /** fsync's cost depends on the filesystem and its device: name both. */
 export function filesystemOf(dir: string): string {
@@ -99,4 +100,83 @@ export class ControlClient {
   close(): void {
     this.socket.destroy();
   }
+}
+
+/**
+ * `camnode run` in its own process group (as systemd runs it; info logs, the production default),
+ * ready once every camera records and the control socket listens. Ctrl-C kills it and removes `dir`.
+ */
+export class RunningBenchAgent {
+  private tailText = '';
+  private readonly onSigint: () => void;
+
+  private constructor(readonly proc: ChildProcess, dir: string) {
+    this.onSigint = () => {
+      try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* gone */ }
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    };
+    process.once('SIGINT', this.onSigint);
+  }
+
+  /** Cameras that said they record (a camera that stops says camera.down; this counts starts). */
+  private readonly recording = new Set<string>();
+
+  recordingCameras(): number {
+    return this.recording.size;
+  }
+
+  /** The last lines it logged, for an error message. */
+  tail(): string {
+    return this.tailText;
+  }
+
+  static async start(configPath: string, dir: string, cameras: number, timeoutMs: number): Promise<RunningBenchAgent> {
+    const proc = spawn(process.execPath, [CLI, 'run', '--config', configPath], {
+      env: { ...process.env, CAMNODE_LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true,
+    });
+    const agent = new RunningBenchAgent(proc, dir);
+    const recording = agent.recording;
+    let listening = false;
+    createInterface({ input: proc.stderr! }).on('line', (line) => {
+      agent.tailText = (agent.tailText + line + '\n').slice(-3000);
+      try {
+        const entry = JSON.parse(line) as { msg?: string; camera?: string };
+        if (entry.msg === 'recording' && entry.camera) recording.add(entry.camera);
+        if (entry.msg === 'control socket listening') listening = true;
+      } catch { /* not a log line */ }
+    });
+    const deadline = Date.now() + timeoutMs;
+    while (recording.size < cameras || !listening) {
+      if (proc.exitCode !== null) {
+        await agent.stop(1_000);
+        throw new Error(`camnode exited (${proc.exitCode}): ${agent.tailText}`);
+      }
+      if (Date.now() > deadline) {
+        await agent.stop(5_000);
+        throw new Error(`cameras not all recording after ${timeoutMs / 1000} s (${[...recording].join(', ')}): ${agent.tailText}`);
+      }
+      await sleep(200);
+    }
+    return agent;
+  }
+
+  /** SIGTERM, then the whole group killed whatever is left. */
+  async stop(timeoutMs: number): Promise<void> {
+    const code = await stopChild(this.proc, { group: false, timeoutMs });
+    if (code !== 0) console.error(`camnode exited with ${code} on SIGTERM`);
+    try { process.kill(-this.proc.pid!, 'SIGKILL'); } catch { /* the group is gone: good */ }
+    process.off('SIGINT', this.onSigint);
+  }
+}
+
+/** `n` pings over the socket: the transport alone (socket, JSON, handler table), and a warm-up. */
+export async function pings(client: ControlClient, n: number): Promise<number[]> {
+  const ms: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const { reply, ms: t } = await client.request('ping', {});
+    if (!reply.ok) throw new Error(`ping refused: ${JSON.stringify(reply)}`);
+    ms.push(t);
+  }
+  return ms;
 }

@@ -19,16 +19,15 @@
 //     --prefill 6000: a small ring (3 GB quota, an index of about 6,000 segments)
 //     --gap-ms N: the pause between holds (0: back to back)
 //     --dir /dev/shm: no device under the syncs (tmpfs), to tell the agent's own work from the disk's
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, open, readdir } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 import { segmentFileName } from '../src/store/segment.js';
-import { CLI, machine, machineMarkdown, median, numberArg, ROOT, sleep, startRtspCamera, stopChild, verdict, writeResults } from './lib.js';
-import { ControlClient, filesystemOf, syncCost } from './control-lib.js';
+import { machine, machineMarkdown, median, numberArg, ROOT, sleep, startRtspCamera, verdict, writeResults } from './lib.js';
+import { ControlClient, filesystemOf, pings, RunningBenchAgent, syncCost } from './control-lib.js';
 
 const HOLDS = numberArg('--holds', 200);
 /**
@@ -209,44 +208,13 @@ async function measure(rtspUrl: string, dir: string, bytesEach: number): Promise
   const t0 = performance.now();
   await prefill(storage, bytesEach);
   console.log(`  ${PREFILL} older segment files (sparse, ${(bytesEach / 1000).toFixed(0)} kB apparent each) created in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  // Its own process group, as systemd runs it; info logs, the production default.
-  const agent = spawn(process.execPath, [CLI, 'run', '--config', configPath], {
-    env: { ...process.env, CAMNODE_LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true,
-  });
-  const onSigint = (): void => {
-    try { process.kill(-agent.pid!, 'SIGKILL'); } catch { /* gone */ }
-    rmSync(dir, { recursive: true, force: true });
-    process.exit(130);
-  };
-  process.once('SIGINT', onSigint);
-  const recording = new Set<string>();
-  let listening = false;
-  let tail = '';
-  createInterface({ input: agent.stderr! }).on('line', (line) => {
-    tail = (tail + line + '\n').slice(-3000);
-    try {
-      const entry = JSON.parse(line) as { msg?: string; camera?: string };
-      if (entry.msg === 'recording' && entry.camera) recording.add(entry.camera);
-      if (entry.msg === 'control socket listening') listening = true;
-    } catch { /* not a log line */ }
-  });
+  const agent = await RunningBenchAgent.start(configPath, dir, CAMERAS.length, 120_000);
   let client: ControlClient | undefined;
   try {
-    const deadline = Date.now() + 120_000;
-    while (recording.size < CAMERAS.length || !listening) {
-      if (agent.exitCode !== null) throw new Error(`camnode exited (${agent.exitCode}): ${tail}`);
-      if (Date.now() > deadline) throw new Error(`cameras not all recording after 120 s (${[...recording].join(', ')}): ${tail}`);
-      await sleep(200);
-    }
     await sleep(SETTLE_MS);
     const sync = syncCost(dir);
     client = await ControlClient.open(socketPath);
-    const pingMs: number[] = [];
-    for (let i = 0; i < PINGS; i++) {
-      const { reply, ms: t } = await client.request('ping', {});
-      if (!reply.ok) throw new Error(`ping refused: ${JSON.stringify(reply)}`);
-      pingMs.push(t);
-    }
+    const pingMs = await pings(client, PINGS);
     const auditPath = join(stateDir, 'audit.log');
     const auditStart = statSync(auditPath).size;
     const samples: StateSample[] = [];
@@ -297,7 +265,7 @@ async function measure(rtspUrl: string, dir: string, bytesEach: number): Promise
     const stalls = probe.syncs.filter((x) => x.end - x.start > STALL_MS);
     const slow = holdSpans.filter((h) => h.end - h.start > TARGET_P99_MS);
     const slowWithStall = slow.filter((h) => stalls.some((x) => x.start < h.end && x.end > h.start)).length;
-    if (agent.exitCode !== null) throw new Error(`camnode exited during the run: ${tail}`);
+    if (agent.proc.exitCode !== null) throw new Error(`camnode exited during the run: ${agent.tail()}`);
     if (samples[samples.length - 1]!.hold !== HOLDS) sample(HOLDS);
     const segmentsAfter = await countSegments(storage);
     // What the ring deleted meanwhile, and what was acknowledged is on disk: one audit entry and one incident per hold.
@@ -314,7 +282,7 @@ async function measure(rtspUrl: string, dir: string, bytesEach: number): Promise
     }
     const book = JSON.parse(readFileSync(bookPath, 'utf8')) as { incidents: { id: string; kind?: string; state: string }[] };
     const ours = book.incidents.filter((x) => ids.has(x.id));
-    if (recording.size < CAMERAS.length) throw new Error('a camera stopped recording');
+    if (agent.recordingCameras() < CAMERAS.length) throw new Error('a camera stopped recording');
     return {
       pingMs, holdMs, backlogAt, withMissing, missingSpans, samples, deletePasses, deletedSegments, holdEntries, sync, holdsS, segmentsBefore, segmentsAfter,
       probeMs, slowHolds: slow.length, slowWithStall, loadAtEnd: loadavg().map((l) => l.toFixed(2)).join(' '),
@@ -324,10 +292,7 @@ async function measure(rtspUrl: string, dir: string, bytesEach: number): Promise
     };
   } finally {
     client?.close();
-    const code = await stopChild(agent, { group: false, timeoutMs: 30_000 });
-    if (code !== 0) console.error(`camnode exited with ${code} on SIGTERM`);
-    try { process.kill(-agent.pid!, 'SIGKILL'); } catch { /* the group is gone: good */ }
-    process.off('SIGINT', onSigint);
+    await agent.stop(30_000);
   }
 }
 

@@ -7,14 +7,12 @@
 // the first incident, so the first lock (opening) is reported apart from the extensions.
 //
 //   node dist/bench/lock-latency.js [--locks 1000] [--dir DIR]   (DIR: where stateDir lives; default the OS temp dir)
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
-import { CLI, machine, machineMarkdown, median, numberArg, sleep, startRtspCamera, stopChild, verdict, writeResults } from './lib.js';
-import { ControlClient, filesystemOf, syncCost } from './control-lib.js';
+import { machine, machineMarkdown, median, numberArg, sleep, startRtspCamera, verdict, writeResults } from './lib.js';
+import { ControlClient, filesystemOf, pings, RunningBenchAgent, syncCost } from './control-lib.js';
 
 const LOCKS = numberArg('--locks', 1_000);
 const PINGS = 50;
@@ -73,45 +71,14 @@ async function measure(rtspUrl: string, dir: string): Promise<Measured> {
   };
   const configPath = join(dir, 'config.yaml');
   writeFileSync(configPath, stringify(config));
-  // Its own process group, as systemd runs it; info logs, the production default.
-  const agent = spawn(process.execPath, [CLI, 'run', '--config', configPath], {
-    env: { ...process.env, CAMNODE_LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true,
-  });
-  const onSigint = (): void => {
-    try { process.kill(-agent.pid!, 'SIGKILL'); } catch { /* gone */ }
-    rmSync(dir, { recursive: true, force: true });
-    process.exit(130);
-  };
-  process.once('SIGINT', onSigint);
-  const recording = new Set<string>();
-  let listening = false;
-  let tail = '';
-  createInterface({ input: agent.stderr! }).on('line', (line) => {
-    tail = (tail + line + '\n').slice(-3000);
-    try {
-      const entry = JSON.parse(line) as { msg?: string; camera?: string };
-      if (entry.msg === 'recording' && entry.camera) recording.add(entry.camera);
-      if (entry.msg === 'control socket listening') listening = true;
-    } catch { /* not a log line */ }
-  });
+  const agent = await RunningBenchAgent.start(configPath, dir, CAMERAS.length, 60_000);
   let client: ControlClient | undefined;
   try {
-    const deadline = Date.now() + 60_000;
-    while (recording.size < CAMERAS.length || !listening) {
-      if (agent.exitCode !== null) throw new Error(`camnode exited (${agent.exitCode}): ${tail}`);
-      if (Date.now() > deadline) throw new Error(`cameras not all recording after 60 s (${[...recording].join(', ')}): ${tail}`);
-      await sleep(200);
-    }
     await sleep(SETTLE_MS);
     const sync = syncCost(dir);
     client = await ControlClient.open(socketPath);
     // The transport alone (socket, JSON, handler table), and a warm-up before the first lock.
-    const pingMs: number[] = [];
-    for (let i = 0; i < PINGS; i++) {
-      const { reply, ms: t } = await client.request('ping', {});
-      if (!reply.ok) throw new Error(`ping refused: ${JSON.stringify(reply)}`);
-      pingMs.push(t);
-    }
+    const pingMs = await pings(client, PINGS);
     const lockMs: number[] = [];
     let incident = '';
     for (let i = 0; i < LOCKS; i++) {
@@ -123,8 +90,8 @@ async function measure(rtspUrl: string, dir: string): Promise<Measured> {
       else if (data.incident !== incident || data.extended !== true) throw new Error(`lock ${i + 1} did not extend ${incident}: ${JSON.stringify(data)}`);
       lockMs.push(t);
     }
-    if (agent.exitCode !== null) throw new Error(`camnode exited during the run: ${tail}`);
-    const stillRecording = recording.size;
+    if (agent.proc.exitCode !== null) throw new Error(`camnode exited during the run: ${agent.tail()}`);
+    const stillRecording = agent.recordingCameras();
     // What was acknowledged is on disk: one audit entry and one trigger per lock.
     const auditPath = join(stateDir, 'audit.log');
     const auditEntries = readFileSync(auditPath, 'utf8').split('\n')
@@ -139,10 +106,7 @@ async function measure(rtspUrl: string, dir: string): Promise<Measured> {
     };
   } finally {
     client?.close();
-    const code = await stopChild(agent, { group: false, timeoutMs: 20_000 });
-    if (code !== 0) console.error(`camnode exited with ${code} on SIGTERM`);
-    try { process.kill(-agent.pid!, 'SIGKILL'); } catch { /* the group is gone: good */ }
-    process.off('SIGINT', onSigint);
+    await agent.stop(20_000);
   }
 }
 
