@@ -14,7 +14,7 @@ import { loadOrCreateNodeKey } from '../../src/audit/keys.js';
 import type { CommandHandler } from '../../src/commands/handlers.js';
 import { EventBus } from '../../src/events.js';
 import { Faults } from '../../src/lifecycle/faults.js';
-import { incidentsModule, type HoldReply } from '../../src/modules/incidents.js';
+import { incidentsModule, type HoldReply, type IncidentsModule } from '../../src/modules/incidents.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import type { StepSource } from '../../src/platform/clock-steps.js';
 import { silentLogger } from '../../src/platform/logger.js';
@@ -37,6 +37,43 @@ async function turns(n: number): Promise<void> {
 
 const noSteps: StepSource = { check: () => 0, onStep: () => () => {}, bootId: () => 'boot', stepCount: () => 0, stepsAfter: () => [] };
 
+/**
+ * The real ring, audit log, book and `hold` handler on `dir`, wired as the agent wires them (the
+ * ring reads the book's locks through a closure); only the book is started (the sealer would seal
+ * a hold at once and hand it to the clips). The ring is left for the caller to start.
+ */
+async function openNode(dir: string, clock: ManualClock, steps: StepSource, size: () => number): Promise<{ ring: Ring; incidents: IncidentsModule; audit: AuditLog }> {
+  const log = silentLogger();
+  const events = new EventBus(log);
+  const stateDir = join(dir, 'state');
+  const audit = new AuditLog({ stateDir, log, clock });
+  await audit.start();
+  const wired: { book?: { lockedRanges(): readonly { camera: string; startMs: number; endMs: number }[] } } = {};
+  const ring = new Ring({
+    auditDeletion: async (e) => void await audit.append('delete', e),
+    options: { storagePath: dir, maxUsePercent: 99, reserveBytes: 0, segmentSeconds: 1 },
+    clock, log, events, steps,
+    disk: async () => ({ sizeBytes: size(), usedBytes: SEGMENTS * BYTES, freeBytes: size() - SEGMENTS * BYTES, type: 'ext4' }),
+    locks: { lockedRanges: () => wired.book?.lockedRanges() ?? [] },
+    inProgressFiles: () => [],
+    probeDurationMs: async () => 1_000,
+    clockSynced: () => true,
+    pruneIntervalMs: 3_600_000,
+  });
+  const incidents = await incidentsModule({
+    clock, log, events, faults: new Faults({ clock, events, log }), signal: new AbortController().signal,
+    node: { id: 'n', stateDir }, incident: { preRoll: 60_000, postRoll: 60_000, maxLength: 3_600_000, maxHold: 86_400_000, maxLockedPercent: 100 },
+    button: { backend: 'none', activeLow: true, debounce: 50, heartbeat: true } as never,
+    enabledCameras: ['cam'], configuredCameras: ['cam'], writing: () => false,
+    sealedDir: join(dir, 'incidents'), segmentSeconds: 1, disposeNeedsSync: false,
+    ring, audit, key: await loadOrCreateNodeKey(stateDir), steps,
+    clockSynced: () => true, kbps: () => 0, downIntervals: () => [],
+  });
+  wired.book = incidents.book;
+  for (const c of incidents.early ?? []) await c.start(new AbortController().signal);
+  return { ring, incidents, audit };
+}
+
 describe('holds and the pruner', () => {
   it(`${ROUNDS} rounds: nothing inside an acknowledged hold goes unless missing says so`, async () => {
     let raced = 0;
@@ -50,36 +87,8 @@ describe('holds and the pruner', () => {
       const segs = Array.from({ length: SEGMENTS }, (_, i) => ({ seq: i + 1, startMs: t0 + i * 1_000, durationMs: 1_000 }));
       const pathOf = (s: (typeof segs)[number]): string => join(camDir, segmentFileName(s));
       for (const s of segs) writeFileSync(pathOf(s), Buffer.alloc(BYTES));
-      const log = silentLogger();
-      const events = new EventBus(log);
-      const stateDir = join(dir, 'state');
-      const audit = new AuditLog({ stateDir, log, clock });
-      await audit.start();
       let size = 1e9;
-      // The ring reads the book's locks through a closure, as the agent wires it.
-      const wired: { book?: { lockedRanges(): readonly { camera: string; startMs: number; endMs: number }[] } } = {};
-      const ring = new Ring({
-        auditDeletion: async (e) => void await audit.append('delete', e),
-        options: { storagePath: dir, maxUsePercent: 99, reserveBytes: 0, segmentSeconds: 1 },
-        clock, log, events,
-        disk: async () => ({ sizeBytes: size, usedBytes: SEGMENTS * BYTES, freeBytes: size - SEGMENTS * BYTES, type: 'ext4' }),
-        locks: { lockedRanges: () => wired.book?.lockedRanges() ?? [] },
-        inProgressFiles: () => [],
-        probeDurationMs: async () => 1_000,
-        pruneIntervalMs: 3_600_000,
-      });
-      const incidents = await incidentsModule({
-        clock, log, events, faults: new Faults({ clock, events, log }), signal: new AbortController().signal,
-        node: { id: 'n', stateDir }, incident: { preRoll: 60_000, postRoll: 60_000, maxLength: 3_600_000, maxHold: 86_400_000, maxLockedPercent: 100 },
-        button: { backend: 'none', activeLow: true, debounce: 50, heartbeat: true } as never,
-        enabledCameras: ['cam'], configuredCameras: ['cam'], writing: () => false,
-        sealedDir: join(dir, 'incidents'), segmentSeconds: 1, disposeNeedsSync: false,
-        ring, audit, key: await loadOrCreateNodeKey(stateDir), steps: noSteps,
-        clockSynced: () => true, kbps: () => 0, downIntervals: () => [],
-      });
-      wired.book = incidents.book;
-      // The book only (the sealer would seal the hold at once and hand it to the clips).
-      for (const c of incidents.early ?? []) await c.start(new AbortController().signal);
+      const { ring, incidents, audit } = await openNode(dir, clock, noSteps, () => size);
       await ring.start();
       size = (SEGMENTS / 4) * BYTES / 0.99;
       // A range of a few segments among the oldest three quarters, which the pass would delete.
@@ -156,35 +165,8 @@ describe('a hold over footage stamped before a clock step', () => {
   it('names it uncertain, per camera, and only it', async () => {
     const dir = join(root, 'uncertain');
     const clock = new ManualClock();
-    const log = silentLogger();
-    const events = new EventBus(log);
-    const stateDir = join(dir, 'state');
-    const audit = new AuditLog({ stateDir, log, clock });
-    await audit.start();
     const steps = new SteppingClock();
-    const wired: { book?: { lockedRanges(): readonly { camera: string; startMs: number; endMs: number }[] } } = {};
-    const ring = new Ring({
-      auditDeletion: async (e) => void await audit.append('delete', e),
-      options: { storagePath: dir, maxUsePercent: 99, reserveBytes: 0, segmentSeconds: 1 },
-      clock, log, events, steps,
-      disk: async () => ({ sizeBytes: 1e9, usedBytes: 0, freeBytes: 1e9, type: 'ext4' }),
-      locks: { lockedRanges: () => wired.book?.lockedRanges() ?? [] },
-      inProgressFiles: () => [],
-      probeDurationMs: async () => 1_000,
-      clockSynced: () => true,
-      pruneIntervalMs: 3_600_000,
-    });
-    const incidents = await incidentsModule({
-      clock, log, events, faults: new Faults({ clock, events, log }), signal: new AbortController().signal,
-      node: { id: 'n', stateDir }, incident: { preRoll: 60_000, postRoll: 60_000, maxLength: 3_600_000, maxHold: 86_400_000, maxLockedPercent: 100 },
-      button: { backend: 'none', activeLow: true, debounce: 50, heartbeat: true } as never,
-      enabledCameras: ['cam'], configuredCameras: ['cam'], writing: () => false,
-      sealedDir: join(dir, 'incidents'), segmentSeconds: 1, disposeNeedsSync: false,
-      ring, audit, key: await loadOrCreateNodeKey(stateDir), steps,
-      clockSynced: () => true, kbps: () => 0, downIntervals: () => [],
-    });
-    wired.book = incidents.book;
-    for (const c of incidents.early ?? []) await c.start(new AbortController().signal);
+    const { ring, incidents, audit } = await openNode(dir, clock, steps, () => 1e9);
     await ring.start();
     await recordFake(ring, clock, 'cam', 10);
     // The clock was an hour behind; NTP steps it forward. What was recorded so far is corrected.

@@ -23,6 +23,7 @@ import { signingWith } from '../../src/ops/signer.js';
 import { baseConfig, runCli, RunningAgent, tempDir, waitFor, writeConfig, type CliResult, type LogLine } from '../helpers/agent.js';
 import { LineClient, type Reply } from '../helpers/line-client.js';
 import { startMosquitto, stopAllMosquittos, type Mosquitto } from '../helpers/mosquitto.js';
+import { decodeFrames, identifyFrame, lastFrameAtOrBefore } from '../helpers/frames.js';
 import { useRtspRig } from '../helpers/rig.js';
 import { listSegments, recorderPids, type SegmentFile } from '../helpers/segments.js';
 
@@ -98,49 +99,6 @@ function publicKeyOf(agent: RunningAgent): string {
 
 // --- frames, decoded independently ------------------------------------------------------------
 
-const W = 80;
-const H = 60;
-interface Frame { offsetMs: number; pixels: Buffer }
-
-/** Every frame of a file, shrunk to 80x60 grey, with its offset from the file's first PTS. */
-async function framesOf(path: string): Promise<Frame[]> {
-  const { stdout: times } = await run('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=pts_time', '-of', 'csv=p=0', path], { timeout: 60_000 });
-  const pts = times.split('\n').map((l) => l.trim().replace(/,$/, '')).filter(Boolean).map((t) => Math.round(Number(t) * 1e6));
-  const raw = await grey(path);
-  expect(raw.length, 'one decoded picture per frame ffprobe lists').toBe(pts.length * W * H);
-  for (let i = 1; i < pts.length; i++) expect(pts[i]!).toBeGreaterThan(pts[i - 1]!);
-  return pts.map((us, i) => ({ offsetMs: (us - pts[0]!) / 1000, pixels: raw.subarray(i * W * H, (i + 1) * W * H) }));
-}
-
-async function grey(path: string): Promise<Buffer> {
-  const { stdout } = await run('ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-i', path, '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', `${W}x${H}`, 'pipe:1'],
-    { timeout: 60_000, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 });
-  return stdout;
-}
-
-function mad(a: Buffer, b: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i]! - b[i]!);
-  return sum / a.length;
-}
-
-/** Which frame a JPEG shows: the best match by mean absolute difference, and the runner-up's. */
-async function identify(dir: string, frames: Frame[], jpeg: Buffer): Promise<{ best: number; bestMad: number; secondMad: number }> {
-  const file = join(dir, `still-${randomUUID()}.jpg`);
-  await writeFile(file, jpeg);
-  const pic = await grey(file);
-  expect(pic.length).toBe(W * H);
-  const scored = frames.map((f, i) => ({ i, d: mad(f.pixels, pic) })).sort((x, y) => x.d - y.d);
-  return { best: scored[0]!.i, bestMad: scored[0]!.d, secondMad: scored[1]!.d };
-}
-
-/** The frame the contract asks for: the last whose offset is at or before `offsetMs`. */
-function expectedFrame(frames: Frame[], offsetMs: number): number {
-  let idx = -1;
-  frames.forEach((f, i) => { if (f.offsetMs <= offsetMs) idx = i; });
-  return idx;
-}
-
 /** The finished segment holding `atMs`: starting at or before it and ending after (the latest such). */
 function holdingSegment(segs: SegmentFile[], atMs: number): SegmentFile | undefined {
   return segs.filter((s) => s.startMs <= atMs && endOf(s) > atMs).sort((a, b) => b.startMs - a.startMs)[0];
@@ -164,7 +122,7 @@ describe('still on a synthetic camera', () => {
   it('is exactly the last frame at or before `at` in the segment holding it, with its time, and on the record', async () => {
     const segs = await listSegments(node.storage, CAM);
     const seg = segs[segs.length - 2]!;
-    const frames = await framesOf(seg.path);
+    const frames = await decodeFrames(seg.path);
     expect(frames.length).toBeGreaterThanOrEqual(5);
     const mid = Math.floor(frames.length / 2);
     // Between two frames (37 ms after one), and exactly on a frame.
@@ -180,9 +138,9 @@ describe('still on a synthetic camera', () => {
       const jpeg = Buffer.from(data.jpegBase64, 'base64');
       expect(jpeg.subarray(0, 2).toString('hex')).toBe('ffd8');
 
-      const want = expectedFrame(frames, offsetMs);
+      const want = lastFrameAtOrBefore(frames, offsetMs);
       expect(want).toBeGreaterThanOrEqual(0);
-      const got = await identify(node.dir, frames, jpeg);
+      const got = await identifyFrame(node.dir, frames, jpeg);
       expect({ offsetMs, frame: got.best }).toEqual({ offsetMs, frame: want });
       // Neighbouring frames differ (moving pattern, burnt-in clock and frame number): no near tie.
       expect(got.secondMad).toBeGreaterThan(got.bestMad * 3 + 1);

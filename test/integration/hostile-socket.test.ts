@@ -98,6 +98,39 @@ describe('hostile input on the control socket', () => {
     await expectUnharmed();
   });
 
+  it('hold, footage, still and note: type confusion, huge values and nesting are bad_request naming the field', async () => {
+    const past = new Date(Date.now() - 60_000).toISOString();
+    const now = new Date().toISOString();
+    const cases: [string, Record<string, unknown>, RegExp][] = [
+      ['hold', { from: { toString: 0 }, to: now, reason: 'r', by: 'b' }, /^hold: from: /],
+      ['hold', { from: 1_700_000_000_000, to: now, reason: 'r', by: 'b' }, /^hold: from: /],
+      ['hold', { from: '9'.repeat(100_000), to: now, reason: 'r', by: 'b' }, /^hold: from: /],
+      ['hold', { from: '+275760-09-13T00:00:00Z', to: now, reason: 'r', by: 'b' }, /^hold: from: not an ISO-8601 time/],
+      ['hold', { from: past, to: now, reason: 'r'.repeat(501), by: 'b' }, /^hold: reason: /],
+      ['hold', { from: past, to: now, reason: 'r', by: 'b', cameras: Array.from({ length: 65 }, (_, i) => `c${i}`) }, /^hold: cameras: /],
+      ['hold', { from: past, to: now, reason: 'r', by: 'b', cameras: [['hall']] }, /^hold: cameras\.0: /],
+      ['hold', { from: past, to: now, reason: 'r', by: 'b', extra: JSON.parse(deep(40, '1')) as unknown }, /^hold: unknown argument "extra"/],
+      ['lock', { from: past, reason: 'r', by: 'b' }, /^lock: to: required with from/],
+      ['footage', { camera: { id: 'hall' } }, /^footage: camera: /],
+      ['footage', { from: 'yesterday' }, /^footage: from: /],
+      ['footage', { from: now, to: past }, /^from: must be before to/],
+      ['still', { camera: 'cam-a', at: [now], purpose: 'incident-review', reason: 'r', by: 'b' }, /^still: at: /],
+      ['still', { camera: 'cam-a', at: now, purpose: 'curiosity', reason: 'r', by: 'b' }, /^still: purpose: /],
+      ['still', { camera: '../../etc', at: now, purpose: 'incident-review', reason: 'r', by: 'b' }, /^still: camera: not a camera id/],
+      ['note', { incident: '20261202T000000Z-abcd', text: 'x'.repeat(2_001), by: 'b' }, /^note: text: /],
+      ['note', { incident: '../20261202T000000Z-abcd', text: 'x', by: 'b' }, /^note: incident: not an incident id/],
+      ['note', { incident: '20261202T000000Z-abcd', text: { length: 1 }, by: 'b' }, /^note: text: /],
+    ];
+    for (const [cmd, args, message] of cases) {
+      const reply = await ask(`${JSON.stringify({ id: 'h', cmd, args })}\n`);
+      const shown = `${cmd} ${JSON.stringify(args).slice(0, 120)}`;
+      expect(reply, shown).toMatchObject({ id: 'h', ok: false, error: { code: 'bad_request' } });
+      expect(reply.error?.message, shown).toMatch(message);
+      expect(reply.error!.message.length, shown).toBeLessThan(1_000);
+    }
+    await expectUnharmed();
+  });
+
   it('deep nesting: refused before it is parsed, the id unreadable past it is null', async () => {
     expect(await ask(`{"id":1,"cmd":"lock","args":{"reason":${deep(100, '"x"')}}}\n`)).toMatchObject({ id: null, ok: false, error: { code: 'bad_request', message: expect.stringContaining('deeper than 64') } });
     expect(await ask(`{"id":${deep(50_000)},"cmd":"ping"}\n`)).toMatchObject({ id: null, ok: false, error: { code: 'bad_request' } });

@@ -11,60 +11,25 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listProcesses } from '../../src/platform/processes.js';
 import { buildRecorderArgs, parseSegmentListLine } from '../../src/recorder/args.js';
+import { decodeFrames, identifyFrame, lastFrameAtOrBefore, type Frame } from '../helpers/frames.js';
 import { buildProbeArgs, buildStillArgs, extractStill, parsePacketList, planStill, StillError, type SegmentPacket } from '../../src/recorder/still.js';
 
 const run = promisify(execFile);
-const W = 80;
-const H = 60;
-
-interface Frame { ptsUs: number; pixels: Buffer }
 interface Decoded { path: string; firstUs: number; frames: Frame[] }
 
-/** Every frame of a file, decoded by ffmpeg on its own, shrunk to 80x60 grey, with its PTS. */
+/** Every frame of a segment, decoded by ffmpeg on its own. */
 async function decodeAll(path: string): Promise<Decoded> {
-  const { stdout: times } = await run('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=pts_time', '-of', 'csv=p=0', path], { timeout: 60_000 });
-  const pts = times.split('\n').map((l) => l.trim().replace(/,$/, '')).filter(Boolean).map((t) => Math.round(Number(t) * 1e6));
-  const raw = await grey(path);
-  expect(raw.length).toBe(pts.length * W * H);
-  const frames = pts.map((ptsUs, i) => ({ ptsUs, pixels: raw.subarray(i * W * H, (i + 1) * W * H) }));
-  // Decoded frames come out in presentation order.
-  for (let i = 1; i < frames.length; i++) expect(frames[i]!.ptsUs).toBeGreaterThan(frames[i - 1]!.ptsUs);
+  const frames = await decodeFrames(path);
   return { path, firstUs: frames[0]!.ptsUs, frames };
 }
 
-async function grey(path: string): Promise<Buffer> {
-  const { stdout } = await run('ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-i', path, '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', `${W}x${H}`, 'pipe:1'],
-    { timeout: 60_000, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 });
-  return stdout;
-}
-
-/** Mean absolute difference of two grey pictures. */
-function mad(a: Buffer, b: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i]! - b[i]!);
-  return sum / a.length;
-}
-
-let jpegCount = 0;
 /** Which frame of the segment the JPEG shows: best and second-best match by MAD. */
-async function identify(dir: string, seg: Decoded, jpeg: Buffer): Promise<{ best: number; bestMad: number; secondMad: number }> {
-  const file = join(dir, `still-${++jpegCount}.jpg`);
-  await writeFile(file, jpeg);
-  const pic = await grey(file);
-  expect(pic.length).toBe(W * H);
-  const scored = seg.frames.map((f, i) => ({ i, d: mad(f.pixels, pic) })).sort((x, y) => x.d - y.d);
-  return { best: scored[0]!.i, bestMad: scored[0]!.d, secondMad: scored[1]!.d };
-}
+const identify = (dir: string, seg: Decoded, jpeg: Buffer) => identifyFrame(dir, seg.frames, jpeg);
 
 /** The frame the contract asks for: the last whose PTS is at or before first + offset. */
-function expectedIndex(seg: Decoded, offsetMs: number): number {
-  const target = seg.firstUs + offsetMs * 1000;
-  let idx = -1;
-  seg.frames.forEach((f, i) => { if (f.ptsUs <= target) idx = i; });
-  return idx;
-}
+const expectedIndex = (seg: Decoded, offsetMs: number): number => lastFrameAtOrBefore(seg.frames, offsetMs);
 
-const offsetMsOf = (seg: Decoded, i: number): number => (seg.frames[i]!.ptsUs - seg.firstUs) / 1000;
+const offsetMsOf = (seg: Decoded, i: number): number => seg.frames[i]!.offsetMs;
 
 /** extractStill at `offsetMs` must give exactly the expected frame, and say which it is. */
 async function expectFrame(dir: string, seg: Decoded, offsetMs: number): Promise<number> {
