@@ -160,7 +160,4 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   return agent;
 }
 
-/** The p-th percentile (nearest rank) of sorted values. */
-export function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
+export { percentile } from './lib.js';

@@ -22,7 +22,7 @@ import { silentLogger } from '../src/platform/logger.js';
 import { footageOf, type IncidentSpan } from '../src/store/footage.js';
 import { Ring } from '../src/store/ring.js';
 import { segmentEndMs, segmentFileName, type Segment } from '../src/store/segment.js';
-import { machine, machineMarkdown, median, numberArg, ROOT, verdict, writeResults } from './lib.js';
+import { machine, machineMarkdown, median, numberArg, percentile, ROOT, verdict, writeResults } from './lib.js';
 
 const SEGMENTS = numberArg('--segments', 100_000);
 const RUNS = numberArg('--runs', 100);
@@ -117,10 +117,9 @@ async function createFiles(root: string, segments: readonly Segment[]): Promise<
   await Promise.all(Array.from({ length: 64 }, worker));
 }
 
-/** The p-th percentile (nearest rank) of values. */
-function percentile(xs: readonly number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+/** The p-th percentile (nearest rank) of unsorted values. */
+function percentileOf(xs: readonly number[], p: number): number {
+  return percentile([...xs].sort((a, b) => a - b), p);
 }
 
 /** The commit measured, and whether src/ differed from it. */
@@ -237,8 +236,8 @@ async function main(): Promise<number> {
           truncated: reply.cameras.some((x) => x.truncated),
         };
         rows.push(row);
-        console.log(`  ${c.name}: median ${median(ms).toFixed(2)} ms, p99 ${percentile(ms, 99).toFixed(2)} ms (first call ${first.toFixed(1)} ms); ` +
-          `handler median ${median(handlerMs).toFixed(2)} ms, p99 ${percentile(handlerMs, 99).toFixed(2)} ms; JSON ${(row.jsonBytes / 1024).toFixed(1)} KiB ` +
+        console.log(`  ${c.name}: median ${median(ms).toFixed(2)} ms, p99 ${percentileOf(ms, 99).toFixed(2)} ms (first call ${first.toFixed(1)} ms); ` +
+          `handler median ${median(handlerMs).toFixed(2)} ms, p99 ${percentileOf(handlerMs, 99).toFixed(2)} ms; JSON ${(row.jsonBytes / 1024).toFixed(1)} KiB ` +
           `(stringify ${median(stringifyMs).toFixed(2)} ms), ${row.ranges} ranges, ${row.locked} locked, ${row.kept} kept`);
       }
     } finally {
@@ -247,7 +246,7 @@ async function main(): Promise<number> {
   } finally {
     await rm(root, { recursive: true, force: true });
   }
-  const worst = Math.max(...rows.map((r) => Math.max(percentile(r.ms, 99), percentile(r.handlerMs, 99))));
+  const worst = Math.max(...rows.map((r) => Math.max(percentileOf(r.ms, 99), percentileOf(r.handlerMs, 99))));
   const ok = worst <= TARGET_MS;
   console.log(`  worst p99 ${worst.toFixed(2)} ms (target <= ${TARGET_MS} ms) ${verdict(ok)}`);
   const f = (v: number): string => v.toFixed(2);
@@ -268,7 +267,7 @@ async function main(): Promise<number> {
     '',
     '| request | footageOf median ms | footageOf p99 ms | first call ms | handler median ms | handler p99 ms | stringify median ms | reply JSON | ranges | locked | kept | truncated |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.name} | ${f(median(r.ms))} | ${f(percentile(r.ms, 99))} | ${f(r.first)} | ${f(median(r.handlerMs))} | ${f(percentile(r.handlerMs, 99))} | ` +
+    ...rows.map((r) => `| ${r.name} | ${f(median(r.ms))} | ${f(percentileOf(r.ms, 99))} | ${f(r.first)} | ${f(median(r.handlerMs))} | ${f(percentileOf(r.handlerMs, 99))} | ` +
       `${f(median(r.stringifyMs))} | ${(r.jsonBytes / 1024).toFixed(1)} KiB | ${r.ranges} | ${r.locked} | ${r.kept} | ${r.truncated} |`),
     '',
     `- Worst p99 (footageOf or handler, any request) over ${indexed} segments: **${f(worst)} ms** — target <= ${TARGET_MS} ms: **${verdict(ok)}**`,

@@ -26,7 +26,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { segmentFileName } from '../src/store/segment.js';
-import { machine, machineMarkdown, median, numberArg, ROOT, sleep, startRtspCamera, verdict, writeResults } from './lib.js';
+import { machine, machineMarkdown, median, numberArg, percentile, ROOT, sleep, startRtspCamera, verdict, writeResults } from './lib.js';
 import { ControlClient, filesystemOf, pings, RunningBenchAgent, syncCost } from './control-lib.js';
 
 const HOLDS = numberArg('--holds', 200);
@@ -61,11 +61,6 @@ const CAMERAS = [
 function stringArg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-/** The p-th percentile (nearest rank) of sorted values. */
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
 interface Summary { n: number; p50: number; p95: number; p99: number; max: number }

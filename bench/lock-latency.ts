@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { machine, machineMarkdown, median, numberArg, sleep, startRtspCamera, verdict, writeResults } from './lib.js';
+import { machine, machineMarkdown, median, numberArg, percentile, sleep, startRtspCamera, verdict, writeResults } from './lib.js';
 import { ControlClient, filesystemOf, pings, RunningBenchAgent, syncCost } from './control-lib.js';
 
 const LOCKS = numberArg('--locks', 1_000);
@@ -29,11 +29,6 @@ const CAMERAS = [
 function stringArg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-/** The p-th percentile (nearest rank) of sorted values. */
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
 interface Summary { n: number; p50: number; p90: number; p99: number; max: number }
