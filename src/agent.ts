@@ -18,6 +18,7 @@ import { probeWritable } from './platform/storage.js';
 import type { CameraStatus } from './recorder/camera-recorder.js';
 import type { LockSource, RingStats } from './store/ring.js';
 import { AuditLog } from './audit/log.js';
+import { KeyHistory } from './audit/key-history.js';
 import { loadOrCreateNodeKey } from './audit/keys.js';
 import { CommandHandlers } from './commands/handlers.js';
 import type { Incident } from './incidents/incident.js';
@@ -111,6 +112,8 @@ export class Agent {
 
     // The core every module shares.
     const key = await loadOrCreateNodeKey(config.node.stateDir, log.child({ component: 'keys' }));
+    const keyHistory = new KeyHistory({ stateDir: config.node.stateDir, key, now: () => clock.now(), log: log.child({ component: 'keys' }) });
+    await keyHistory.open();
     const clockStatus = new ClockStatus();
     // One watcher of the clock's steps for the ring and the book: both correct by the same step.
     const steps = new ClockSteps({ clock, stateDir: config.node.stateDir, log: log.child({ component: 'clock' }), procRoot: this.deps.procRoot });
@@ -153,16 +156,17 @@ export class Agent {
       kbps: (camera) => recording.kbps(camera),
       downIntervals: (camera) => recording.downIntervals(camera),
       ffmpegPath: this.deps.ffmpegPath,
+      upstreamPrefix: config.upstream.type === 'none' ? null : `${config.upstream.prefix}/${config.node.id}`,
     });
     const footage = footageModule({
       ...base, ring: recording.ring, book: incidents.book, damaged: incidents.damaged, audit,
       configuredCameras: config.cameras.map((c) => c.id), segmentSeconds: config.recording.segmentSeconds,
       writing: (camera) => recording.writing(camera), ffmpegPath: this.deps.ffmpegPath,
     });
-    const sync = syncModule({ ...base, config, book: incidents.book, damaged: incidents.damaged, sealedDir });
+    const sync = syncModule({ ...base, config, book: incidents.book, damaged: incidents.damaged, sealedDir, keyHistory });
     const fleet = config.mqtt
       ? fleetModule({
-        ...base, mqtt: config.mqtt, fleet: config.fleet, node: config.node, handlers, state: () => this.state(), publicKey: key.publicKeyBase64,
+        ...base, mqtt: config.mqtt, fleet: config.fleet, node: config.node, handlers, state: () => this.state(), publicKey: key.publicKeyBase64, keys: () => keyHistory.list(),
         audit, clockSynced: () => clockStatus.synced(),
       })
       : undefined;

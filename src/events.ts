@@ -13,6 +13,8 @@ export interface AgentEvents {
   'incident.sealed': { incident: string };
   'incident.disposed': { incident: string };
   'incident.synced': { incident: string };
+  /** Footage handed over on a legal basis (CONTRACT §7); `n` numbers its record. */
+  'incident.disclosed': { incident: string; n: number; legalBasis: string; reference: string; agency: string };
   'incident.damaged': { incident: string; reason: string };
   'sync.failed': { incident: string; reason: string; permanent: boolean };
   'button.pressed': { at: string };
@@ -20,6 +22,10 @@ export interface AgentEvents {
   'component.recovered': { component: string; message: string; incident?: string };
   /** A sealed incident gained files (a note's record): uploaded again, only what is new. Not forwarded. */
   'incident.grew': { incident: string };
+  /** A record was queued for upload on its own (CONTRACT §7: a disclosure, a key): send it now. Not forwarded. */
+  'upstream.queued': { key: string };
+  /** The key history gained keys found upstream (an earlier SD card's): the status says so again. Not forwarded. */
+  'keys.learned': { keys: number };
   'segment.finished': { camera: string; seq: number; startMs: number; durationMs: number; bytes: number };
 }
 

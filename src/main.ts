@@ -152,12 +152,20 @@ program.command('audit').description('the node\'s hash-chained audit log')
   .command('verify').description('walk the audit log and report the first broken link; exit 0 only if whole')
   .option('--config <path>', 'config file (else $CAMNODE_CONFIG, else /etc/camnode/config.yaml)')
   .action(async (opts: { config?: string }) => { process.exitCode = await auditVerifyCommand(opts); });
-program.command('evidence').description('sealed incident folders')
-  .command('verify').description('check an incident folder offline: files, signature under the trusted key, and the audit anchor')
+const evidence = program.command('evidence').description('sealed incident folders: verify one, or export it for an examiner');
+evidence.command('verify').description('check an incident folder offline: files, signature under the trusted key, and the audit anchor')
   .argument('<dir>', 'the incident folder (holding manifest.json)')
   .requiredOption('--key <pubkey>', 'the trusted public key (base64, as `camnode check` prints it) or a file holding it')
   .option('--audit <file>', 'the node\'s audit log: check the manifest\'s anchor and seal entry in it')
   .action(async (dir: string, opts: { key: string; audit?: string }) => { process.exitCode = await evidenceVerifyCommand(dir, opts); });
+evidence.command('export').description('build the hand-over bundle for an examiner without camnode (plaintext clips, signed bytes, SHA256SUMS, README); DIR may be a copy from upstream')
+  .argument('<dir>', 'the incident folder (the node\'s, or a copy of <prefix>/<node>/<incident>/ from upstream)')
+  .requiredOption('--out <bundle>', 'a new folder for the bundle')
+  .option('--key <pubkey>', 'the trusted public key (default: the published key history beside an upstream copy, else the manifest\'s own, said so)')
+  .action(async (dir: string, opts: { out: string; key?: string }) => {
+    const { evidenceExportCommand } = await import('./audit/export.js');
+    process.exitCode = await evidenceExportCommand(dir, opts);
+  });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -59,6 +59,11 @@ export class ChainWalker {
   private lines = 0;
   private broken: ChainBreak | undefined;
 
+  /** `start`: the entry before the first line, for a log that does not begin at seq 1 (rotated, or shipped from later on). */
+  constructor(start?: AuditHead) {
+    if (start) this.last = { seq: start.seq, hash: start.head };
+  }
+
   /** Entries checked and whole so far. */
   get entries(): number { return this.broken ? this.lines - 1 : this.lines; }
 
@@ -107,4 +112,25 @@ export async function* readRawLines(path: string): AsyncGenerator<RawLine> {
     if (from < chunk.length) pending.push(chunk.subarray(from));
   }
   if (pending.length > 0) yield { bytes: Buffer.concat(pending), terminated: false };
+}
+
+/**
+ * An incident's seal entry (its manifest's SHA-256), the last one in the log: what names the
+ * manifest of an incident whose folder is gone. Only lines naming the incident are parsed.
+ */
+export async function findSealEntry(path: string, incident: string): Promise<{ seq: number; manifestSha256: string } | null> {
+  let found: { seq: number; manifestSha256: string } | null = null;
+  const needle = Buffer.from(`"${incident}"`);
+  try {
+    for await (const { bytes } of readRawLines(path)) {
+      if (!bytes.includes(needle)) continue;
+      const e = parseEntry(bytes);
+      if (typeof e !== 'string' && e.type === 'seal' && e['incident'] === incident && typeof e['manifestSha256'] === 'string') {
+        found = { seq: e.seq, manifestSha256: e['manifestSha256'] };
+      }
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  return found;
 }

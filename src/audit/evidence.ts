@@ -12,7 +12,8 @@ import { ChainWalker, GENESIS_PREV, readRawLines, type AuditHead } from './chain
 import { isPublicKeyBase64, publicKeyBase64 } from './keys.js';
 import { manifestSha256, verifyManifestSignature } from './manifest.js';
 import { parseJsonStrict } from '../platform/json.js';
-import { NOTES_DIR } from '../incidents/note-record.js';
+import { printable } from '../ops/printable.js';
+import { DISCLOSURES_DIR, NOTES_DIR, RECORD_DIRS, type RecordDir } from '../incidents/records.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 
@@ -94,9 +95,11 @@ export async function verifyEvidence(opts: { dir: string; trustedKey: string; au
 
   if (typeof files !== 'string') {
     for (const f of files) add(...(await checkFile(opts.dir, f)));
-    await checkUnlisted(opts.dir, new Set([...files.map((f) => f.name), NOTES_DIR]), add);
+    await checkUnlisted(opts.dir, new Set([...files.map((f) => f.name), ...RECORD_DIRS]), add);
   }
-  await checkNotes(opts.dir, opts.trustedKey, typeof incidentId === 'string' ? incidentId : undefined, add);
+  for (const folder of RECORD_DIRS) {
+    await checkRecords(opts.dir, folder, opts.trustedKey, typeof incidentId === 'string' ? incidentId : undefined, manifestSha256(manifestBytes), add);
+  }
 
   if (opts.auditPath !== undefined) {
     await checkAudit(opts.auditPath, manifest['audit'], typeof incidentId === 'string' ? incidentId : undefined, manifestSha256(manifestBytes), add);
@@ -142,27 +145,30 @@ async function checkUnlisted(dir: string, listed: Set<string>, add: (ok: boolean
 }
 
 /**
- * Notes added after the seal (CONTRACT §6): each `notes/<n>.json` is a record the node signed
- * like the manifest, for this incident, numbered as its file is. Anything else there fails.
+ * Records signed after the seal (CONTRACT §6, §7): each `notes/<n>.json` and
+ * `disclosures/<n>.json` is a record the node signed like the manifest, for this incident,
+ * numbered as its file is; a disclosure names this manifest's SHA-256. Anything else there fails.
  */
-async function checkNotes(dir: string, trustedKey: string, incidentId: string | undefined, add: (ok: boolean, check: string, detail: string) => void): Promise<void> {
-  const notesDir = join(dir, NOTES_DIR);
-  const st = await stat(notesDir).catch(() => null);
+async function checkRecords(dir: string, folder: RecordDir, trustedKey: string, incidentId: string | undefined, manifestSha: string,
+  add: (ok: boolean, check: string, detail: string) => void): Promise<void> {
+  const recordsDir = join(dir, folder);
+  const st = await stat(recordsDir).catch(() => null);
   if (!st) return;
+  const kind = folder === NOTES_DIR ? 'note' : 'disclosure';
   if (!st.isDirectory()) {
-    add(false, `file ${NOTES_DIR}`, 'not listed in the manifest: not covered by the signature');
+    add(false, `file ${folder}`, 'not listed in the manifest: not covered by the signature');
     return;
   }
-  for (const name of (await readdir(notesDir)).sort()) {
-    const check = `note ${NOTES_DIR}/${name}`;
+  for (const name of (await readdir(recordsDir)).sort()) {
+    const check = `${kind} ${folder}/${name}`;
     const m = /^([1-9]\d{0,5})\.json$/.exec(name);
     if (!m) {
-      add(false, check, 'not a note record (notes/<n>.json): not covered by any signature');
+      add(false, check, `not a ${kind} record (${folder}/<n>.json): not covered by any signature`);
       continue;
     }
     let record: Record<string, unknown>;
     try {
-      const parsed = parseJsonStrict(await readFile(join(notesDir, name), 'utf8'));
+      const parsed = parseJsonStrict(await readFile(join(recordsDir, name), 'utf8'));
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
       record = parsed as Record<string, unknown>;
     } catch (err) {
@@ -174,9 +180,20 @@ async function checkNotes(dir: string, trustedKey: string, incidentId: string | 
     if (!sig.ok) problems.push(sig.reason.replace('the manifest', 'the record'));
     if (incidentId !== undefined && record['incident'] !== incidentId) problems.push(`it is for incident ${JSON.stringify(record['incident'])}, not ${incidentId}`);
     if (record['n'] !== Number(m[1])) problems.push(`it is numbered ${JSON.stringify(record['n'])}, its file ${name}`);
-    const note = record['note'] as { at?: unknown; by?: unknown } | undefined;
-    add(problems.length === 0, check, problems.length === 0 ? `signed note by ${String(note?.by)} at ${String(note?.at)} verifies under the trusted key` : problems.join('; '));
+    if (folder === DISCLOSURES_DIR && record['manifestSha256'] !== manifestSha) {
+      problems.push(`it names manifest SHA-256 ${JSON.stringify(record['manifestSha256'])}, this manifest.json is ${manifestSha}`);
+    }
+    add(problems.length === 0, check, problems.length === 0 ? `signed ${describeRecord(folder, record)} verifies under the trusted key` : problems.join('; '));
   }
+}
+
+function describeRecord(folder: RecordDir, record: Record<string, unknown>): string {
+  if (folder === NOTES_DIR) {
+    const note = record['note'] as { at?: unknown; by?: unknown } | undefined;
+    return `note by ${String(note?.by)} at ${String(note?.at)}`;
+  }
+  const custodian = record['custodian'] as { cn?: unknown; by?: unknown } | undefined;
+  return `disclosure at ${String(record['at'])} to ${String(record['agency'])} on ${String(record['legalBasis'])} ${String(record['reference'])}, recorded by ${String(custodian?.cn ?? custodian?.by)}`;
 }
 
 /**
@@ -236,8 +253,9 @@ async function checkAudit(path: string, anchorValue: unknown, incidentId: string
 
 /** One line per check, then notes, then the verdict. */
 export function renderEvidenceReport(dir: string, report: EvidenceReport): string {
-  const lines = report.checks.map((c) => `${c.ok ? 'ok    ' : 'FAILED'}  ${c.check}: ${c.detail}`);
-  for (const n of report.notes) lines.push(`note    ${n}`);
+  // Details quote what a folder says (an agency, a note's author): shown, never interpreted by the terminal.
+  const lines = report.checks.map((c) => `${c.ok ? 'ok    ' : 'FAILED'}  ${printable(c.check)}: ${printable(c.detail)}`);
+  for (const n of report.notes) lines.push(`note    ${printable(n)}`);
   const failed = report.checks.filter((c) => !c.ok).length;
   lines.push(report.ok ? `evidence ${dir}: verified` : `evidence ${dir}: FAILED (${failed} check${failed === 1 ? '' : 's'})`);
   return `${lines.join('\n')}\n`;

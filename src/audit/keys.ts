@@ -34,7 +34,8 @@ export class NodeKeyError extends Error {
 
 /** Raw public key of an Ed25519 KeyObject (public or private) as standard padded base64. */
 export function publicKeyBase64(key: KeyObject): string {
-  const spki = createPublicKey(key).export({ format: 'der', type: 'spki' });
+  // createPublicKey takes a private KeyObject, not a public one.
+  const spki = (key.type === 'public' ? key : createPublicKey(key)).export({ format: 'der', type: 'spki' });
   if (spki.length !== ED25519_SPKI_PREFIX.length + 32 || !spki.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)) {
     throw new NodeKeyError('not an Ed25519 key');
   }

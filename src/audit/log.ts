@@ -40,6 +40,11 @@ export interface AuditPayloads {
   dispose: { incident: string; by: string; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string; reason: string };
   /** Disposed of before sync (`force`): who, why, and the state it was in. Earlier: `release.forced`. */
   'dispose.forced': { incident: string; by: string; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string; reason: string; state: string };
+  /**
+   * Footage disclosed to law enforcement (CONTRACT §7): the disclosure (legal basis, reference,
+   * agency, requester, the manifest's SHA-256) and, signed, the custodian and the JWS itself.
+   */
+  disclose: { incident: string; disclosure: object; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string };
   /** Signed commands refused in one minute (CONTRACT §7): how many, and why (the most common reasons). */
   refused: { from: string; to: string; count: number; reasons: Record<string, number> };
   /** Footage a prune pass deletes, written before its unlinks: one entry per reason, contiguous runs per camera. */

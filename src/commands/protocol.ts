@@ -99,6 +99,15 @@ export const commandArgs = {
     reason: text(500).min(1, 'required'),
     force: z.boolean().optional(),
   }),
+  disclose: z.strictObject({
+    incident: incidentId,
+    // CONTRACT §7: footage leaves the library only on a subpoena or a court order.
+    legalBasis: z.enum(['subpoena', 'court-order'], { message: 'must be "subpoena" or "court-order" (the legal basis of the request)' }),
+    reference: text(200).min(1, 'must not be empty (the subpoena\'s or order\'s number)'),
+    agency: text(200).min(1, 'must not be empty'),
+    requestedBy: text(200).min(1, 'must not be empty (the officer who asked)'),
+    by,
+  }),
   incidents: z.strictObject({}),
   incident: z.strictObject({ incident: incidentId }),
   snapshot: z.strictObject({ camera: cameraId }),

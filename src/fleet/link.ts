@@ -28,7 +28,8 @@ export interface FleetLinkDeps {
   outbox: EventOutbox;
   /** The state document now. */
   state(): Promise<StatePayload>;
-  status: Omit<StatusPayload, 'online'>;
+  /** The retained status's fields, read at each connect (the key history can grow meanwhile). */
+  status: Omit<StatusPayload, 'online'> | (() => Omit<StatusPayload, 'online'>);
   log: Logger;
   backoff?: BackoffPolicy;
   random?: () => number;
@@ -155,6 +156,15 @@ export class FleetLink implements Component {
     return state;
   }
 
+  /** The retained status again (at each connect, and when its fields change: a key learned). */
+  async publishStatus(): Promise<void> {
+    const client = this.client;
+    if (!client?.connected) return;
+    const fields = typeof this.deps.status === 'function' ? this.deps.status() : this.deps.status;
+    const status: StatusPayload = { online: true, ...fields };
+    await client.publishAsync(this.topics.status(this.deps.nodeId), JSON.stringify(status), { qos: 1, retain: true });
+  }
+
   private async onConnect(): Promise<void> {
     const { nodeId, log } = this.deps;
     const client = this.client!;
@@ -165,8 +175,7 @@ export class FleetLink implements Component {
     log.info({ reconnect: this.everConnected }, 'connected to the broker');
     this.everConnected = true;
     try {
-      const status: StatusPayload = { online: true, ...this.deps.status };
-      await client.publishAsync(this.topics.status(nodeId), JSON.stringify(status), { qos: 1, retain: true });
+      await this.publishStatus();
       const granted = await client.subscribeAsync(this.topics.command(nodeId, '+'), { qos: 1 });
       if (granted.some((g) => g.qos === 128 || g.qos > 2)) log.error({ topic: this.topics.command(nodeId, '+') }, 'the broker refused the command subscription (check its ACL)');
       if (this.deps.signed) {

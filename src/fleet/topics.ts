@@ -9,6 +9,8 @@ export interface StatusPayload {
   version?: string;
   since?: string;
   publicKey?: string;
+  /** Every node key ever used, oldest first (CONTRACT §7): old manifests verify after an SD card swap. */
+  keys?: { publicKey: string; firstUsed: string }[];
   /** "signed": commands must be signed (CONTRACT §7); absent: the node takes them unsigned. */
   commands?: 'signed';
 }
@@ -55,7 +57,7 @@ export interface StatePayload {
 }
 
 export type EventType =
-  | 'incident.locked' | 'incident.extended' | 'incident.sealed' | 'incident.synced' | 'incident.disposed' | 'incident.damaged'
+  | 'incident.locked' | 'incident.extended' | 'incident.sealed' | 'incident.synced' | 'incident.disposed' | 'incident.damaged' | 'incident.disclosed'
   | 'camera.down' | 'camera.up' | 'storage.pressure' | 'storage.full' | 'sync.failed' | 'button.pressed'
   | 'component.failed' | 'component.recovered';
 

@@ -18,7 +18,7 @@ import { CorruptFileError, DurableJsonFile } from '../platform/durable-json.js';
 import {
   applyExtension,
   extendIncident,
-  type Extension, type HoldRequest, INCIDENT_ID, isExtendable, lockedRanges, type Note, openHold, openIncident, shiftWindow, widenWindow,
+  type Disclosure, type Extension, type HoldRequest, INCIDENT_ID, type LegalBasis, isExtendable, lockedRanges, type Note, openHold, openIncident, shiftWindow, widenWindow,
   type Incident, type IncidentState, type TriggerRequest, type TriggerSigner, type WindowPolicy, withCurrentFields,
 } from './incident.js';
 
@@ -223,7 +223,7 @@ export class IncidentBook implements Component {
   }
 
   /** Moves an incident to a new state (the sealer, the sync). */
-  setState(id: string, state: IncidentState, opts: { recordsUploaded?: number } = {}): Promise<Incident> {
+  setState(id: string, state: IncidentState, opts: { recordsUploaded?: number; manifestSha256?: string } = {}): Promise<Incident> {
     return this.exclusive(async () => {
       const incident = this.get(id);
       if (!incident) throw new BookError('not_found', `no incident ${id}`);
@@ -231,7 +231,7 @@ export class IncidentBook implements Component {
       if (incident.state === 'disposed' && state !== 'disposed') throw new BookError('conflict', `incident ${id} was disposed of`);
       // Synced only with every note record it has: one written while the rest went up goes up too.
       if (state === 'synced' && opts.recordsUploaded !== undefined && incident.notes.filter((n) => n.record !== undefined).length > opts.recordsUploaded) return incident;
-      const next = { ...incident, state };
+      const next = { ...incident, state, ...(opts.manifestSha256 !== undefined ? { manifestSha256: opts.manifestSha256 } : {}) };
       await this.put(next);
       return next;
     });
@@ -320,6 +320,48 @@ export class IncidentBook implements Component {
       deps.log.info({ incident: incident.id, by: args.by, record: kept.record }, 'note added');
       if (sealed) deps.events.emit('incident.grew', { incident: incident.id });
       return next;
+    });
+  }
+
+  /**
+   * A disclosure (CONTRACT §7), allowed once the incident is sealed — synced or disposed too: a
+   * subpoena often comes after the local copy is gone. `record` writes its node-signed record
+   * (beside the clips unless disposed, and queued upstream) before the book and the audit log
+   * say so; `manifestSha` names the manifest it covers when the book does not know it (sealed by
+   * an earlier release).
+   */
+  disclose(args: {
+    incident: string; legalBasis: LegalBasis; reference: string; agency: string; requestedBy: string;
+    by: string | null; onBehalfOf?: string | undefined; signer?: TriggerSigner | null | undefined; jws?: string | undefined;
+  }, manifestSha: (incident: Incident) => Promise<string | null>, record: (incident: Incident, disclosure: Disclosure) => Promise<void>): Promise<{ incident: Incident; disclosure: Disclosure }> {
+    return this.exclusive(async () => {
+      const { deps } = this;
+      const incident = this.get(args.incident);
+      if (!incident) throw new BookError('not_found', `no incident ${args.incident}`);
+      if (incident.state === 'active' || incident.state === 'sealing') {
+        throw new BookError('conflict', `incident ${incident.id} is ${incident.state === 'active' ? 'still recording' : 'being sealed'}: it can be disclosed once sealed (its manifest is what the record names)`);
+      }
+      const sha = incident.manifestSha256 ?? await manifestSha(incident);
+      if (sha === null) throw new BookError('conflict', `incident ${incident.id}: the SHA-256 of its manifest is known neither from the book, its folder nor the audit log; nothing to name`);
+      const disclosure: Disclosure = {
+        n: (incident.disclosures?.length ?? 0) + 1,
+        at: iso(deps.clock.now()),
+        legalBasis: args.legalBasis, reference: args.reference, agency: args.agency, requestedBy: args.requestedBy,
+        by: args.by, manifestSha256: sha,
+        where: incident.state === 'disposed' ? 'upstream' : 'local+upstream',
+      };
+      await record(incident, disclosure);
+      const next: Incident = { ...incident, manifestSha256: sha, disclosures: [...(incident.disclosures ?? []), disclosure] };
+      await this.put(next);
+      await deps.audit.append('disclose', {
+        incident: incident.id, disclosure,
+        ...(args.onBehalfOf !== undefined ? { onBehalfOf: args.onBehalfOf } : {}),
+        ...(args.signer !== undefined ? { signer: args.signer } : {}),
+        ...(args.jws !== undefined ? { jws: args.jws } : {}),
+      });
+      deps.log.warn({ incident: incident.id, n: disclosure.n, legalBasis: disclosure.legalBasis, reference: disclosure.reference, agency: disclosure.agency, by: disclosure.by }, 'incident disclosed');
+      deps.events.emit('incident.disclosed', { incident: incident.id, n: disclosure.n, legalBasis: disclosure.legalBasis, reference: disclosure.reference, agency: disclosure.agency });
+      return { incident: next, disclosure };
     });
   }
 
@@ -489,6 +531,12 @@ export class IncidentBook implements Component {
       if (known && type === 'note' && typeof note?.text === 'string') {
         found.set(known.id, { ...known, notes: [...known.notes, note], ...(known.state === 'synced' ? { state: 'sealed' as const } : {}) });
       }
+      const disclosure = (entry as { disclosure?: Disclosure }).disclosure;
+      if (known && type === 'disclose' && typeof disclosure?.n === 'number' && !(known.disclosures ?? []).some((d) => d.n === disclosure.n)) {
+        found.set(known.id, { ...known, manifestSha256: disclosure.manifestSha256, disclosures: [...(known.disclosures ?? []), disclosure] });
+      }
+      const sealedSha = (entry as { manifestSha256?: unknown }).manifestSha256;
+      if (known && type === 'seal' && typeof sealedSha === 'string') found.set(known.id, { ...known, manifestSha256: sealedSha });
       if (known && (type === 'dispose' || type === 'dispose.forced' || type === 'release' || type === 'release.forced')) found.set(known.id, { ...known, state: 'disposed' });
       // A clock step moved the windows of the incidents then locking: set them as it did.
       if (type === 'clock' && Array.isArray((entry as { incidents?: unknown }).incidents)) {
@@ -533,6 +581,10 @@ export class IncidentBook implements Component {
         restored++;
       } else if (rank[incident.state] > rank[current.state] && incident.state !== 'active') {
         list[at] = { ...current, state: incident.state };
+        restored++;
+      } else if ((incident.disclosures?.length ?? 0) > (current.disclosures?.length ?? 0)) {
+        // A disclosure whose record and audit entry were written but not the book.
+        list[at] = { ...current, disclosures: incident.disclosures!, manifestSha256: incident.manifestSha256 ?? current.manifestSha256! };
         restored++;
       }
     }

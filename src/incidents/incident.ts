@@ -54,6 +54,28 @@ export interface Note {
   record?: number;
 }
 
+export type LegalBasis = 'subpoena' | 'court-order';
+export const LEGAL_BASES: readonly LegalBasis[] = ['subpoena', 'court-order'];
+
+/**
+ * A disclosure (CONTRACT §7): footage handed to law enforcement on a subpoena or court order.
+ * Its node-signed record is `disclosures/<n>.json`, beside the clips and upstream.
+ */
+export interface Disclosure {
+  n: number;
+  at: string;
+  legalBasis: LegalBasis;
+  reference: string;
+  agency: string;
+  requestedBy: string;
+  /** The custodian who recorded it: the signer's CN (or, unsigned on a test broker, the typed `by`). */
+  by: string | null;
+  /** SHA-256 of the manifest.json the disclosure names. */
+  manifestSha256: string;
+  /** Where its record was written: beside the clips and upstream, or (a disposed incident) upstream only. */
+  where: 'local+upstream' | 'upstream';
+}
+
 export interface Incident {
   id: string;
   node: string;
@@ -64,6 +86,10 @@ export interface Incident {
   urgent: boolean;
   kind: IncidentKind;
   notes: Note[];
+  /** Present once it has one (CONTRACT §7). */
+  disclosures?: Disclosure[];
+  /** SHA-256 of its manifest.json, from the seal on (a disclosure names it after the local copy is gone). */
+  manifestSha256?: string;
 }
 
 export interface WindowPolicy {

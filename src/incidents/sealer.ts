@@ -128,7 +128,7 @@ export class Sealer implements Component {
     const finalDir = join(deps.sealedDir, incident.id);
     // A crash after the rename but before the book said so: the folder is complete.
     if (await this.isComplete(finalDir)) {
-      await deps.book.setState(incident.id, 'sealed');
+      await deps.book.setState(incident.id, 'sealed', { manifestSha256: manifestSha256(await readFile(join(finalDir, 'manifest.json'))) });
       log.info('sealed folder found complete; incident marked sealed');
       return;
     }
@@ -185,6 +185,7 @@ export class Sealer implements Component {
     }
     const files = await Promise.all(pending);
     const synced = (await deps.clockSynced()) === true;
+    let sealedSha = '';
     // The manifest names the audit log's last entry, and the seal entry follows it directly.
     await deps.audit.appendAnchored('seal', async (anchor) => {
       const manifest = signManifest({
@@ -196,13 +197,14 @@ export class Sealer implements Component {
       }, deps.key);
       const text = serializeManifest(manifest);
       await writeFileDurable(join(workDir, 'manifest.json'), text);
-      return { incident: incident.id, manifestSha256: manifestSha256(text) };
+      sealedSha = manifestSha256(text);
+      return { incident: incident.id, manifestSha256: sealedSha };
     });
     faultPoint('seal.before-rename');
     await rm(finalDir, { recursive: true, force: true });
     await rename(workDir, finalDir);
     await fsyncDir(deps.sealedDir);
-    await deps.book.setState(incident.id, 'sealed');
+    await deps.book.setState(incident.id, 'sealed', { manifestSha256: sealedSha });
     await this.measureHeld();
     log.info({ files: files.length, bytes: files.reduce((a, f) => a + f.bytes, 0), dir: finalDir }, 'incident sealed');
     deps.events.emit('incident.sealed', { incident: incident.id });

@@ -20,7 +20,7 @@ import type { AgentModule, ModuleBase } from './module.js';
 /** The agent events central ops receive (CONTRACT §3). */
 export const FLEET_EVENTS = [
   'incident.locked', 'incident.extended', 'incident.sealed', 'incident.synced', 'incident.disposed', 'incident.damaged',
-  'camera.down', 'camera.up', 'storage.full', 'sync.failed', 'button.pressed',
+  'incident.disclosed', 'camera.down', 'camera.up', 'storage.full', 'sync.failed', 'button.pressed',
   'component.failed', 'component.recovered',
 ] as const satisfies readonly (keyof AgentEvents & EventType)[];
 
@@ -34,6 +34,8 @@ export interface FleetDeps extends ModuleBase {
   handlers: CommandHandlers;
   state(): Promise<StatePayload>;
   publicKey: string;
+  /** Every node key ever used (CONTRACT §7). */
+  keys(): { publicKey: string; firstUsed: string }[];
 }
 
 export interface FleetModule extends AgentModule {
@@ -54,11 +56,12 @@ export function fleetModule(deps: FleetDeps): FleetModule {
       const trust = signing
         ? await (await import('../fleet/trust.js')).loadTrust({ nodeId: node.id, stateDir: node.stateDir, mqtt, fleet: deps.fleet, clock, clockSynced: deps.clockSynced, log: log.child({ component: 'fleet' }) })
         : undefined;
+      const since = iso(clock.now());
       if (!signing) log.warn('mqtt.requireSignedCommands is false: every MQTT command is taken unsigned, with every role (test brokers only)');
       return new FleetLink({
         config: mqtt, nodeId: node.id, handlers: deps.handlers, outbox,
         state: deps.state,
-        status: { version: VERSION, since: iso(clock.now()), publicKey: deps.publicKey, ...(signing ? { commands: 'signed' as const } : {}) },
+        status: () => ({ version: VERSION, since, publicKey: deps.publicKey, keys: deps.keys(), ...(signing ? { commands: 'signed' as const } : {}) }),
         log: log.child({ component: 'fleet' }),
         signed: trust ? { ...trust, refused: (reason) => refusals.add(reason) } : undefined,
       });
@@ -70,6 +73,9 @@ export function fleetModule(deps: FleetDeps): FleetModule {
   const forwarder: Component = {
     name: 'event-forwarder',
     async start() {
+      offs.push(events.on('keys.learned', () => {
+        link.current()?.publishStatus().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'status not published'));
+      }));
       for (const type of FLEET_EVENTS) {
         offs.push(events.on(type, (payload) => {
           outbox.add(type, { ...payload }).catch((err: unknown) => log.error({ err, type }, 'event not queued'));

@@ -2,6 +2,7 @@
 // sealer, and the panic button with its LED, which lock without any network. Built from
 // `incident`, `button` and the node's identity; the sealer, the button and the LED are
 // supervised, so a failing one is reported and retried while the cameras keep recording.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { AUDIT_LOG_FILE, type AuditLog } from '../audit/log.js';
@@ -13,7 +14,11 @@ import { CommandError } from '../commands/protocol.js';
 import { BookError, IncidentBook } from '../incidents/book.js';
 import { DamagedIncidents } from '../incidents/damaged.js';
 import { holdRangeProblem, isOpen, type Incident } from '../incidents/incident.js';
-import { writeNoteRecord } from '../incidents/note-record.js';
+import { DISCLOSURES_DIR, disclosureRecord, recordName, signedRecordText, writeIncidentRecord, writeNoteRecord } from '../incidents/records.js';
+import { queueRecord } from '../sync/records.js';
+import { manifestSha256 as sha256OfManifest } from '../audit/manifest.js';
+import { findSealEntry } from '../audit/chain.js';
+import { leafCertificateOf } from '../commands/signed.js';
 import { formatBytes } from '../config/units.js';
 import { iso } from '../platform/clock.js';
 import type { LockedRange } from '../store/eviction.js';
@@ -53,6 +58,21 @@ export interface IncidentsDeps extends ModuleBase {
   /** When a camera was down, for the reasons of a clip's gaps. */
   downIntervals(camera: string): readonly { startMs: number; endMs: number }[];
   ffmpegPath?: string | undefined;
+  /** `<upstream.prefix>/<node>` where the upstream holds this node's incidents; null without an upstream. */
+  upstreamPrefix: string | null;
+}
+
+/** The reply to a disclose (CONTRACT §7): what was recorded and where an examiner's copy is. */
+export interface DiscloseReply {
+  incident: string;
+  n: number;
+  record: string;
+  manifestSha256: string;
+  where: 'local+upstream' | 'upstream';
+  /** `<prefix>/<node>/<incident>/` upstream; null when the node has no upstream (the record waits on it). */
+  upstream: string | null;
+  /** The node key that signed the manifest's records now; the manifest's own key is in the key history. */
+  publicKey: string;
 }
 
 /** The camera id of the telephone system's call recordings (CONTRACT §8): held only when named. */
@@ -298,6 +318,30 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
             onBehalfOf: who.onBehalfOf, signer: who.signer,
           });
         });
+      },
+      disclose: async (a, ctx): Promise<DiscloseReply> => {
+        const who = whoAsks(ctx, a.by, false);
+        if (damaged.has(a.incident)) throw new CommandError('conflict', `incident ${a.incident} was set aside as damaged; its folder is kept as found for a person to look at`);
+        const incidentDir = (id: string): string => join(deps.sealedDir, id);
+        const { incident: disclosed, disclosure } = await book.disclose({
+          incident: a.incident, legalBasis: a.legalBasis, reference: a.reference, agency: a.agency, requestedBy: a.requestedBy,
+          by: who.by ?? null, onBehalfOf: who.onBehalfOf, signer: who.signer, jws: ctx.jws,
+        }, async (i) => await readFile(join(incidentDir(i.id), 'manifest.json')).then(sha256OfManifest, () => null)
+          ?? (await findSealEntry(join(node.stateDir, AUDIT_LOG_FILE), i.id))?.manifestSha256
+          ?? null,
+        async (i, d) => {
+          const { text } = signedRecordText(disclosureRecord(i, d, {
+            signer: who.signer, certificate: ctx.jws !== undefined ? leafCertificateOf(ctx.jws) : undefined, onBehalfOf: who.onBehalfOf, version: VERSION,
+          }), deps.key);
+          // Beside the clips while the node holds them; upstream always (a disposed incident's only copy is there).
+          if (i.state !== 'disposed') await writeIncidentRecord(incidentDir(i.id), DISCLOSURES_DIR, d.n, text);
+          await queueRecord(node.stateDir, `${i.id}/${recordName(DISCLOSURES_DIR, d.n)}`, text);
+        });
+        events.emit('upstream.queued', { key: `${disclosed.id}/${recordName(DISCLOSURES_DIR, disclosure.n)}` });
+        return {
+          incident: disclosed.id, n: disclosure.n, record: recordName(DISCLOSURES_DIR, disclosure.n), manifestSha256: disclosure.manifestSha256,
+          where: disclosure.where, upstream: deps.upstreamPrefix === null ? null : `${deps.upstreamPrefix}/${disclosed.id}/`, publicKey: deps.key.publicKeyBase64,
+        };
       },
       dispose: async (a, ctx) => {
         const who = whoAsks(ctx, a.by, true);

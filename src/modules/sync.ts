@@ -10,6 +10,8 @@ import { EMPTY_SYNC } from '../fleet/state.js';
 import type { StatePayload } from '../fleet/topics.js';
 import { Syncer } from '../sync/syncer.js';
 import { createStore } from '../sync/target.js';
+import { RecordPublisher } from '../sync/records.js';
+import type { KeyHistory } from '../audit/key-history.js';
 import type { AgentModule, ModuleBase } from './module.js';
 
 export interface SyncDeps extends ModuleBase {
@@ -18,6 +20,8 @@ export interface SyncDeps extends ModuleBase {
   damaged: Pick<DamagedIncidents, 'has' | 'setAside'>;
   /** storage.path/incidents */
   sealedDir: string;
+  /** Learns the keys published upstream (an earlier SD card's) once the node's own records are up. */
+  keyHistory: Pick<KeyHistory, 'learnFrom' | 'list'>;
 }
 
 export interface SyncModule extends AgentModule {
@@ -31,22 +35,34 @@ export function syncModule(deps: SyncDeps): SyncModule {
     return { name: 'sync', components: [], commands: { sync: async () => ({ queued: 0 }) }, status: () => EMPTY_SYNC };
   }
   const syncLog = log.child({ component: 'sync' });
+  const keyPrefix = `${upstream.prefix}/${config.node.id}`;
   const openStore = async (): Promise<NonNullable<Awaited<ReturnType<typeof createStore>>>['store']> => (await createStore(config))!.store;
   const syncer = new Supervised({
     name: 'sync', faults, log,
     build: (fail) => new Syncer({
-      openStore, keyPrefix: `${upstream.prefix}/${config.node.id}`, book: deps.book, damaged: deps.damaged, sealedDir: deps.sealedDir, stateDir: config.node.stateDir,
+      openStore, keyPrefix, book: deps.book, damaged: deps.damaged, sealedDir: deps.sealedDir, stateDir: config.node.stateDir,
       maxRateBps: upstream.maxRate, window: upstream.window,
       clock, log: syncLog, events, onFailure: fail,
     }),
   });
+  const records = new Supervised({
+    name: 'records', faults, log,
+    build: () => new RecordPublisher({
+      stateDir: config.node.stateDir, keyPrefix, openStore, log: log.child({ component: 'records' }),
+      onceDrained: async (store) => {
+        if (await deps.keyHistory.learnFrom(store, keyPrefix)) events.emit('keys.learned', { keys: deps.keyHistory.list().length });
+      },
+    }),
+  });
+  events.on('upstream.queued', () => records.current()?.poke());
   syncLog.info({ upstream: upstream.type === 'dir' ? upstream.path : `s3://${upstream.bucket}`, maxRate: upstream.maxRate ?? null, window: upstream.window ?? null }, 'upstream sync');
   return {
     name: 'sync',
-    components: [syncer],
+    components: [syncer, records],
     commands: {
       // Retry now: a failing target is built again (a fixed credentials file needs no restart).
       sync: async () => {
+        records.current()?.poke();
         await syncer.retryNow();
         const running = syncer.current();
         if (!running) throw new CommandError('internal', `sync cannot start: ${faults.failing('sync')?.message ?? 'unknown error'}`);
@@ -55,6 +71,8 @@ export function syncModule(deps: SyncDeps): SyncModule {
     },
     status: () => {
       const running = syncer.current();
+      // The records' own failures are logged, not shown here: `lastError` speaks of queued
+      // incidents, and an upstream that fails them fails the next incident too.
       if (running) return running.status();
       return { ...EMPTY_SYNC, lastError: faults.failing('sync')?.message ?? null };
     },

@@ -9,6 +9,7 @@ import { printable, printableDeep } from './printable.js';
 import { DEFAULT_CONFIG_PATH, loadConfig, resolveConfigPath } from '../config/load.js';
 import { parseDuration } from '../config/units.js';
 import { requestLocal } from '../control/socket.js';
+import type { DiscloseReply } from '../modules/incidents.js';
 import type { Incident } from '../incidents/incident.js';
 import type { BrokerOptions, FleetClient } from './client.js';
 import { nodeRow, renderEvent, renderNodes, renderState, sortRows } from './render.js';
@@ -111,6 +112,26 @@ function positionals(opts: Common, args: string[], names: string[]): [string | u
   return opts.local ? [undefined, ...args] : [args[0], ...args.slice(1)];
 }
 
+/** What `ctl disclose` prints: the record, what to hand over, how the examiner checks it. */
+export function renderDisclosure(node: string, d: DiscloseReply): string {
+  const copy = d.upstream ?? `the incident folder ${d.incident}/ on ${node} (storage.path/incidents)`;
+  return [
+    `${node}: disclosure ${d.n} of incident ${d.incident} recorded, signed by the node as ${d.record}${d.where === 'upstream' ? ' (upstream only: the local copy was disposed of)' : ''}`,
+    `  manifest SHA-256  ${d.manifestSha256}`,
+    d.upstream === null
+      ? '  upstream         none configured: the record waits on the node until one is'
+      : `  upstream         ${d.upstream}${d.record} (sent at once; retried until stored)`,
+    '',
+    'Hand over:',
+    `  1. copy the incident folder from ${copy} (clips, manifest.json, notes/, disclosures/)`,
+    '  2. build the examiner\'s bundle:   camnode evidence export COPY --out BUNDLE',
+    '  3. hand over BUNDLE; the examiner checks it without camnode:',
+    '       cd BUNDLE && sha256sum -c SHA256SUMS',
+    '       openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in manifest.signed -sigfile manifest.sig',
+    `  the node's key now: ${d.publicKey} (every key it used is published under keys/ beside its incidents)`,
+  ].join('\n');
+}
+
 export function renderIncident(i: Incident): string {
   return [
     `${i.id}  ${i.kind === 'hold' ? 'hold, ' : ''}${stateName(i.state)}${i.urgent ? '' : ' (not urgent)'}`,
@@ -118,6 +139,7 @@ export function renderIncident(i: Incident): string {
     `  cameras  ${i.cameras.join(', ')}`,
     ...i.triggers.map((t) => `  trigger  ${t.at} via ${t.via}${t.by ? ` by ${t.by}` : ''}${t.reason ? `: ${t.reason}` : ''}`),
     ...(i.notes ?? []).map((n) => `  note     ${n.at} by ${n.by}${n.record !== undefined ? ` (signed record ${n.record})` : ''}: ${n.text}`),
+    ...(i.disclosures ?? []).map((d) => `  disclosed ${d.at} to ${d.agency} on ${d.legalBasis} ${d.reference} (requested by ${d.requestedBy}, recorded by ${d.by ?? 'unsigned'}; record disclosures/${d.n}.json${d.where === 'upstream' ? ', upstream only' : ''})`),
   ].join('\n');
 }
 
@@ -309,6 +331,21 @@ export function ctlCommand(): Command {
       const [node, incident] = positionals(o, args, ['INCIDENT']);
       const data = await request(o, node, 'note', { incident, text: o.text, ...(o.by !== undefined ? { by: o.by } : {}) }) as Incident;
       print(o, data, () => renderIncident(data));
+    });
+
+  withBroker(ctl.command('disclose').description('record a disclosure to law enforcement on a subpoena or court order (custodian, signed; CONTRACT §7) and say what to hand over'))
+    .argument('<node>')
+    .argument('<incident>')
+    .addOption(new Option('--legal-basis <basis>', 'what the request rests on').choices(['subpoena', 'court-order']).makeOptionMandatory())
+    .requiredOption('--reference <ref>', "the subpoena's or order's number")
+    .requiredOption('--agency <name>', 'the requesting agency')
+    .requiredOption('--requested-by <name>', 'the officer who asked')
+    .option('--by <name>', 'the person the signer acts for (kept as onBehalfOf)')
+    .action(async (node: string, incident: string, o: Common & { legalBasis: string; reference: string; agency: string; requestedBy: string; by?: string }) => {
+      const data = await request(o, node, 'disclose', {
+        incident, legalBasis: o.legalBasis, reference: o.reference, agency: o.agency, requestedBy: o.requestedBy, ...(o.by !== undefined ? { by: o.by } : {}),
+      }) as DiscloseReply;
+      print(o, data, () => renderDisclosure(node, data));
     });
 
   withLocal(ctl.command('incidents').description("a node's incidents"))

@@ -1,6 +1,6 @@
 // Durable small-file writes: temp file, fsync, rename, fsync the directory. A plain
 // rename is atomic but not durable: after power loss the directory entry may be gone.
-import { open, readdir, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 
 export async function fsyncDir(dir: string): Promise<void> {
@@ -40,4 +40,22 @@ export async function removeStaleTemps(path: string): Promise<number> {
     await unlink(join(dir, name)).then(() => { removed++; }, () => {});
   }
   return removed;
+}
+
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdir reports a read-only share (EROFS) as
+ * ENOENT, which would be retried forever instead of failing. Each new folder's entry is fsynced
+ * in its parent, or a power cut could lose a folder whose files were synced.
+ */
+export async function mkdirsDurable(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
+    await mkdirsDurable(dirname(dir));
+    await mkdir(dir).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
+  }
+  await fsyncDir(dirname(dir));
 }

@@ -3,9 +3,9 @@
 // its folder fsynced; the manifest goes last like every file after the clips.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { fsyncDir } from '../platform/durable.js';
+import { fsyncDir, mkdirsDurable } from '../platform/durable.js';
 import { MiB, readRange } from './hashing.js';
 import { UploadError, type FileMeta, type FileProgress, type ObjectStore, type UploadIo } from './store.js';
 
@@ -19,24 +19,6 @@ function fsError(err: unknown, what: string): UploadError {
   // that is not mounted yet will; only permissions are treated as permanent.
   const permanent = code === 'EACCES' || code === 'EPERM' || code === 'EROFS';
   return new UploadError(`${what}: ${(err as Error).message}`, permanent, code);
-}
-
-/**
- * mkdir -p, one level at a time: Node's recursive mkdir reports a read-only share (EROFS) as
- * ENOENT, which would be retried forever instead of failing permanently. Each new folder's
- * entry is fsynced in its parent, or a power cut could lose a folder whose files were synced.
- */
-async function makeDirs(dir: string): Promise<void> {
-  try {
-    await mkdir(dir);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return;
-    if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
-    await makeDirs(dirname(dir));
-    await mkdir(dir).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
-  }
-  await fsyncDir(dirname(dir));
 }
 
 async function sha256Of(path: string): Promise<string> {
@@ -78,7 +60,7 @@ export class DirStore implements ObjectStore {
     const temp = join(dirname(final), `.${basename(final)}.partial`);
     await this.requireRoot();
     try {
-      await makeDirs(dirname(final));
+      await mkdirsDurable(dirname(final));
       let offset = progress.kind === 'offset' ? progress.offset : 0;
       const existing = await stat(temp).then((s) => s.size, () => -1);
       if (existing < offset) offset = 0;
@@ -127,5 +109,33 @@ export class DirStore implements ObjectStore {
       throw fsError(err, `${this.root} is not writable`);
     }
     return `${this.root}: writable`;
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (rel: string): Promise<void> => {
+      const entries = await readdir(join(this.root, rel), { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return [];
+        throw fsError(err, `listing ${join(this.root, rel)}`);
+      });
+      for (const e of entries) {
+        // Files being written (`.name.partial`) and probes are not objects.
+        if (e.name.startsWith('.')) continue;
+        if (e.isDirectory()) await walk(`${rel}${e.name}/`);
+        else if (e.isFile()) out.push(`${rel}${e.name}`);
+      }
+    };
+    await walk(prefix.endsWith('/') ? prefix : `${prefix}/`);
+    return out.sort();
+  }
+
+  async get(key: string): Promise<Buffer | null> {
+    try {
+      return await readFile(join(this.root, key));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+      throw fsError(err, `reading ${join(this.root, key)}`);
+    }
   }
 }

@@ -6,8 +6,8 @@
 //   which failures are permanent.
 import { Readable } from 'node:stream';
 import {
-  CompleteMultipartUploadCommand, CreateMultipartUploadCommand, DeleteObjectCommand, HeadObjectCommand,
-  ListPartsCommand, PutObjectCommand, S3Client, UploadPartCommand, type S3ClientConfig, type UploadPartCommandOutput,
+  CompleteMultipartUploadCommand, CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand,
+  ListObjectsV2Command, ListPartsCommand, PutObjectCommand, S3Client, UploadPartCommand, type S3ClientConfig, type UploadPartCommandOutput,
 } from '@aws-sdk/client-s3';
 import { expectedEtag, fileMd5, md5Hex, multipartEtag, MULTIPART_THRESHOLD, partCount, partSizeFor, readRange } from './hashing.js';
 import { UploadError, type FileMeta, type FileProgress, type ObjectStore, type UploadIo } from './store.js';
@@ -122,6 +122,32 @@ export class S3Store implements ObjectStore {
       throw classifyS3Error(err);
     }
     return `${this.describe()}: bucket writable with these credentials`;
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const out: string[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.target.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }));
+        for (const o of page.Contents ?? []) if (o.Key) out.push(o.Key);
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+    } catch (err) {
+      throw classifyS3Error(err);
+    }
+    return out.sort();
+  }
+
+  async get(key: string): Promise<Buffer | null> {
+    try {
+      const got = await this.client.send(new GetObjectCommand({ Bucket: this.target.bucket, Key: key }));
+      return Buffer.from(await got.Body!.transformToByteArray());
+    } catch (err) {
+      const e = classifyS3Error(err);
+      if (e.code === 'NotFound' || e.code === 'NoSuchKey' || e.code === '404') return null;
+      throw e;
+    }
   }
 
   private async putWhole(key: string, file: string, meta: FileMeta, io: UploadIo): Promise<void> {

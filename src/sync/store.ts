@@ -36,6 +36,10 @@ export interface ObjectStore {
   upload(key: string, file: string, meta: FileMeta, progress: FileProgress, io: UploadIo): Promise<void>;
   /** Proves the target is reachable and writable (for `camnode check`). */
   probe(): Promise<string>;
+  /** Keys stored under a prefix ending in `/` (one level or more below it), sorted. */
+  list(prefix: string): Promise<string[]>;
+  /** An object's bytes, or null if there is none. */
+  get(key: string): Promise<Buffer | null>;
 }
 
 /** Why an upload failed, as far as retrying goes. */

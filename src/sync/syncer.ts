@@ -8,13 +8,14 @@ import { join } from 'node:path';
 import type { Component } from '../lifecycle/component.js';
 import { backoffDelay, type BackoffPolicy } from '../lifecycle/backoff.js';
 import type { Clock } from '../platform/clock.js';
+import { anySignal, sleepUnlessAborted as defaultSleep } from '../platform/timers.js';
 import { iso } from '../platform/clock.js';
 import { faultPoint } from '../platform/fault.js';
 import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
 import type { IncidentBook } from '../incidents/book.js';
 import type { DamagedIncidents } from '../incidents/damaged.js';
-import { NOTES_DIR } from '../incidents/note-record.js';
+import { NOTES_DIR } from '../incidents/records.js';
 import type { SyncProgress } from '../fleet/topics.js';
 import { msUntilWindow, TokenBucket } from './pacing.js';
 import { SyncQueue, type QueuedIncident } from './queue.js';
@@ -57,19 +58,6 @@ export interface SyncStatus {
 
 const RETRY: BackoffPolicy = { baseMs: 2_000, maxMs: 300_000, jitter: 0.5 };
 
-function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
 interface SealedFile { name: string; bytes: number; sha256: string }
 
 /** The file list of a sealed incident's manifest, checked for the shape sync relies on. Pure. */
@@ -88,16 +76,6 @@ export function parseSealedManifest(bytes: Buffer): { files: SealedFile[] } {
   });
   if (!ok) throw new Error('manifest.json does not list its files as sealed manifests do');
   return { files: files as SealedFile[] };
-}
-
-/** Aborts when either does (AbortSignal.any is newer than some Node 20 releases). */
-function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
-  const both = new AbortController();
-  const abort = (): void => both.abort();
-  if (a.aborted || b.aborted) both.abort();
-  a.addEventListener('abort', abort, { once: true });
-  b.addEventListener('abort', abort, { once: true });
-  return both.signal;
 }
 
 export class Syncer implements Component {

@@ -13,6 +13,8 @@ import { loadOrCreateNodeKey, publicKeyBase64, type NodeKey } from '../../src/au
 import { AUDIT_LOG_FILE, AuditLog } from '../../src/audit/log.js';
 import { manifestSha256, serializeManifest, signManifest, type Manifest, type ManifestFile } from '../../src/audit/manifest.js';
 import { verifyAuditLog } from '../../src/audit/verify.js';
+import { keyObjectText } from '../../src/audit/key-history.js';
+import { signedRecordText } from '../../src/incidents/records.js';
 import { ManualClock } from '../../src/platform/clock.js';
 import { writeFileDurable } from '../../src/platform/durable.js';
 import { silentLogger } from '../../src/platform/logger.js';
@@ -98,6 +100,43 @@ describe('evidence verify: a good folder', () => {
     writeFileSync(keyFile, `${key.publicKeyBase64}\n`);
     const r = await runCli(['evidence', 'verify', folder, '--key', keyFile]);
     expect(r.code, r.stdout).toBe(0);
+  });
+
+  it('takes --key as a PEM public key file (as published under keys/)', async () => {
+    const keyFile = join(root, 'node.pem');
+    writeFileSync(keyFile, keyObjectText(key.publicKeyBase64));
+    const r = await runCli(['evidence', 'verify', folder, '--key', keyFile]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+  });
+
+  it('checks disclosure records: signed, for this incident, numbered as their file, naming this manifest', async () => {
+    const manifestSha = sha256Hex(readFileSync(join(folder, 'manifest.json')));
+    const record = (n: number, over: Record<string, unknown> = {}): string => signedRecordText({
+      incident: ID, node: 'koelbel-01', n, at: '2026-12-01T10:00:00.000Z', manifestSha256: manifestSha, legalBasis: 'subpoena', reference: 'SUB-1',
+      agency: 'Sheriff \u001b[2J', requestedBy: 'Det. K', custodian: { cn: 'ops:cleo', role: 'custodian', certSha256: 'a'.repeat(64) }, agent: { version: '1' }, ...over,
+    }, key).text;
+    await mkdir(join(folder, 'disclosures'));
+    writeFileSync(join(folder, 'disclosures', '1.json'), record(1));
+    expect(await failed()).toEqual([]);
+    const shown = await cli();
+    expect(shown.code).toBe(0);
+    // What a record says is shown, never interpreted by the terminal.
+    expect(shown.stdout).toContain('Sheriff \\u001b[2J');
+    expect(shown.stdout).not.toContain('\u001b');
+
+    writeFileSync(join(folder, 'disclosures', '2.json'), record(3));
+    writeFileSync(join(folder, 'disclosures', '3.json'), record(3, { manifestSha256: 'b'.repeat(64) }));
+    writeFileSync(join(folder, 'disclosures', '4.json'), record(4, { incident: '20261128T120000Z-aaaa' }));
+    writeFileSync(join(folder, 'disclosures', '5.json'), record(5).replace('SUB-1', 'SUB-2'));
+    writeFileSync(join(folder, 'disclosures', 'extra.txt'), 'x');
+    const problems = await failed();
+    expect(problems).toEqual([
+      expect.stringMatching(/^disclosure disclosures\/2\.json: it is numbered 3, its file 2\.json$/),
+      expect.stringMatching(/^disclosure disclosures\/3\.json: it names manifest SHA-256 "b{64}", this manifest\.json is [0-9a-f]{64}$/),
+      expect.stringMatching(/^disclosure disclosures\/4\.json: it is for incident "20261128T120000Z-aaaa"/),
+      expect.stringMatching(/^disclosure disclosures\/5\.json: the signature does not verify under the trusted key: the record was altered/),
+      'disclosure disclosures/extra.txt: not a disclosure record (disclosures/<n>.json): not covered by any signature',
+    ]);
   });
 
   it('verifies after later audit entries and a torn tail past the seal', async () => {

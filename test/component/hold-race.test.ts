@@ -67,7 +67,7 @@ async function openNode(dir: string, clock: ManualClock, steps: StepSource, size
     enabledCameras: ['cam'], configuredCameras: ['cam'], writing: () => false,
     sealedDir: join(dir, 'incidents'), segmentSeconds: 1, disposeNeedsSync: false,
     ring, audit, key: await loadOrCreateNodeKey(stateDir), steps,
-    clockSynced: () => true, kbps: () => 0, downIntervals: () => [],
+    clockSynced: () => true, kbps: () => 0, downIntervals: () => [], upstreamPrefix: null,
   });
   wired.book = incidents.book;
   for (const c of incidents.early ?? []) await c.start(new AbortController().signal);

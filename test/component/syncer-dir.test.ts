@@ -127,6 +127,8 @@ function recording(rig: Rig, inner: ObjectStore, root: string): ObjectStore {
     describe: () => inner.describe(),
     probe: () => inner.probe(),
     isStored: (...a) => inner.isStored(...a),
+    list: (prefix) => inner.list(prefix),
+    get: (key) => inner.get(key),
     upload: async (key, ...rest) => {
       const folder = join(root, dirname(key));
       const before = new Map<string, number>();

@@ -55,6 +55,15 @@ export async function probeDuration(path: string): Promise<number | null> {
 }
 
 /** PIDs of ffmpeg processes with an argument under `<storage>/segments/` (read from /proc). */
+/** Teardown: the agent's process group, then any ffmpeg still writing under `storagePath` (orphaned by a kill). */
+export async function killAgentAndRecorders(agent: { killGroup(): void; exited: Promise<unknown> } | undefined, storagePath: string): Promise<void> {
+  agent?.killGroup();
+  await agent?.exited;
+  for (const pid of await recorderPids(storagePath)) {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+}
+
 export async function recorderPids(storagePath: string): Promise<number[]> {
   const prefix = `${join(storagePath, 'segments')}/`;
   const pids: number[] = [];

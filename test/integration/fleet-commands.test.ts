@@ -132,7 +132,11 @@ describe('retained status and last will', () => {
     const started = node.agent.find((l) => l.msg === 'agent started')!;
     expect(started['publicKey']).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     const online = await waitFor(() => statusOf(watcher.got).find((m) => (m.body as { online?: boolean }).online === true), 'status online', 15_000);
-    expect(online.body).toEqual({ online: true, version: VERSION, since: expect.stringMatching(ISO), publicKey: started['publicKey'], commands: 'signed' });
+    expect(online.body).toEqual({
+      online: true, version: VERSION, since: expect.stringMatching(ISO), publicKey: started['publicKey'], commands: 'signed',
+      // CONTRACT §7: every key the node used, first used when it was made (this fresh node: at start).
+      keys: [{ publicKey: started['publicKey'], firstUsed: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.000Z$/) }],
+    });
     expect(Buffer.from(started['publicKey'] as string, 'base64')).toHaveLength(32);
 
     // The whole process group dies at once, as systemd does it: only the will can say so.

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signingWith, type Signing } from '../../src/ops/signer.js';
 import { baseConfig, runCli, RunningAgent, tempDir, waitFor, writeConfig, type CliResult } from '../helpers/agent.js';
 import { startMosquitto, stopAllMosquittos, type Mosquitto } from '../helpers/mosquitto.js';
-import { recorderPids } from '../helpers/segments.js';
+import { killAgentAndRecorders } from '../helpers/segments.js';
 
 const run = promisify(execFile);
 const NODE = 'node-1';
@@ -58,11 +58,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
-  agent?.killGroup();
-  await agent?.exited;
-  for (const pid of await recorderPids(join(dir, 'storage'))) {
-    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-  }
+  await killAgentAndRecorders(agent, join(dir, 'storage'));
   await rm(dir, { recursive: true, force: true });
   await stopAllMosquittos();
 });

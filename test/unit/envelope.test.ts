@@ -57,3 +57,15 @@ describe('a lock needs a post-roll', () => {
     try { validateConfig(config); } catch (err) { expect((err as ConfigError).problems).toEqual(['incident.postRoll: must be longer than 0']); }
   });
 });
+
+describe('a disclosure needs its legal basis (CONTRACT §7)', () => {
+  const good = { incident: '20261201T100000Z-abcd', legalBasis: 'subpoena', reference: 'SUB-1', agency: 'Sheriff', requestedBy: 'Det. K' };
+  it('names each missing or bad field', () => {
+    expect(parseArgs('disclose', good)).toEqual(good);
+    const { legalBasis: _omit, ...noBasis } = good;
+    expect(() => parseArgs('disclose', noBasis)).toThrow('disclose: legalBasis: must be "subpoena" or "court-order" (the legal basis of the request)');
+    expect(() => parseArgs('disclose', { ...good, legalBasis: 'asked nicely' })).toThrow('disclose: legalBasis: must be "subpoena" or "court-order"');
+    expect(() => parseArgs('disclose', { ...good, reference: '', agency: undefined })).toThrow(/^disclose: reference: must not be empty .*; agency: required$/);
+    expect(() => parseArgs('disclose', { ...good, warrant: true })).toThrow('disclose: unknown argument "warrant"');
+  });
+});

@@ -61,6 +61,6 @@ describe('layout', () => {
     for (const m of ['recordingModule', 'incidentsModule', 'syncModule', 'fleetModule', 'controlModule']) expect(agent).toContain(`${m}(`);
     // No component is constructed in the composition root beyond the shared core.
     const built = [...agent.matchAll(/new ([A-Z]\w+)\(/g)].map((m) => m[1]!).filter((n) => !n.endsWith('Error') && n !== 'Set').sort();
-    expect(built).toEqual(['AuditLog', 'ClockStatus', 'ClockSteps', 'CommandHandlers', 'ComponentGroup', 'EventBus', 'Faults', 'Health']);
+    expect(built).toEqual(['AuditLog', 'ClockStatus', 'ClockSteps', 'CommandHandlers', 'ComponentGroup', 'EventBus', 'Faults', 'Health', 'KeyHistory']);
   });
 });
