@@ -163,7 +163,7 @@ export class Agent {
       configuredCameras: config.cameras.map((c) => c.id), segmentSeconds: config.recording.segmentSeconds,
       writing: (camera) => recording.writing(camera), ffmpegPath: this.deps.ffmpegPath,
     });
-    const sync = syncModule({ ...base, config, book: incidents.book, damaged: incidents.damaged, sealedDir, keyHistory });
+    const sync = syncModule({ ...base, config, book: incidents.book, damaged: incidents.damaged, sealedDir, keyHistory, audit, key });
     const fleet = config.mqtt
       ? fleetModule({
         ...base, mqtt: config.mqtt, fleet: config.fleet, node: config.node, handlers, state: () => this.state(), publicKey: key.publicKeyBase64, keys: () => keyHistory.list(),
@@ -244,7 +244,7 @@ export class Agent {
   /** The state document of CONTRACT §3. */
   async state(): Promise<StatePayload> {
     const health = this.built ? await this.built.health.read() : UNKNOWN_HEALTH;
-    return buildState(this.clock.now(), this.status(), { ...health, faults: this.faults.list() }, this.syncStatus());
+    return buildState(this.clock.now(), this.status(), { ...health, faults: this.faults.list() }, this.syncStatus(), this.built?.sync.auditHead());
   }
 
   /** The fake backend's button (demo: Enter; `run` with button.backend fake: a line on stdin). */

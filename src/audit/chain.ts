@@ -98,10 +98,10 @@ export class ChainWalker {
 
 export interface RawLine { bytes: Buffer; terminated: boolean }
 
-/** A file's lines as exact bytes (no decoding, no CR handling: hashes need the stored bytes). */
-export async function* readRawLines(path: string): AsyncGenerator<RawLine> {
+/** A file's lines as exact bytes (no decoding, no CR handling: hashes need the stored bytes), from byte `start`. */
+export async function* readRawLines(path: string, start = 0): AsyncGenerator<RawLine> {
   let pending: Buffer[] = [];
-  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
+  for await (const chunk of createReadStream(path, { start }) as AsyncIterable<Buffer>) {
     let from = 0;
     for (let nl = chunk.indexOf(0x0a, from); nl >= 0; nl = chunk.indexOf(0x0a, from)) {
       pending.push(chunk.subarray(from, nl));

@@ -8,7 +8,8 @@ import { createHash, createPublicKey } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ChainWalker, GENESIS_PREV, readRawLines, type AuditHead } from './chain.js';
+import { ChainWalker, GENESIS_PREV, type AuditHead } from './chain.js';
+import { openAuditSource } from './source.js';
 import { isPublicKeyBase64, publicKeyBase64 } from './keys.js';
 import { manifestSha256, verifyManifestSignature } from './manifest.js';
 import { parseJsonStrict } from '../platform/json.js';
@@ -204,22 +205,26 @@ function describeRecord(folder: RecordDir, record: Record<string, unknown>): str
  */
 async function checkAudit(path: string, anchorValue: unknown, incidentId: string | undefined, sha: string,
   add: (ok: boolean, check: string, detail: string) => void): Promise<void> {
-  const anchor = anchorValue as Partial<AuditHead> | undefined;
-  if (!anchor || !Number.isSafeInteger(anchor.seq) || typeof anchor.head !== 'string' || !HEX64.test(anchor.head)) {
+  const claimed = anchorValue as Partial<AuditHead> | undefined;
+  if (!claimed || !Number.isSafeInteger(claimed.seq) || typeof claimed.head !== 'string' || !HEX64.test(claimed.head)) {
     add(false, 'audit anchor', 'the manifest has no valid "audit" member ({seq, head})');
     return;
   }
+  const anchor = claimed as AuditHead;
   try {
     await stat(path);
   } catch (err) {
     add(false, 'audit chain', `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
     return;
   }
-  const walker = new ChainWalker();
-  // Anchored before the first entry (an empty log): the seal must be the first entry.
-  let anchorFound = anchor.seq === 0 && anchor.head === GENESIS_PREV;
-  if (anchorFound) add(true, 'audit anchor', 'before the first entry');
-  for await (const { bytes, terminated } of readRawLines(path)) {
+  // A file (rotated or whole) or a folder of the chunks shipped upstream (CONTRACT §7).
+  const source = await openAuditSource(path);
+  const walker = new ChainWalker(source.start);
+  // Anchored before the first entry (an empty log): the seal must be the first entry; in a
+  // rotated log, anchored on the last entry dropped: the seal is the file's first.
+  let anchorFound = (anchor.seq === 0 && anchor.head === GENESIS_PREV) || (source.start !== undefined && anchor.seq === source.start.seq && anchor.head === source.start.head);
+  if (anchorFound) add(true, 'audit anchor', anchor.seq === 0 ? 'before the first entry' : `seq ${anchor.seq}, the last entry rotated off before this copy begins`);
+  for await (const { bytes, terminated } of source.lines()) {
     const r = walker.next(bytes, terminated);
     if (!r.ok) {
       add(false, 'audit chain', `broken at line ${r.line}${r.seq === null ? '' : ` (seq ${r.seq})`}, before the seal entry: ${r.reason}`);
@@ -233,7 +238,7 @@ async function checkAudit(path: string, anchorValue: unknown, incidentId: string
         : `seq ${r.seq}'s line hashes to ${r.hash}, the manifest says ${anchor.head}: the log was rewritten`);
       continue;
     }
-    add(true, 'audit chain', `whole from the first entry to the seal entry (seq ${r.seq})`);
+    add(true, 'audit chain', `whole from ${source.start ? `seq ${source.start.seq + 1}` : 'the first entry'} to the seal entry (seq ${r.seq})`);
     const e = r.entry;
     const problems: string[] = [];
     if (e.type !== 'seal') problems.push(`seq ${r.seq} after the anchor is a "${e.type}" entry, not "seal"`);
@@ -244,9 +249,14 @@ async function checkAudit(path: string, anchorValue: unknown, incidentId: string
     add(problems.length === 0, 'audit seal', problems.length === 0 ? `seq ${r.seq} seals incident ${incidentId} with this manifest's SHA-256` : problems.join('; '));
     return;
   }
-  if (!anchorFound) add(false, 'audit anchor', `seq ${anchor.seq} is not in the log (it ends at seq ${walker.head.seq})`);
+  if (!anchorFound) {
+    const begins = (source.start?.seq ?? 0) + 1;
+    add(false, 'audit anchor', anchor.seq < begins
+      ? `seq ${anchor.seq} is not in this copy: it begins at seq ${begins} (rotated off the node; check against the chunks upstream, audit/<log-id>/)`
+      : `seq ${anchor.seq} is not in the log (it ends at seq ${walker.head.seq})`);
+  }
   else {
-    add(true, 'audit chain', `whole from the first entry to the anchor (seq ${anchor.seq})`);
+    add(true, 'audit chain', `whole from ${source.start ? `seq ${source.start.seq + 1}` : 'the first entry'} to the anchor (seq ${anchor.seq})`);
     add(false, 'audit seal', 'no entry follows the anchor: the seal entry is missing');
   }
 }

@@ -3,7 +3,7 @@
 // the manifest's SHA-256), dispose, forced dispose and every deletion of footage by the ring.
 // An append resolves only once its line is on disk (fdatasync), so what is acknowledged is kept.
 // Entry line: {"seq":N,"prev":"<hex>","ts":"<ISO ms>","type":"…",…payload} — chain rules in chain.ts.
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DeletedRun, DeleteReason } from '../store/eviction.js';
 import type { TriggerSigner } from '../incidents/incident.js';
@@ -11,7 +11,7 @@ import type { Component } from '../lifecycle/component.js';
 import { iso, systemClock, type Clock } from '../platform/clock.js';
 import { fsyncDir } from '../platform/durable.js';
 import type { Logger } from '../platform/logger.js';
-import { EMPTY_HEAD, FIRST_SEQ, GENESIS_PREV, sha256Hex, type AuditHead } from './chain.js';
+import { EMPTY_HEAD, FIRST_SEQ, GENESIS_PREV, readRawLines, sha256Hex, type AuditHead } from './chain.js';
 
 export const AUDIT_LOG_FILE = 'audit.log';
 
@@ -45,6 +45,12 @@ export interface AuditPayloads {
    * agency, requester, the manifest's SHA-256) and, signed, the custodian and the JWS itself.
    */
   disclose: { incident: string; disclosure: object; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string };
+  /**
+   * Entries up to `dropped` (shipped upstream and stored there) are about to be rotated off the
+   * node (CONTRACT §7): every incident not disposed, whole, so that recovery of the book starts
+   * here; `dropped` is the last entry removed, where this file's chain now begins.
+   */
+  checkpoint: { dropped: { seq: number; hash: string }; incidents: AuditIncident[] };
   /** Signed commands refused in one minute (CONTRACT §7): how many, and why (the most common reasons). */
   refused: { from: string; to: string; count: number; reasons: Record<string, number> };
   /** Footage a prune pass deletes, written before its unlinks: one entry per reason, contiguous runs per camera. */
@@ -111,6 +117,8 @@ export class AuditLog implements Component {
 
   private async openForAppend(): Promise<void> {
     await mkdir(this.deps.stateDir, { recursive: true });
+    // A rotation cut short by a crash: the log itself was not touched until the rename.
+    await unlink(this.rotateTemp()).catch(() => {});
     // O_APPEND: every write lands at the end whatever else happened to the file.
     const handle = await open(this.path, 'a+', 0o640);
     try {
@@ -154,6 +162,63 @@ export class AuditLog implements Component {
       const payload = await build(anchor);
       return { ...(await this.write(type, payload)), anchor };
     });
+  }
+
+  /**
+   * Rotates the entries up to `throughSeq` off the node (CONTRACT §7), once they are stored
+   * upstream: first a `checkpoint` entry naming the last entry dropped and carrying `incidents`
+   * (every one not disposed), then the rest of the file — from the entry after it, checkpoint
+   * included — written to a new file that replaces the log by rename. A crash before the rename
+   * leaves the whole log with its checkpoint; after it, the shorter one. Appends wait meanwhile.
+   * Resolves with what was dropped, or null when `throughSeq` is not an entry of the file.
+   */
+  rotate(throughSeq: number, incidents: () => AuditIncident[]): Promise<{ dropped: AuditHead; bytesBefore: number; bytesAfter: number } | null> {
+    return this.enqueue(async () => {
+      if (!this.handle || this.unwritable) return null;
+      let offset = 0;
+      let found: { hash: string; end: number } | null = null;
+      for await (const { bytes, terminated } of readRawLines(this.path)) {
+        offset += bytes.length + 1;
+        if (!terminated) break;
+        const seq = parseSeq(bytes);
+        if (seq === throughSeq) {
+          found = { hash: sha256Hex(bytes), end: offset };
+          break;
+        }
+        if (seq !== null && seq > throughSeq) break;
+      }
+      if (!found || found.end > this.size) return null;
+      await this.write('checkpoint', { dropped: { seq: throughSeq, hash: found.hash }, incidents: incidents() });
+      const bytesBefore = this.size;
+      const temp = this.rotateTemp();
+      const out = await open(temp, 'w', 0o640);
+      try {
+        for (let from = found.end; from < this.size; from += TAIL_CHUNK * 16) {
+          const chunk = await this.readRange(from, Math.min(this.size, from + TAIL_CHUNK * 16));
+          for (let off = 0; off < chunk.length;) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
+        }
+        await out.sync();
+      } finally {
+        await out.close();
+      }
+      await rename(temp, this.path);
+      await fsyncDir(this.deps.stateDir);
+      const old = this.handle;
+      this.handle = await open(this.path, 'a+', 0o640);
+      await old.close();
+      this.size = bytesBefore - found.end;
+      this.deps.log.info({ droppedThrough: throughSeq, bytesBefore, bytesAfter: this.size }, 'audit log rotated: entries stored upstream dropped behind a checkpoint');
+      return { dropped: { seq: throughSeq, head: found.hash }, bytesBefore, bytesAfter: this.size };
+    });
+  }
+
+  /** Bytes of the log on disk (whole lines). */
+  bytes(): number {
+    return this.size;
+  }
+
+  private rotateTemp(): string {
+    return join(this.deps.stateDir, `.${AUDIT_LOG_FILE}.rotate.tmp`);
   }
 
   private enqueue<T>(job: () => Promise<T>): Promise<T> {

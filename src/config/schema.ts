@@ -233,7 +233,7 @@ export const configSchema = z.strictObject({
   control: control.prefault({}).describe('Local commands.'),
   upstream: upstream.prefault({}).describe('Where sealed incidents are synced. Omitted: type none.'),
   fleet: fleet.optional().describe('Who may command this node, and how pushed configs and updates prove themselves (rollbackAfter and releaseKey: not built yet, ignored).'),
-  audit: audit.optional().describe('The audit log leaving the node. Not built yet: ignored.'),
+  audit: audit.optional().describe('The audit log leaving the node (with an upstream): chunks, and a signed head every headInterval.'),
   policy: policy.optional().describe('The district policy\'s attestations. Not built yet: ignored.'),
   calls: calls.optional().describe('The phone system\'s call recordings, kept under the same retention. Not built yet: ignored.'),
 }).superRefine((c, ctx) => {
@@ -258,6 +258,6 @@ export function unbuiltSettings(config: Config): string[] {
   if (config.upstream.encryptTo.length > 0) out.push('upstream.encryptTo');
   if (config.fleet?.releaseKey !== undefined) out.push('fleet.releaseKey');
   if (config.fleet && config.fleet.rollbackAfter !== 2 * 60_000) out.push('fleet.rollbackAfter');
-  for (const section of ['audit', 'policy', 'calls'] as const) if (config[section] !== undefined) out.push(section);
+  for (const section of ['policy', 'calls'] as const) if (config[section] !== undefined) out.push(section);
   return out;
 }

@@ -9,10 +9,11 @@ export const UNKNOWN_HEALTH: StatePayload['health'] = {
   load: null, memUsedPct: null, tempC: null, throttled: null, uptimeS: null, clockSynced: null, faults: [],
 };
 
-export function buildState(nowMs: number, status: AgentStatus, health: StatePayload['health'], sync: StatePayload['sync'] = EMPTY_SYNC): StatePayload {
+export function buildState(nowMs: number, status: AgentStatus, health: StatePayload['health'], sync: StatePayload['sync'] = EMPTY_SYNC, audit?: StatePayload['audit']): StatePayload {
   const s = status.storage;
   return {
     ts: iso(nowMs),
+    ...(audit !== undefined ? { audit } : {}),
     cameras: status.cameras.map((c) => ({ id: c.id, state: c.state, lastSegmentAt: c.lastSegmentAt, kbps: c.kbps, restarts: c.restarts })),
     storage: {
       quotaBytes: s?.quotaBytes ?? null,

@@ -33,6 +33,8 @@ export interface SyncProgress {
 
 export interface StatePayload {
   ts: string;
+  /** The last audit head the node signed upstream (CONTRACT §7); only on a node with an upstream, null before its first. */
+  audit?: { logId: string; seq: number; head: string; at: string } | null;
   cameras: CameraState[];
   storage: {
     quotaBytes: number | null;

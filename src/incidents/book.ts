@@ -13,6 +13,7 @@ import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
 import type { LockedRange } from '../store/eviction.js';
 import type { AuditLog, AuditPayloads } from '../audit/log.js';
+import { sha256Hex } from '../audit/chain.js';
 import type { StepSource } from '../platform/clock-steps.js';
 import { CorruptFileError, DurableJsonFile } from '../platform/durable-json.js';
 import {
@@ -508,11 +509,19 @@ export class IncidentBook implements Component {
   private async recover(): Promise<number> {
     const found = new Map<string, Incident>();
     const apply = (line: string): void => {
-      if (!line.includes('"incident"')) return; // a clock entry that moved something names one too
+      // Only entries naming incidents (`incident`, a checkpoint's `incidents`) matter; a clock
+      // entry that moved something names one too.
+      if (!line.includes('"incident')) return;
       let entry: { type?: string; incident?: unknown; trigger?: unknown; end?: unknown; camerasAdded?: unknown };
       try {
         entry = JSON.parse(line) as typeof entry;
       } catch {
+        return;
+      }
+      // A checkpoint (CONTRACT §7) carries every incident not disposed, whole: the log before it
+      // may be rotated off the node, so recovery takes them from here on.
+      if (entry.type === 'checkpoint' && Array.isArray((entry as { incidents?: unknown }).incidents)) {
+        for (const i of (entry as { incidents: unknown[] }).incidents) if (isIncident(i)) found.set(i.id, withCurrentFields(i));
         return;
       }
       // Lock entries, and the extend entries of earlier releases, carry the whole incident.
@@ -559,10 +568,17 @@ export class IncidentBook implements Component {
     for (const name of await readdir(this.deps.sealedDir).catch(() => [] as string[])) {
       if (!INCIDENT_ID.test(name)) continue;
       try {
-        const manifest = JSON.parse(await readFile(join(this.deps.sealedDir, name, 'manifest.json'), 'utf8')) as { incident?: unknown };
+        const bytes = await readFile(join(this.deps.sealedDir, name, 'manifest.json'));
+        const manifest = JSON.parse(bytes.toString('utf8')) as { incident?: unknown };
         if (isIncident(manifest.incident)) {
           const seen = found.get(name);
-          if (!seen || seen.state === 'active' || seen.state === 'sealing') found.set(name, { ...withCurrentFields(manifest.incident), ...(seen ? { notes: seen.notes } : {}), state: 'sealed' });
+          if (!seen || seen.state === 'active' || seen.state === 'sealing') {
+            found.set(name, {
+              ...withCurrentFields(manifest.incident), ...(seen ? { notes: seen.notes } : {}),
+              ...(seen?.disclosures ? { disclosures: seen.disclosures } : {}),
+              state: 'sealed', manifestSha256: sha256Hex(bytes),
+            });
+          }
         }
       } catch { /* a folder without a readable manifest was never sealed */ }
     }

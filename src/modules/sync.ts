@@ -11,28 +11,36 @@ import type { StatePayload } from '../fleet/topics.js';
 import { Syncer } from '../sync/syncer.js';
 import { createStore } from '../sync/target.js';
 import { RecordPublisher } from '../sync/records.js';
-import type { KeyHistory } from '../audit/key-history.js';
+import { keyStamp, type KeyHistory } from '../audit/key-history.js';
+import type { AuditLog } from '../audit/log.js';
+import type { NodeKey } from '../audit/keys.js';
+import { AuditShipper } from '../audit/shipper.js';
 import type { AgentModule, ModuleBase } from './module.js';
 
 export interface SyncDeps extends ModuleBase {
-  config: Pick<Config, 'upstream' | 'node'>;
+  config: Pick<Config, 'upstream' | 'node' | 'audit'>;
   book: IncidentBook;
   damaged: Pick<DamagedIncidents, 'has' | 'setAside'>;
   /** storage.path/incidents */
   sealedDir: string;
   /** Learns the keys published upstream (an earlier SD card's) once the node's own records are up. */
-  keyHistory: Pick<KeyHistory, 'learnFrom' | 'list'>;
+  keyHistory: Pick<KeyHistory, 'learnFrom' | 'list' | 'own'>;
+  /** The audit log goes upstream too (CONTRACT §7), signed with the node's key. */
+  audit: AuditLog;
+  key: Pick<NodeKey, 'publicKeyBase64' | 'sign'>;
 }
 
 export interface SyncModule extends AgentModule {
   status(): StatePayload['sync'];
+  /** The last audit head signed upstream; undefined without an upstream. */
+  auditHead(): StatePayload['audit'];
 }
 
 export function syncModule(deps: SyncDeps): SyncModule {
   const { config, log, clock, events, faults } = deps;
   const upstream = config.upstream;
   if (upstream.type === 'none') {
-    return { name: 'sync', components: [], commands: { sync: async () => ({ queued: 0 }) }, status: () => EMPTY_SYNC };
+    return { name: 'sync', components: [], commands: { sync: async () => ({ queued: 0 }) }, status: () => EMPTY_SYNC, auditHead: () => undefined };
   }
   const syncLog = log.child({ component: 'sync' });
   const keyPrefix = `${upstream.prefix}/${config.node.id}`;
@@ -55,10 +63,19 @@ export function syncModule(deps: SyncDeps): SyncModule {
     }),
   });
   events.on('upstream.queued', () => records.current()?.poke());
+  const shipper = new AuditShipper({
+    stateDir: config.node.stateDir, nodeId: config.node.id, audit: deps.audit, key: deps.key,
+    logId: () => keyStamp(deps.keyHistory.own().firstUsed),
+    headIntervalMs: config.audit?.headInterval ?? 5 * 60_000,
+    incidents: () => deps.book.list().filter((i) => i.state !== 'disposed'),
+    queued: () => records.current()?.poke(),
+    clock, log: log.child({ component: 'audit-upstream' }),
+  });
   syncLog.info({ upstream: upstream.type === 'dir' ? upstream.path : `s3://${upstream.bucket}`, maxRate: upstream.maxRate ?? null, window: upstream.window ?? null }, 'upstream sync');
   return {
     name: 'sync',
-    components: [syncer, records],
+    components: [syncer, records, shipper],
+    auditHead: () => shipper.head(),
     commands: {
       // Retry now: a failing target is built again (a fixed credentials file needs no restart).
       sync: async () => {

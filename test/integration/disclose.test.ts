@@ -53,6 +53,7 @@ beforeAll(async () => {
     control: { socket: join(dir, 'control.sock') },
     mqtt: { url: broker.url, ca: broker.caFile, cert: node.cert, key: node.key, keepalive: '2s', stateInterval: '60s' },
     upstream: s3Upstream(s3, BUCKET, await writeS3Credentials(dir)),
+    audit: { headInterval: '2s' },
   }));
   agent = await startAgent();
 }, 90_000);
@@ -238,6 +239,33 @@ describe('disclose, the examiner\'s bundle and the key history (real broker, rea
     const ok = await runCli(['evidence', 'verify', join(fresh, incident), '--key', publicKey]);
     expect(ok.code, ok.stdout).toBe(0);
     expect(ok.stdout).toContain('disclosures/2.json: signed disclosure');
+  }, 60_000);
+
+  it('the audit log\'s head is signed upstream: the node\'s log checks against it, and a tail cut off is seen', async () => {
+    const log = join(dir, 'state', 'audit.log');
+    const lines = (await readFile(log, 'utf8')).trim().split('\n');
+    const disclosed = lines.map((l) => JSON.parse(l) as { seq: number; type: string }).filter((e) => e.type === 'disclose').at(-1)!;
+    // A head at or past the last disclosure, upstream under this key's series, and in the state.
+    const logId = (JSON.parse(await readFile(join(dir, 'state', 'node-keys.json'), 'utf8')) as { keys: { firstUsed: string }[] }).keys[0]!.firstUsed.replace(/[-:]/g, '').replace('.000Z', 'Z');
+    const heads = `${UP}/audit/${logId}/heads`;
+    await waitFor(async () => {
+      const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `${heads}/` }));
+      return (listed.Contents ?? []).some((o) => Number(o.Key!.split('/').at(-1)!.replace('.json', '')) >= disclosed.seq);
+    }, 'a signed head covering the disclosure upstream', 30_000, 250);
+    const state = await local('state', {}) as { audit?: { logId: string; seq: number; head: string } };
+    expect(state.audit).toMatchObject({ logId, seq: expect.any(Number), head: expect.stringMatching(/^[0-9a-f]{64}$/) });
+
+    const copy = join(dir, 'examiner-heads');
+    await download(`${UP}/audit/${logId}`, copy);
+    const whole = await runCli(['audit', 'verify', '--log', log, '--key', publicKey, '--heads', join(copy, 'heads')]);
+    expect(whole.code, whole.stdout).toBe(0);
+    expect(whole.stdout).toMatch(/signed heads: \d+ of \d+ checked against the log, all match/);
+    // The same log with its last entries cut off (a copy: the node's own stays whole).
+    const cut = join(dir, 'audit-cut.log');
+    await writeFile(cut, `${lines.slice(0, Math.max(1, disclosed.seq - 3)).join('\n')}\n`);
+    const detected = await runCli(['audit', 'verify', '--log', cut, '--key', publicKey, '--heads', join(copy, 'heads')]);
+    expect(detected.code, detected.stdout).toBe(1);
+    expect(detected.stdout).toMatch(/but the node signed a head at seq \d+ at .*: entries after seq \d+ were cut off/);
   }, 60_000);
 
   it('status lists the key history; after the SD card is replaced the old manifest verifies against the published history', async () => {

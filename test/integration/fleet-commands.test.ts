@@ -242,7 +242,10 @@ describe.each([5, '3.1.1'] as Version[])('every command over MQTT %s', (version)
       sync: { queued: 0, bytesPending: 0, lastError: null, current: null },
       health: { load: expect.any(Number), memUsedPct: expect.any(Number), uptimeS: expect.any(Number) },
     });
-    expect(Object.keys(data).sort()).toEqual(['cameras', 'health', 'incidents', 'storage', 'sync', 'ts']);
+    // With an upstream the state also names the last audit head signed upstream (CONTRACT §7).
+    expect(Object.keys(data).sort()).toEqual(['audit', 'cameras', 'health', 'incidents', 'storage', 'sync', 'ts']);
+    const audit = data['audit'] as { logId: string; seq: number; head: string; at: string } | null;
+    if (audit !== null) expect(audit).toEqual({ logId: expect.stringMatching(/^\d{8}T\d{6}Z$/), seq: expect.any(Number), head: expect.stringMatching(/^[0-9a-f]{64}$/), at: expect.stringMatching(ISO) });
     // The very document of the reply went out on the state topic, and stays there retained.
     await waitFor(() => watch.got.find((m) => (m.body as { ts?: string }).ts === data['ts']), 'the re-published state', 5_000);
     expect(watch.got.find((m) => (m.body as { ts?: string }).ts === data['ts'])!.body).toEqual(data);

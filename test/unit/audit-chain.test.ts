@@ -2,7 +2,7 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { describe, expect, it } from 'vitest';
-import { GENESIS_PREV, sha256Hex } from '../../src/audit/chain.js';
+import { ChainWalker, GENESIS_PREV, sha256Hex } from '../../src/audit/chain.js';
 import { isPublicKeyBase64, publicKeyBase64, publicKeyFromBase64, verifyEd25519 } from '../../src/audit/keys.js';
 import { manifestSigningBytes, signManifest, verifyManifestSignature, type UnsignedManifest } from '../../src/audit/manifest.js';
 import { verifyAuditLog } from '../../src/audit/verify.js';
@@ -143,5 +143,19 @@ describe('manifest signature', () => {
     expect(verifyManifestSignature(edited, key.publicKeyBase64).ok).toBe(false);
     expect(verifyManifestSignature({ ...m, signature: { ...m.signature, alg: 'rsa' } }, key.publicKeyBase64).ok).toBe(false);
     expect(verifyManifestSignature({ ...m, signature: undefined }, key.publicKeyBase64).ok).toBe(false);
+  });
+});
+
+describe('a log that begins later (rotated behind a checkpoint, or shipped from the middle)', () => {
+  it('continues from the given start, and breaks on a line that does not', () => {
+    const lines = chain(6);
+    const start = { seq: 3, head: sha256Hex(lines[2]!) };
+    const walker = new ChainWalker(start);
+    expect(walker.next(Buffer.from(lines[3]!))).toMatchObject({ ok: true, seq: 4 });
+    expect(walker.next(Buffer.from(lines[4]!))).toMatchObject({ ok: true, seq: 5 });
+    expect(walker.head).toEqual({ seq: 5, head: sha256Hex(lines[4]!) });
+    const wrong = new ChainWalker({ seq: 3, head: sha256Hex('something else') });
+    expect(wrong.next(Buffer.from(lines[3]!))).toMatchObject({ ok: false, seq: 4, reason: expect.stringMatching(/^prev does not match/) });
+    expect(new ChainWalker(start).next(Buffer.from(lines[4]!))).toMatchObject({ ok: false, reason: expect.stringMatching(/^seq 5 follows seq 3/) });
   });
 });
