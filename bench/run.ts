@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const BENCHMARKS = ['agent-overhead', 'scan', 'pruning', 'lock-latency', 'seal', 'ctl-nodes', 'ping', 'telemetry-cpu', 'sync-link', 'still', 'footage', 'hold-latency'];
+const BENCHMARKS = ['agent-overhead', 'scan', 'pruning', 'lock-latency', 'seal', 'ctl-nodes', 'ping', 'telemetry-cpu', 'sync-link', 'still', 'footage', 'hold-latency', 'audit-upstream'];
 
 function run(name: string): Promise<number | null> {
   const script = fileURLToPath(new URL(`./${name}.js`, import.meta.url));

@@ -24,12 +24,32 @@ export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<voi
   });
 }
 
-/** Aborts when either does (AbortSignal.any is newer than some Node 20 releases). */
-export function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+/**
+ * A signal that aborts when either does (AbortSignal.any is newer than some Node 20 releases),
+ * and `dispose` to take its listeners off both again: a loop that waits on a long-lived signal
+ * each time round would otherwise pile up one listener per wait.
+ */
+export function anySignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose(): void } {
   const both = new AbortController();
   const abort = (): void => both.abort();
+  const dispose = (): void => {
+    a.removeEventListener('abort', abort);
+    b.removeEventListener('abort', abort);
+  };
   if (a.aborted || b.aborted) both.abort();
-  a.addEventListener('abort', abort, { once: true });
-  b.addEventListener('abort', abort, { once: true });
-  return both.signal;
+  else {
+    a.addEventListener('abort', abort, { once: true });
+    b.addEventListener('abort', abort, { once: true });
+  }
+  return { signal: both.signal, dispose };
+}
+
+/** Sleeps until `ms` pass or either signal aborts, leaving no listener behind. */
+export async function sleepUntilEither(sleep: (ms: number, signal: AbortSignal) => Promise<void>, ms: number, a: AbortSignal, b: AbortSignal): Promise<void> {
+  const either = anySignal(a, b);
+  try {
+    await sleep(ms, either.signal);
+  } finally {
+    either.dispose();
+  }
 }

@@ -12,7 +12,7 @@ import type { Component } from '../lifecycle/component.js';
 import { backoffDelay, type BackoffPolicy } from '../lifecycle/backoff.js';
 import { fsyncDir, mkdirsDurable, writeFileDurable } from '../platform/durable.js';
 import type { Logger } from '../platform/logger.js';
-import { anySignal, sleepUnlessAborted } from '../platform/timers.js';
+import { sleepUnlessAborted, sleepUntilEither } from '../platform/timers.js';
 import { UploadError, type ObjectStore, type UploadIo } from './store.js';
 
 export const UPSTREAM_DIR = 'upstream';
@@ -139,7 +139,7 @@ export class RecordPublisher implements Component {
         waitMs = backoffDelay(failures, this.deps.backoff ?? RETRY, this.deps.random);
         if (failures === 1 || failures % 10 === 0) this.deps.log.warn({ reason: this.lastError, retryInMs: waitMs }, 'upstream records could not be sent; will retry');
       }
-      await sleep(waitMs, anySignal(this.stopper.signal, this.wake.signal));
+      await sleepUntilEither(sleep, waitMs, this.stopper.signal, this.wake.signal);
     }
   }
 

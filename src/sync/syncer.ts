@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Component } from '../lifecycle/component.js';
 import { backoffDelay, type BackoffPolicy } from '../lifecycle/backoff.js';
 import type { Clock } from '../platform/clock.js';
-import { anySignal, sleepUnlessAborted as defaultSleep } from '../platform/timers.js';
+import { sleepUnlessAborted as defaultSleep, sleepUntilEither } from '../platform/timers.js';
 import { iso } from '../platform/clock.js';
 import { faultPoint } from '../platform/fault.js';
 import type { Logger } from '../platform/logger.js';
@@ -262,7 +262,7 @@ export class Syncer implements Component {
       this.wake = new AbortController();
       const next = this.next();
       if ('waitMs' in next) {
-        await sleep(next.waitMs, anySignal(this.stopper.signal, this.wake.signal));
+        await sleepUntilEither(sleep, next.waitMs, this.stopper.signal, this.wake.signal);
         continue;
       }
       await this.send(next.incident);
