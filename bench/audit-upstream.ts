@@ -47,7 +47,7 @@ async function shipping(root: string): Promise<{ pass: number[]; passCpu: number
   const publisher = new RecordPublisher({ stateDir, keyPrefix: 'incidents/n', openStore: async () => new DirStore(share), log: silentLogger() });
   await publisher.start();
   const make = (): AuditShipper => new AuditShipper({
-    stateDir, nodeId: 'n', audit, key, logId: () => '20261101T080000Z', headIntervalMs: 5 * 60_000, incidents: () => [],
+    stateDir, nodeId: 'n', audit, key, logId: () => '20261101T080000Z', headIntervalMs: 5 * 60_000, rotate: (through, opts) => audit.rotate(through, () => [], opts),
     queued: () => publisher.poke(), clock, log: silentLogger(), keepBytes: KEEP, timers: noTimers,
   });
   let shipper = make();

@@ -13,8 +13,11 @@ export interface AgentEvents {
   'incident.sealed': { incident: string };
   'incident.disposed': { incident: string };
   'incident.synced': { incident: string };
-  /** Footage handed over on a legal basis (CONTRACT §7); `n` numbers its record. */
-  'incident.disclosed': { incident: string; n: number; legalBasis: string; reference: string; agency: string };
+  /**
+   * Footage handed over on a legal basis (CONTRACT §7); `n` numbers its record. Every viewer
+   * reads events: the reference and agency stay in the record, the book and the audit log.
+   */
+  'incident.disclosed': { incident: string; n: number; legalBasis: string };
   'incident.damaged': { incident: string; reason: string };
   'sync.failed': { incident: string; reason: string; permanent: boolean };
   'button.pressed': { at: string };

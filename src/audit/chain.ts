@@ -98,10 +98,14 @@ export class ChainWalker {
 
 export interface RawLine { bytes: Buffer; terminated: boolean }
 
-/** A file's lines as exact bytes (no decoding, no CR handling: hashes need the stored bytes), from byte `start`. */
-export async function* readRawLines(path: string, start = 0): AsyncGenerator<RawLine> {
+/**
+ * A file's lines as exact bytes (no decoding, no CR handling: hashes need the stored bytes), from
+ * byte `start`, and up to byte `end` (exclusive) when given: a writer's acknowledged length.
+ */
+export async function* readRawLines(path: string, start = 0, end?: number): AsyncGenerator<RawLine> {
   let pending: Buffer[] = [];
-  for await (const chunk of createReadStream(path, { start }) as AsyncIterable<Buffer>) {
+  if (end !== undefined && end <= start) return;
+  for await (const chunk of createReadStream(path, { start, ...(end !== undefined ? { end: end - 1 } : {}) }) as AsyncIterable<Buffer>) {
     let from = 0;
     for (let nl = chunk.indexOf(0x0a, from); nl >= 0; nl = chunk.indexOf(0x0a, from)) {
       pending.push(chunk.subarray(from, nl));

@@ -9,6 +9,7 @@ import { createHash, createPublicKey } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseJsonStrict } from '../platform/json.js';
+import { printable } from '../ops/printable.js';
 import { RECORD_DIRS } from '../incidents/records.js';
 import { KEYS_PREFIX, parseKeyObject, type KnownKey } from './key-history.js';
 import { publicKeyFromBase64 } from './keys.js';
@@ -16,6 +17,9 @@ import { manifestSigningBytes } from './manifest.js';
 import { EvidenceUsageError, MANIFEST_FILE, renderEvidenceReport, resolveTrustedKey, verifyEvidence } from './evidence.js';
 
 interface Out { write(s: string): unknown }
+
+/** What a clip, incident or node name may be in a bundle (camera ids and incident ids are narrower). */
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** Where the trusted key came from: said in the output and the bundle's README. */
 type KeySource = { kind: 'given'; arg: string } | { kind: 'history'; key: KnownKey; dir: string } | { kind: 'manifest' };
@@ -57,7 +61,7 @@ export async function evidenceExportCommand(dir: string, opts: { out: string; ke
     trusted = await trustedKeyFor(dir, opts.key);
   } catch (e) {
     if (!(e instanceof EvidenceUsageError)) throw e;
-    err.write(`camnode: ${e.message}\n`);
+    err.write(`camnode: ${printable(e.message)}\n`);
     return 2;
   }
 
@@ -65,13 +69,19 @@ export async function evidenceExportCommand(dir: string, opts: { out: string; ke
   const report = await verifyEvidence({ dir, trustedKey: trusted.key });
   if (!report.ok) {
     out.write(renderEvidenceReport(dir, report));
-    err.write(`camnode: ${dir} does not verify; no bundle was written\n`);
+    err.write(`camnode: ${printable(dir)} does not verify; no bundle was written\n`);
     return 1;
   }
   const manifestBytes = await readFile(join(dir, MANIFEST_FILE));
   const manifest = parseJsonStrict(manifestBytes.toString('utf8')) as {
     incident: { id: string; node?: string }; files: { name: string; sha256: string; bytes: number }[]; signature: { value: string };
   };
+  // Names become paths, SHA256SUMS lines and shell commands in the README: only plain ones.
+  const unsafe = [manifest.incident.id, manifest.incident.node ?? 'node', ...manifest.files.map((f) => f.name)].filter((n) => typeof n !== 'string' || !SAFE_NAME.test(n));
+  if (unsafe.length > 0) {
+    err.write(`camnode: ${printable(dir)}: the manifest names ${unsafe.map((n) => JSON.stringify(printable(String(n)))).join(', ')}, not plain names (letters, digits, . _ -); no bundle was written\n`);
+    return 1;
+  }
 
   const partial = join(dirname(resolve(opts.out)), `.${basename(opts.out)}.partial-${process.pid}`);
   await rm(partial, { recursive: true, force: true });
@@ -84,7 +94,7 @@ export async function evidenceExportCommand(dir: string, opts: { out: string; ke
   };
   try {
     const pem = publicKeyFromBase64(trusted.key).export({ format: 'pem', type: 'spki' }).toString();
-    await writeFile(join(partial, 'public-key.pem'), pem);
+    await put('public-key.pem', pem);
     // The signed bytes and the raw signature, for each signed document.
     const signed = async (name: string, bytes: Buffer): Promise<void> => {
       const doc = parseJsonStrict(bytes.toString('utf8')) as { signature: { value: string } };
@@ -121,7 +131,7 @@ export async function evidenceExportCommand(dir: string, opts: { out: string; ke
     await rm(partial, { recursive: true, force: true });
     throw e;
   }
-  out.write(`bundle ${opts.out}: incident ${manifest.incident.id}, ${manifest.files.length} clip(s), ${files.length - manifest.files.length - 1} signed file(s) and README.txt\n`);
+  out.write(`bundle ${printable(opts.out)}: incident ${manifest.incident.id}, ${manifest.files.length} clip(s), ${files.length - manifest.files.length - 1} signed file(s) and README.txt\n`);
   out.write(keyLine(trusted.source, trusted.key));
   out.write(`check it: cd ${opts.out} && sha256sum -c SHA256SUMS && openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in manifest.signed -sigfile manifest.sig\n`);
   return 0;
@@ -158,8 +168,9 @@ function bundleReadme(b: {
     '  2. The node signed the manifest:',
     '       openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in manifest.signed -sigfile manifest.sig',
     '     prints "Signature Verified Successfully".',
-    '  3. The clips are the ones signed: each clip\'s SHA-256 appears in manifest.signed, e.g.',
-    ...b.clips.map((c) => `       sha256sum ${c.name}; grep -c ${c.sha256} manifest.signed`),
+    '  3. The clips are the ones signed: manifest.signed names each clip with its SHA-256 side by side;',
+    '     each of these prints 1:',
+    ...b.clips.map((c) => `       grep -c "\\"name\\":\\"${c.name}\\",\\"sha256\\":\\"$(sha256sum ${c.name} | cut -c1-64)\\"" manifest.signed`),
     ...(b.records.length > 0 ? [
       '  4. Each later record is signed by the same key:',
       ...b.records.map((r) => `       openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in ${r}.signed -sigfile ${r}.sig`),

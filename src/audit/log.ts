@@ -165,19 +165,21 @@ export class AuditLog implements Component {
   }
 
   /**
-   * Rotates the entries up to `throughSeq` off the node (CONTRACT §7), once they are stored
+   * Rotates the entries up to `through` off the node (CONTRACT §7), once they are stored
    * upstream: first a `checkpoint` entry naming the last entry dropped and carrying `incidents`
    * (every one not disposed), then the rest of the file — from the entry after it, checkpoint
    * included — written to a new file that replaces the log by rename. A crash before the rename
    * leaves the whole log with its checkpoint; after it, the shorter one. Appends wait meanwhile.
-   * Resolves with what was dropped, or null when `throughSeq` is not an entry of the file.
+   * Resolves with what was dropped, or null when `through` is not an entry of the file (seq and
+   * hash) or dropping up to it would free less than `minDropBytes`.
    */
-  rotate(throughSeq: number, incidents: () => AuditIncident[]): Promise<{ dropped: AuditHead; bytesBefore: number; bytesAfter: number } | null> {
+  rotate(through: AuditHead, incidents: () => AuditIncident[], opts: { minDropBytes?: number } = {}): Promise<{ dropped: AuditHead; bytesBefore: number; bytesAfter: number } | null> {
     return this.enqueue(async () => {
       if (!this.handle || this.unwritable) return null;
+      const throughSeq = through.seq;
       let offset = 0;
       let found: { hash: string; end: number } | null = null;
-      for await (const { bytes, terminated } of readRawLines(this.path)) {
+      for await (const { bytes, terminated } of readRawLines(this.path, 0, this.size)) {
         offset += bytes.length + 1;
         if (!terminated) break;
         const seq = parseSeq(bytes);
@@ -187,26 +189,39 @@ export class AuditLog implements Component {
         }
         if (seq !== null && seq > throughSeq) break;
       }
-      if (!found || found.end > this.size) return null;
+      // Only the very entry that was stored (a log replaced meanwhile has other entries under its
+      // seq), and only when that frees enough to be worth a checkpoint.
+      if (!found || found.hash !== through.head || found.end > this.size || found.end < (opts.minDropBytes ?? 0)) return null;
       await this.write('checkpoint', { dropped: { seq: throughSeq, hash: found.hash }, incidents: incidents() });
       const bytesBefore = this.size;
       const temp = this.rotateTemp();
-      const out = await open(temp, 'w', 0o640);
+      // Opened for append: after the rename this very handle is the log's, so no append can go
+      // to the old file once it is replaced.
+      await unlink(temp).catch(() => {});
+      let renamed = false;
       try {
-        for (let from = found.end; from < this.size; from += TAIL_CHUNK * 16) {
-          const chunk = await this.readRange(from, Math.min(this.size, from + TAIL_CHUNK * 16));
-          for (let off = 0; off < chunk.length;) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
+        const out = await open(temp, 'a+', 0o640);
+        try {
+          for (let from = found.end; from < this.size; from += TAIL_CHUNK * 16) {
+            const chunk = await this.readRange(from, Math.min(this.size, from + TAIL_CHUNK * 16));
+            for (let off = 0; off < chunk.length;) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
+          }
+          await out.sync();
+          await rename(temp, this.path);
+          renamed = true;
+        } catch (err) {
+          await out.close();
+          throw err;
         }
-        await out.sync();
+        const old = this.handle;
+        this.handle = out;
+        this.size = bytesBefore - found.end;
+        await old.close().catch(() => {});
       } finally {
-        await out.close();
+        if (!renamed) await unlink(temp).catch(() => {});
       }
-      await rename(temp, this.path);
-      await fsyncDir(this.deps.stateDir);
-      const old = this.handle;
-      this.handle = await open(this.path, 'a+', 0o640);
-      await old.close();
-      this.size = bytesBefore - found.end;
+      // The rename's directory entry: a failure here is logged, the log goes on in the new file.
+      await fsyncDir(this.deps.stateDir).catch((err: unknown) => this.deps.log.error({ err }, 'audit log rotated, but its folder could not be synced'));
       this.deps.log.info({ droppedThrough: throughSeq, bytesBefore, bytesAfter: this.size }, 'audit log rotated: entries stored upstream dropped behind a checkpoint');
       return { dropped: { seq: throughSeq, head: found.hash }, bytesBefore, bytesAfter: this.size };
     });

@@ -16,12 +16,13 @@ import { systemTimers, type Timers } from '../platform/timers.js';
 import { queueRecord, UPSTREAM_CONFLICTS_DIR, UPSTREAM_DIR } from '../sync/records.js';
 import { readRawLines, sha256Hex, type AuditHead } from './chain.js';
 import type { NodeKey } from './keys.js';
-import type { AuditIncident, AuditLog } from './log.js';
+import type { AuditLog } from './log.js';
 import { signedRecordText } from '../incidents/records.js';
-import { chunkName } from './source.js';
+import { chunkName, openAuditSource } from './source.js';
 
 export const AUDIT_UPSTREAM_FILE = 'audit-upstream.json';
 const MiB = 1024 * 1024;
+const ROTATE_RETRY_MS = 3_600_000;
 
 /** The last head the node signed, as the state shows it (CONTRACT §7). */
 export interface AuditHeadState { logId: string; seq: number; head: string; at: string }
@@ -32,25 +33,28 @@ interface ShipState {
   shipped: AuditHead | null;
   /** A cut in progress (its range), redone identically after a crash. */
   cutting: { first: number; last: number; logId: string } | null;
-  /** Chunks queued and not yet known to be stored upstream, oldest first. */
-  chunks: { rel: string; first: number; last: number }[];
-  /** Every entry up to this seq is stored upstream. */
-  storedThrough: number;
+  /** Chunks queued and not yet known to be stored upstream, oldest first (`lastHash`: of its last entry). */
+  chunks: { rel: string; first: number; last: number; lastHash: string }[];
+  /** Every entry up to this one is stored upstream. */
+  storedThrough: AuditHead | null;
   head: AuditHeadState | null;
 }
 
-const EMPTY: ShipState = { logId: null, shipped: null, cutting: null, chunks: [], storedThrough: 0, head: null };
+const EMPTY: ShipState = { logId: null, shipped: null, cutting: null, chunks: [], storedThrough: null, head: null };
 
 export interface AuditShipperDeps {
   stateDir: string;
   nodeId: string;
-  audit: Pick<AuditLog, 'path' | 'head' | 'bytes' | 'rotate'>;
+  audit: Pick<AuditLog, 'path' | 'head' | 'bytes'>;
+  /**
+   * Drops the log's entries up to `through` behind a checkpoint (AuditLog.rotate), run where no
+   * incident changes meanwhile: a checkpoint must not hold a change whose entry follows it.
+   */
+  rotate: (through: AuditHead, opts: { minDropBytes: number }) => Promise<unknown>;
   key: Pick<NodeKey, 'publicKeyBase64' | 'sign'>;
   /** The series: the first-used stamp of the key writing the log. */
   logId: () => string;
   headIntervalMs: number;
-  /** Every incident not disposed, whole: what a checkpoint carries. */
-  incidents: () => AuditIncident[];
   /** A record was queued: send it now. */
   queued: (rel: string) => void;
   clock: Clock;
@@ -73,6 +77,7 @@ export class AuditShipper implements Component {
   private running: Promise<void> = Promise.resolve();
   private stopped = true;
   private warnedBreak = false;
+  private rotateFailedAt: number | undefined;
   /** Where the next entry to cut begins in the file, as far as the last pass saw (not kept across restarts). */
   private resume: { seq: number; offset: number } | undefined;
 
@@ -144,7 +149,8 @@ export class AuditShipper implements Component {
     let offset = resume?.offset ?? 0;
     let first = true;
     this.resume = undefined;
-    for await (const { bytes, terminated } of readRawLines(this.deps.audit.path, offset)) {
+    // Only what the log has acknowledged: a line past it may be cut back and its seq reused.
+    for await (const { bytes, terminated } of readRawLines(this.deps.audit.path, offset, this.deps.audit.bytes())) {
       if (!terminated) break;
       const lineStart = offset;
       offset += bytes.length + 1;
@@ -185,7 +191,7 @@ export class AuditShipper implements Component {
   /** A cut a crash interrupted: the same range again, read from the log. */
   private async cut(first: number, last: number, logId: string): Promise<void> {
     const lines: Buffer[] = [];
-    for await (const { bytes, terminated } of readRawLines(this.deps.audit.path)) {
+    for await (const { bytes, terminated } of readRawLines(this.deps.audit.path, 0, this.deps.audit.bytes())) {
       if (!terminated) break;
       const e = peek(bytes);
       if (!e || e.seq < first) continue;
@@ -208,7 +214,7 @@ export class AuditShipper implements Component {
     const rel = `audit/${logId}/${chunkName(first, last)}`;
     await queueRecord(this.deps.stateDir, rel, Buffer.concat(lines.flatMap((l) => [l, NL])));
     this.state.shipped = { seq: last, head: sha256Hex(lines[lines.length - 1]!) };
-    if (!this.state.chunks.some((c) => c.rel === rel)) this.state.chunks.push({ rel, first, last });
+    if (!this.state.chunks.some((c) => c.rel === rel)) this.state.chunks.push({ rel, first, last, lastHash: this.state.shipped.head });
     this.state.cutting = null;
     await this.save();
     this.deps.queued(rel);
@@ -235,7 +241,7 @@ export class AuditShipper implements Component {
     while (this.state.chunks.length > 0) {
       const c = this.state.chunks[0]!;
       if (await exists(join(this.deps.stateDir, UPSTREAM_DIR, c.rel)) || await exists(join(this.deps.stateDir, UPSTREAM_CONFLICTS_DIR, c.rel))) break;
-      this.state.storedThrough = c.last;
+      this.state.storedThrough = { seq: c.last, head: c.lastHash };
       this.state.chunks.shift();
       changed = true;
     }
@@ -244,10 +250,20 @@ export class AuditShipper implements Component {
 
   private async rotate(): Promise<void> {
     const keep = this.deps.keepBytes ?? 2 * MiB;
-    if (this.deps.audit.bytes() <= keep || this.state.storedThrough === 0) return;
+    const stored = this.state.storedThrough;
+    if (this.deps.audit.bytes() <= keep || !stored) return;
+    // A rotation that failed (the disk full) is not tried again every pass: each try appends a checkpoint.
+    if (this.rotateFailedAt !== undefined && this.deps.clock.now() - this.rotateFailedAt < ROTATE_RETRY_MS) return;
     // The file is rewritten: offsets into it no longer hold.
     this.resume = undefined;
-    await this.deps.audit.rotate(this.state.storedThrough, this.deps.incidents);
+    try {
+      // Only when it frees half the allowance: a checkpoint (every incident) costs bytes too.
+      await this.deps.rotate(stored, { minDropBytes: keep / 2 });
+      this.rotateFailedAt = undefined;
+    } catch (err) {
+      this.rotateFailedAt = this.deps.clock.now();
+      this.deps.log.error({ err }, 'audit log rotation failed; the log keeps its entries and it is tried again in an hour');
+    }
   }
 
   private async load(): Promise<ShipState> {
@@ -255,8 +271,12 @@ export class AuditShipper implements Component {
       const doc = JSON.parse(await readFile(this.statePath, 'utf8')) as Partial<ShipState>;
       return { ...EMPTY, ...doc, chunks: Array.isArray(doc.chunks) ? doc.chunks : [] };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.deps.log.warn({ err }, 'audit upstream state unreadable; shipping from the start of the log again (chunks already upstream are found stored)');
-      return { ...EMPTY };
+      // Lost or unreadable: a rotated log says itself where what went upstream ends (its
+      // checkpoint); a whole one is shipped from its start again — under new chunk names,
+      // which `audit verify` of the series then shows as overlapping.
+      const start = await openAuditSource(this.deps.audit.path).then((src) => src.start, () => undefined);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || start) this.deps.log.warn({ err, from: start?.seq ?? 0 }, 'audit upstream state lost or unreadable; shipping from where the local log begins');
+      return { ...EMPTY, ...(start ? { shipped: start, storedThrough: start } : {}) };
     }
   }
 

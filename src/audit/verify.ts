@@ -89,7 +89,18 @@ export async function verifyAuditLog(source: string | Iterable<string | Uint8Arr
       if (src?.kind === 'chunks') check.notes.push(`${beyond.length} head(s) up to seq ${newest.seq} (${newest.at}) are past the last chunk: not shipped yet (chunks close hourly)`);
       else check.failures.push(`the log ends at seq ${end}, but the node signed a head at seq ${newest.seq} at ${newest.at}: entries after seq ${end} were cut off`);
     }
-    if (before.length > 0) check.notes.push(`${before.length} head(s) name entries before seq ${first}, which this copy does not hold`);
+    // Where a copy says it begins (a checkpoint's `dropped`) is its own claim: a head there must agree.
+    const atStart = src?.start ? heads.get(src.start.seq) : undefined;
+    if (atStart) {
+      if (atStart.head === src!.start!.head) check.matched++;
+      else check.failures.push(`the head the node signed at ${atStart.at} names seq ${atStart.seq} with hash ${atStart.head}; this copy says it begins after seq ${atStart.seq} with hash ${src!.start!.head}: its start was forged`);
+    }
+    const outside = before.filter((h) => h !== atStart).length;
+    if (outside > 0) check.notes.push(`${outside} head(s) name entries before seq ${first}, which this copy does not hold`);
+    // Heads that all miss the copy tie nothing: a log made up after the newest head would pass.
+    if (heads.size > 0 && check.matched === 0 && check.failures.length === 0) {
+      check.failures.push(`none of the ${heads.size} signed head(s) falls inside this copy (seq ${first} to ${end}): it cannot be tied to what the node signed`);
+    }
   }
   return {
     ok: true, entries: walker.entries, head: walker.head,

@@ -13,7 +13,7 @@ import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
 import type { LockedRange } from '../store/eviction.js';
 import type { AuditLog, AuditPayloads } from '../audit/log.js';
-import { sha256Hex } from '../audit/chain.js';
+import { readRawLines, sha256Hex } from '../audit/chain.js';
 import type { StepSource } from '../platform/clock-steps.js';
 import { CorruptFileError, DurableJsonFile } from '../platform/durable-json.js';
 import {
@@ -117,6 +117,7 @@ export class IncidentBook implements Component {
       this.deps.log.warn({ recovered }, 'incidents restored into the book');
       await db.write().catch((e: unknown) => this.deps.log.error({ err: e }, 'the recovered book could not be written yet; it is kept in memory and written with the next change'));
     }
+    await this.backfillManifestHashes();
     const active = this.list().filter((i) => i.state === 'active' || i.state === 'sealing').length;
     this.deps.log.info({ incidents: this.list().length, locked: active }, 'incident book loaded');
     // Steps of this boot that windows drawn in it have not taken in (a crash before the book was
@@ -221,6 +222,51 @@ export class IncidentBook implements Component {
       deps.events.emit(open ? 'incident.extended' : 'incident.locked', { incident: incident.id });
       return { incident, extended: open !== undefined };
     });
+  }
+
+  /**
+   * Incidents sealed by an earlier release have no manifest hash in the book: it is taken from
+   * their folder or seal entry now, while the audit log still holds it (rotation takes old
+   * entries off the node), so that a disclosure after a dispose can name the manifest.
+   */
+  private async backfillManifestHashes(): Promise<void> {
+    const list = this.db!.data.incidents;
+    const missing = list.filter((i) => i.manifestSha256 === undefined && i.state !== 'active' && i.state !== 'sealing');
+    if (missing.length === 0) return;
+    const found = new Map<string, string>();
+    for (const i of missing) {
+      const bytes = await readFile(join(this.deps.sealedDir, i.id, 'manifest.json')).catch(() => null);
+      if (bytes) found.set(i.id, sha256Hex(bytes));
+    }
+    const wanted = new Set(missing.map((i) => i.id).filter((id) => !found.has(id)));
+    if (wanted.size > 0) {
+      const needle = Buffer.from('"type":"seal"');
+      try {
+        for await (const { bytes } of readRawLines(this.deps.auditLogPath)) {
+          if (!bytes.includes(needle)) continue;
+          try {
+            const e = JSON.parse(bytes.toString('utf8')) as { incident?: unknown; manifestSha256?: unknown };
+            if (typeof e.incident === 'string' && wanted.has(e.incident) && typeof e.manifestSha256 === 'string') found.set(e.incident, e.manifestSha256);
+          } catch { /* not an entry */ }
+        }
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.deps.log.warn({ err }, 'audit log unreadable while looking for earlier seals');
+      }
+    }
+    if (found.size === 0) return;
+    for (const [at, i] of list.entries()) {
+      const sha = found.get(i.id);
+      if (sha !== undefined && i.manifestSha256 === undefined) list[at] = { ...i, manifestSha256: sha };
+    }
+    await this.db!.write().catch((e: unknown) => this.deps.log.error({ err: e }, 'manifest hashes found for earlier incidents could not be written yet'));
+  }
+
+  /**
+   * Runs `fn` with no incident changing meanwhile: the audit log's checkpoint takes every
+   * incident, and must not hold a change whose own entry is appended after it.
+   */
+  settled<T>(fn: () => Promise<T>): Promise<T> {
+    return this.exclusive(fn);
   }
 
   /** Moves an incident to a new state (the sealer, the sync). */
@@ -329,12 +375,13 @@ export class IncidentBook implements Component {
    * subpoena often comes after the local copy is gone. `record` writes its node-signed record
    * (beside the clips unless disposed, and queued upstream) before the book and the audit log
    * say so; `manifestSha` names the manifest it covers when the book does not know it (sealed by
-   * an earlier release).
+   * an earlier release); `free` says whether a record number is unused on disk.
    */
   disclose(args: {
     incident: string; legalBasis: LegalBasis; reference: string; agency: string; requestedBy: string;
     by: string | null; onBehalfOf?: string | undefined; signer?: TriggerSigner | null | undefined; jws?: string | undefined;
-  }, manifestSha: (incident: Incident) => Promise<string | null>, record: (incident: Incident, disclosure: Disclosure) => Promise<void>): Promise<{ incident: Incident; disclosure: Disclosure }> {
+  }, manifestSha: (incident: Incident) => Promise<string | null>, record: (incident: Incident, disclosure: Disclosure) => Promise<void>,
+  free: (incident: Incident, n: number) => Promise<boolean> = async () => true): Promise<{ incident: Incident; disclosure: Disclosure }> {
     return this.exclusive(async () => {
       const { deps } = this;
       const incident = this.get(args.incident);
@@ -344,8 +391,12 @@ export class IncidentBook implements Component {
       }
       const sha = incident.manifestSha256 ?? await manifestSha(incident);
       if (sha === null) throw new BookError('conflict', `incident ${incident.id}: the SHA-256 of its manifest is known neither from the book, its folder nor the audit log; nothing to name`);
+      // A record written before a crash (or a book that could not be saved) was never
+      // acknowledged, but it may be on its way upstream: its number is not used again.
+      let n = (incident.disclosures?.length ?? 0) + 1;
+      while (!await free(incident, n)) n++;
       const disclosure: Disclosure = {
-        n: (incident.disclosures?.length ?? 0) + 1,
+        n,
         at: iso(deps.clock.now()),
         legalBasis: args.legalBasis, reference: args.reference, agency: args.agency, requestedBy: args.requestedBy,
         by: args.by, manifestSha256: sha,
@@ -361,7 +412,7 @@ export class IncidentBook implements Component {
         ...(args.jws !== undefined ? { jws: args.jws } : {}),
       });
       deps.log.warn({ incident: incident.id, n: disclosure.n, legalBasis: disclosure.legalBasis, reference: disclosure.reference, agency: disclosure.agency, by: disclosure.by }, 'incident disclosed');
-      deps.events.emit('incident.disclosed', { incident: incident.id, n: disclosure.n, legalBasis: disclosure.legalBasis, reference: disclosure.reference, agency: disclosure.agency });
+      deps.events.emit('incident.disclosed', { incident: incident.id, n: disclosure.n, legalBasis: disclosure.legalBasis });
       return { incident: next, disclosure };
     });
   }
@@ -601,6 +652,13 @@ export class IncidentBook implements Component {
       } else if ((incident.disclosures?.length ?? 0) > (current.disclosures?.length ?? 0)) {
         // A disclosure whose record and audit entry were written but not the book.
         list[at] = { ...current, disclosures: incident.disclosures!, manifestSha256: incident.manifestSha256 ?? current.manifestSha256! };
+        restored++;
+      }
+      // Sealed by an earlier release: the manifest's hash from its seal entry or folder, kept
+      // before rotation takes the entry off the node (a disclosure after a dispose names it).
+      const now = list.find((i) => i.id === incident.id)!;
+      if (now.manifestSha256 === undefined && incident.manifestSha256 !== undefined && now.state !== 'active' && now.state !== 'sealing') {
+        list[list.indexOf(now)] = { ...now, manifestSha256: incident.manifestSha256 };
         restored++;
       }
     }

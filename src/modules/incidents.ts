@@ -2,7 +2,7 @@
 // sealer, and the panic button with its LED, which lock without any network. Built from
 // `incident`, `button` and the node's identity; the sealer, the button and the LED are
 // supervised, so a failing one is reported and retried while the cameras keep recording.
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { AUDIT_LOG_FILE, type AuditLog } from '../audit/log.js';
@@ -15,7 +15,7 @@ import { BookError, IncidentBook } from '../incidents/book.js';
 import { DamagedIncidents } from '../incidents/damaged.js';
 import { holdRangeProblem, isOpen, type Incident } from '../incidents/incident.js';
 import { DISCLOSURES_DIR, disclosureRecord, recordName, signedRecordText, writeIncidentRecord, writeNoteRecord } from '../incidents/records.js';
-import { queueRecord } from '../sync/records.js';
+import { queueRecord, UPSTREAM_CONFLICTS_DIR, UPSTREAM_DIR } from '../sync/records.js';
 import { manifestSha256 as sha256OfManifest } from '../audit/manifest.js';
 import { findSealEntry } from '../audit/chain.js';
 import { leafCertificateOf } from '../commands/signed.js';
@@ -336,6 +336,11 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
           // Beside the clips while the node holds them; upstream always (a disposed incident's only copy is there).
           if (i.state !== 'disposed') await writeIncidentRecord(incidentDir(i.id), DISCLOSURES_DIR, d.n, text);
           await queueRecord(node.stateDir, `${i.id}/${recordName(DISCLOSURES_DIR, d.n)}`, text);
+        }, async (i, n) => {
+          const rel = `${i.id}/${recordName(DISCLOSURES_DIR, n)}`;
+          const taken = await Promise.all([join(incidentDir(i.id), recordName(DISCLOSURES_DIR, n)), join(node.stateDir, UPSTREAM_DIR, rel), join(node.stateDir, UPSTREAM_CONFLICTS_DIR, rel)]
+            .map((p) => access(p).then(() => true, () => false)));
+          return !taken.some(Boolean);
         });
         events.emit('upstream.queued', { key: `${disclosed.id}/${recordName(DISCLOSURES_DIR, disclosure.n)}` });
         return {

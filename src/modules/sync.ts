@@ -67,7 +67,7 @@ export function syncModule(deps: SyncDeps): SyncModule {
     stateDir: config.node.stateDir, nodeId: config.node.id, audit: deps.audit, key: deps.key,
     logId: () => keyStamp(deps.keyHistory.own().firstUsed),
     headIntervalMs: config.audit?.headInterval ?? 5 * 60_000,
-    incidents: () => deps.book.list().filter((i) => i.state !== 'disposed'),
+    rotate: (through, opts) => deps.book.settled(() => deps.audit.rotate(through, () => deps.book.list().filter((i) => i.state !== 'disposed'), opts)),
     queued: () => records.current()?.poke(),
     clock, log: log.child({ component: 'audit-upstream' }),
   });

@@ -6,7 +6,7 @@
 // object already upstream with other bytes is never overwritten: the record is set aside and
 // reported. Without an upstream the files simply wait (a few kB) until one is configured.
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises';
+import { access, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Component } from '../lifecycle/component.js';
 import { backoffDelay, type BackoffPolicy } from '../lifecycle/backoff.js';
@@ -31,8 +31,8 @@ export async function queueRecord(stateDir: string, rel: string, bytes: string |
   if (!isRecordKey(rel)) throw new Error(`not an upstream record key: ${JSON.stringify(rel)}`);
   const path = join(stateDir, UPSTREAM_DIR, rel);
   for (let attempt = 1; ; attempt++) {
-    await mkdirsDurable(dirname(path));
     try {
+      await mkdirsDurable(dirname(path));
       await writeFileDurable(path, bytes);
       return path;
     } catch (err) {
@@ -153,16 +153,23 @@ export class RecordPublisher implements Component {
     const key = `${this.deps.keyPrefix}/${rel}`;
     const meta = { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
     if (!await store.isStored(key, path, meta, { kind: 'none' })) {
-      // Records are never overwritten upstream: another object under this key is a conflict.
+      // Records are never overwritten upstream: another object under this key is a conflict
+      // (the same bytes are not: a store whose ETag is no MD5 says "not stored" for them).
       const there = await store.get(key);
-      if (there !== null) {
+      if (there !== null && !there.equals(bytes)) {
         await this.setAside(rel, path);
         this.deps.log.error({ key, bytes: there.length }, 'upstream already holds another object under this record\'s key; the record is kept on the node, not overwritten');
         return;
       }
-      await store.upload(key, path, meta, { kind: 'none' }, this.io());
-      if (!await store.isStored(key, path, meta, { kind: 'none' })) throw new UploadError(`${key} did not verify after upload`, false, 'VerifyFailed');
+      if (there === null) {
+        await store.upload(key, path, meta, { kind: 'none' }, this.io());
+        const back = await store.get(key);
+        if (back === null || !back.equals(bytes)) throw new UploadError(`${key} did not verify after upload`, false, 'VerifyFailed');
+      }
     }
+    // What was sent is what is removed: a record rewritten meanwhile stays for the next pass.
+    const now = await readFile(path).catch(() => null);
+    if (now === null || !now.equals(bytes)) return;
     await unlink(path);
     await fsyncDir(dirname(path));
     await this.prune(dirname(path));
@@ -181,8 +188,10 @@ export class RecordPublisher implements Component {
   }
 
   private async setAside(rel: string, path: string): Promise<void> {
-    const to = join(this.deps.stateDir, UPSTREAM_CONFLICTS_DIR, rel);
-    await mkdir(dirname(to), { recursive: true });
+    let to = join(this.deps.stateDir, UPSTREAM_CONFLICTS_DIR, rel);
+    await mkdirsDurable(dirname(to));
+    // An earlier conflict under the same key is kept too.
+    for (let i = 1; await access(to).then(() => true, () => false); i++) to = join(this.deps.stateDir, UPSTREAM_CONFLICTS_DIR, `${rel}.${i}`);
     await rename(path, to);
     await fsyncDir(dirname(to));
     await fsyncDir(dirname(path));

@@ -51,7 +51,7 @@ beforeEach(async () => {
   await publisher.start();
   shipper = new AuditShipper({
     stateDir, nodeId: 'branch-7', audit, key, logId: () => LOG_ID, headIntervalMs: 5 * 60_000,
-    incidents: () => book.list().filter((i) => i.state !== 'disposed'), queued: () => publisher.poke(),
+    rotate: (through, opts) => book.settled(() => audit.rotate(through, () => book.list().filter((i) => i.state !== 'disposed'), opts)), queued: () => publisher.poke(),
     clock, log: silentLogger(), chunkMaxBytes: CHUNK, chunkMaxAgeMs: 3_600_000, keepBytes: KEEP,
     // Driven by the test: no timer of its own.
     timers: { setTimeout: () => 0, clearTimeout: () => {} },
@@ -150,6 +150,26 @@ describe('the audit log upstream', () => {
     // Without the heads the cut file alone looks whole: that is what the heads are for.
     expect((await runCli(['audit', 'verify', '--log', path, '--key', key.publicKeyBase64])).code).toBe(0);
 
+    // A log made up to pass: it claims (by a checkpoint of its own) to begin where the node's
+    // newest head is, or after every head. Neither ties to what the node signed.
+    const made = async (startSeq: number): Promise<string> => {
+      const lines: string[] = [];
+      let prev = 'ab'.repeat(32);
+      const first = JSON.stringify({ seq: startSeq + 1, prev, ts: '2026-11-01T20:00:00.000Z', type: 'checkpoint', dropped: { seq: startSeq, hash: prev }, incidents: [] });
+      lines.push(first);
+      prev = (await import('node:crypto')).createHash('sha256').update(first).digest('hex');
+      lines.push(JSON.stringify({ seq: startSeq + 2, prev, ts: '2026-11-01T20:01:00.000Z', type: 'note', incident: 'x', note: { at: 'x', by: 'x', text: 'x' } }));
+      const file = join(root, `made-${startSeq}.log`);
+      await writeFile(file, `${lines.join('\n')}\n`);
+      return file;
+    };
+    const forged = await runCli(['audit', 'verify', '--log', await made(signed.seq), '--key', key.publicKeyBase64, '--heads', join(series(), 'heads')]);
+    expect(forged.code, forged.stdout).toBe(1);
+    expect(forged.stdout).toContain('its start was forged');
+    const after = await runCli(['audit', 'verify', '--log', await made(signed.seq + 5), '--key', key.publicKeyBase64, '--heads', join(series(), 'heads')]);
+    expect(after.code, after.stdout).toBe(1);
+    expect(after.stdout).toMatch(/none of the \d+ signed head\(s\) falls inside this copy/);
+
     const chunks = (await readdir(series())).filter((n) => n.endsWith('.jsonl')).sort((a, b) => parseInt(a, 10) - parseInt(b, 10));
     expect(chunks.length).toBeGreaterThan(3);
     const middle = join(series(), chunks[Math.floor(chunks.length / 2)]!);
@@ -186,7 +206,7 @@ describe('the audit log upstream', () => {
     for (let i = 0; i < 5; i++) await prunePass(100 + i);
     shipper = new AuditShipper({
       stateDir, nodeId: 'branch-7', audit, key, logId: () => LOG_ID, headIntervalMs: 5 * 60_000,
-      incidents: () => [], queued: () => publisher.poke(), clock, log: silentLogger(), chunkMaxBytes: CHUNK, keepBytes: KEEP,
+      rotate: (through, opts) => audit.rotate(through, () => [], opts), queued: () => publisher.poke(), clock, log: silentLogger(), chunkMaxBytes: CHUNK, keepBytes: KEEP,
       timers: { setTimeout: () => 0, clearTimeout: () => {} },
     });
     await shipper.start();

@@ -95,6 +95,11 @@ describe('disclosures', () => {
     await book.dispose({ incident: incident.id, by: 'ops:cleo', reason: 'kept upstream' });
     const second = await book.disclose({ incident: incident.id, ...request, legalBasis: 'court-order' }, sha, async (_i, d) => { written.push(d.n); });
     expect(second.disclosure).toMatchObject({ n: 2, legalBasis: 'court-order', where: 'upstream' });
+    // A record left on disk by an attempt that was never acknowledged keeps its number.
+    const third = await book.disclose({ incident: incident.id, ...request }, sha, async (_i, d) => { written.push(d.n); }, async (_i, n) => n !== 3);
+    expect(third.disclosure.n).toBe(4);
+    written.pop();
+    seen.pop();
     expect(second.incident.state).toBe('disposed');
     expect(written).toEqual([1, 2]);
     expect(seen).toEqual([`${incident.id} 1 subpoena`, `${incident.id} 2 court-order`]);

@@ -544,8 +544,8 @@ function expectation(r: FuzzRequest): { replyTopic?: string; ok: boolean; hasId:
   let lock = false;
   // The envelope: exactly {jws} (with the 3.1.1 replyTo and id beside it); else refused unsigned.
   const envelopeOk = isObject && r.signed !== undefined && Object.keys(args).length === 1 && typeof args['jws'] === 'string';
-  if (envelopeOk && isCommandName(r.cmd) && r.cmd !== 'incident' && r.cmd !== 'dispose' && r.cmd !== 'snapshot') {
-    // incident/dispose name incidents that do not exist, snapshot cameras that do not.
+  if (envelopeOk && isCommandName(r.cmd) && r.cmd !== 'incident' && r.cmd !== 'dispose' && r.cmd !== 'disclose' && r.cmd !== 'snapshot') {
+    // incident/dispose/disclose name incidents that do not exist, snapshot cameras that do not.
     args = JSON.parse(r.signed!.argsText) as Record<string, unknown>;
     const valid = commandArgs[r.cmd].safeParse(args);
     ok = valid.success && (r.cmd !== 'lock' || ((args['cameras'] as string[] | undefined) ?? []).every((c) => CAMERAS.includes(c)));
