@@ -548,7 +548,9 @@ function expectation(r: FuzzRequest): { replyTopic?: string; ok: boolean; hasId:
     // incident/dispose/disclose name incidents that do not exist, snapshot cameras that do not.
     args = JSON.parse(r.signed!.argsText) as Record<string, unknown>;
     const valid = commandArgs[r.cmd].safeParse(args);
-    ok = valid.success && (r.cmd !== 'lock' || ((args['cameras'] as string[] | undefined) ?? []).every((c) => CAMERAS.includes(c)));
+    // A camera the node does not have is not_found (footage) or bad_request (lock).
+    ok = valid.success && (r.cmd !== 'lock' || ((args['cameras'] as string[] | undefined) ?? []).every((c) => CAMERAS.includes(c)))
+      && (r.cmd !== 'footage' || args['camera'] === undefined || CAMERAS.includes(args['camera'] as string));
     lock = ok && r.cmd === 'lock';
   }
   // A request refused for its reply address is not carried out at all.
