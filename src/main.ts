@@ -3,7 +3,6 @@
 // 0 success; 1 runtime failure; 2 bad usage or bad config; 3 timed out.
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { auditVerifyCommand, evidenceVerifyCommand } from './audit/cli.js';
 import { ConfigError, loadConfig, resolveConfigPath } from './config/load.js';
 import { configSecrets, scrub } from './config/redact.js';
 import { createLogger } from './platform/logger.js';
@@ -154,13 +153,13 @@ program.command('audit').description('the node\'s hash-chained audit log')
   .option('--log <file|dir>', 'a copy of the log: the file, or a folder of chunks <first>-<last>.jsonl (audit/<log-id>/ upstream)')
   .option('--key <pubkey>', 'with --log: the node\'s public key (base64 or a file), which signed the heads')
   .option('--heads <dir>', 'with --log: the signed heads (audit/<log-id>/heads/ upstream; default: heads/ inside a chunk folder)')
-  .action(async (opts: { config?: string; log?: string; key?: string; heads?: string }) => { process.exitCode = await auditVerifyCommand(opts); });
+  .action(async (opts: { config?: string; log?: string; key?: string; heads?: string }) => { process.exitCode = await (await import('./audit/cli.js')).auditVerifyCommand(opts); });
 const evidence = program.command('evidence').description('sealed incident folders: verify one, or export it for an examiner');
 evidence.command('verify').description('check an incident folder offline: files, signature under the trusted key, and the audit anchor')
   .argument('<dir>', 'the incident folder (holding manifest.json)')
   .requiredOption('--key <pubkey>', 'the trusted public key (base64, as `camnode check` prints it) or a file holding it')
   .option('--audit <file|dir>', 'the node\'s audit log, or the folder of its chunks from upstream: check the manifest\'s anchor and seal entry in it')
-  .action(async (dir: string, opts: { key: string; audit?: string }) => { process.exitCode = await evidenceVerifyCommand(dir, opts); });
+  .action(async (dir: string, opts: { key: string; audit?: string }) => { process.exitCode = await (await import('./audit/cli.js')).evidenceVerifyCommand(dir, opts); });
 evidence.command('export').description('build the hand-over bundle for an examiner without camnode (plaintext clips, signed bytes, SHA256SUMS, README); DIR may be a copy from upstream')
   .argument('<dir>', 'the incident folder (the node\'s, or a copy of <prefix>/<node>/<incident>/ from upstream)')
   .requiredOption('--out <bundle>', 'a new folder for the bundle')

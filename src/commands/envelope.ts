@@ -67,3 +67,18 @@ export function requestId(id: unknown): string | number | null {
 export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
+
+/**
+ * The leaf certificate (base64 DER, x5c[0]) of a JWS already checked; undefined if it has none.
+ * Here, not beside the verifier: reading a header must not load the X.509 and JOSE libraries
+ * into an agent that takes no signed commands.
+ */
+export function leafCertificateOf(jws: string): string | undefined {
+  try {
+    const header = JSON.parse(Buffer.from(jws.split('.')[0] ?? '', 'base64url').toString('utf8')) as unknown;
+    const x5c = isObject(header) ? header['x5c'] : undefined;
+    return Array.isArray(x5c) && typeof x5c[0] === 'string' ? x5c[0] : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -60,17 +60,6 @@ function b64urlJson(part: string): unknown {
   return parseJsonStrict(Buffer.from(part, 'base64url').toString('utf8'));
 }
 
-/** The leaf certificate (base64 DER, x5c[0]) of a JWS already checked; undefined if it has none. */
-export function leafCertificateOf(jws: string): string | undefined {
-  try {
-    const header = b64urlJson(jws.split('.')[0] ?? '');
-    const x5c = isObject(header) ? header['x5c'] : undefined;
-    return Array.isArray(x5c) && typeof x5c[0] === 'string' ? x5c[0] : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The outer payload: `{jws}` (with the 3.1.1 `id` and `replyTo` beside it). Else null. */
 export function outerJws(body: unknown): string | null {
   if (!isObject(body) || typeof body['jws'] !== 'string') return null;

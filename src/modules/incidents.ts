@@ -18,7 +18,7 @@ import { DISCLOSURES_DIR, disclosureRecord, recordName, signedRecordText, writeI
 import { queueRecord, UPSTREAM_CONFLICTS_DIR, UPSTREAM_DIR } from '../sync/records.js';
 import { manifestSha256 as sha256OfManifest } from '../audit/manifest.js';
 import { findSealEntry } from '../audit/chain.js';
-import { leafCertificateOf } from '../commands/signed.js';
+import { leafCertificateOf } from '../commands/envelope.js';
 import { formatBytes } from '../config/units.js';
 import { iso } from '../platform/clock.js';
 import type { LockedRange } from '../store/eviction.js';

@@ -10,11 +10,9 @@ import { EMPTY_SYNC } from '../fleet/state.js';
 import type { StatePayload } from '../fleet/topics.js';
 import { Syncer } from '../sync/syncer.js';
 import { createStore } from '../sync/target.js';
-import { RecordPublisher } from '../sync/records.js';
 import { keyStamp, type KeyHistory } from '../audit/key-history.js';
 import type { AuditLog } from '../audit/log.js';
 import type { NodeKey } from '../audit/keys.js';
-import { AuditShipper } from '../audit/shipper.js';
 import type { AgentModule, ModuleBase } from './module.js';
 
 export interface SyncDeps extends ModuleBase {
@@ -53,9 +51,10 @@ export function syncModule(deps: SyncDeps): SyncModule {
       clock, log: syncLog, events, onFailure: fail,
     }),
   });
+  // Loaded only on a node with an upstream: an agent without one carries none of this code.
   const records = new Supervised({
     name: 'records', faults, log,
-    build: () => new RecordPublisher({
+    build: async () => new (await import('../sync/records.js')).RecordPublisher({
       stateDir: config.node.stateDir, keyPrefix, openStore, log: log.child({ component: 'records' }),
       onceDrained: async (store) => {
         if (await deps.keyHistory.learnFrom(store, keyPrefix)) events.emit('keys.learned', { keys: deps.keyHistory.list().length });
@@ -63,19 +62,22 @@ export function syncModule(deps: SyncDeps): SyncModule {
     }),
   });
   events.on('upstream.queued', () => records.current()?.poke());
-  const shipper = new AuditShipper({
-    stateDir: config.node.stateDir, nodeId: config.node.id, audit: deps.audit, key: deps.key,
-    logId: () => keyStamp(deps.keyHistory.own().firstUsed),
-    headIntervalMs: config.audit?.headInterval ?? 5 * 60_000,
-    rotate: (through, opts) => deps.book.settled(() => deps.audit.rotate(through, () => deps.book.list().filter((i) => i.state !== 'disposed'), opts)),
-    queued: () => records.current()?.poke(),
-    clock, log: log.child({ component: 'audit-upstream' }),
+  const shipper = new Supervised({
+    name: 'audit-upstream', faults, log,
+    build: async () => new (await import('../audit/shipper.js')).AuditShipper({
+      stateDir: config.node.stateDir, nodeId: config.node.id, audit: deps.audit, key: deps.key,
+      logId: () => keyStamp(deps.keyHistory.own().firstUsed),
+      headIntervalMs: config.audit?.headInterval ?? 5 * 60_000,
+      rotate: (through, opts) => deps.book.settled(() => deps.audit.rotate(through, () => deps.book.list().filter((i) => i.state !== 'disposed'), opts)),
+      queued: () => records.current()?.poke(),
+      clock, log: log.child({ component: 'audit-upstream' }),
+    }),
   });
   syncLog.info({ upstream: upstream.type === 'dir' ? upstream.path : `s3://${upstream.bucket}`, maxRate: upstream.maxRate ?? null, window: upstream.window ?? null }, 'upstream sync');
   return {
     name: 'sync',
     components: [syncer, records, shipper],
-    auditHead: () => shipper.head(),
+    auditHead: () => shipper.current()?.head() ?? null,
     commands: {
       // Retry now: a failing target is built again (a fixed credentials file needs no restart).
       sync: async () => {

@@ -34,6 +34,22 @@ function reachable(entry: string): Set<string> {
 
 const rel = (f: string) => relative(SRC, f);
 
+/** Files an entry loads at once: static value imports only (not `import type`, not `import()`). */
+function loadedAtStart(entry: string): Set<string> {
+  const seen = new Set<string>();
+  const todo = [entry];
+  while (todo.length > 0) {
+    const file = todo.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/^(?:import|export)(?!\s+type\b)[^'"]*from\s*'([^']+)'/gm)) {
+      if (m[1]!.startsWith('.')) todo.push(resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
+    }
+  }
+  return seen;
+}
+
 describe('layout', () => {
   it('`camnode run` (the agent and everything it loads) never reaches src/ops/', () => {
     const agent = [...reachable(join(SRC, 'agent.ts'))].map(rel);
@@ -43,6 +59,12 @@ describe('layout', () => {
     const main = readFileSync(join(SRC, 'main.ts'), 'utf8');
     expect([...main.matchAll(/'\.\/ops\/[^']+'/g)].map((m) => m[0])).toEqual(["'./ops/ctl.js'"]);
     expect(main).toMatch(/if \(process\.argv\[2\] === 'ctl'\) \{\n\s+const \{ ctlCommand \} = await import\('\.\/ops\/ctl\.js'\);/);
+  });
+
+  it('an agent that takes no signed commands never loads the X.509 and JOSE code (about 9 MB of RSS)', () => {
+    const atStart = [...loadedAtStart(join(SRC, 'agent.ts'))].map(rel);
+    expect(atStart.length).toBeGreaterThan(30);
+    expect(atStart.filter((f) => ['commands/signed.ts', 'platform/x509.ts', 'fleet/trust.ts'].includes(f))).toEqual([]);
   });
 
   it.each([
