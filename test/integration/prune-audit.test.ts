@@ -54,8 +54,9 @@ describe('a crash inside a prune pass', () => {
     const storage = join(dir, 'storage');
     const stateDir = join(dir, 'state');
     const cameras = CAMERAS.map((id) => ({ id, source: 'testsrc', zone: 'entrance' }));
-    // About 10 s of both cameras (testsrc at the default size: tens of kB per 1 s segment).
-    const config = baseConfig(dir, cameras, { storage: { maxBytes: '600KB' } });
+    // Several seconds of both cameras, whatever testsrc's bitrate (up to 2 Mbit/s each): the
+    // first segments live long enough for the 40 ms poll to see them, also on a loaded machine.
+    const config = baseConfig(dir, cameras, { storage: { maxBytes: '2MB' } });
     const configPath = await writeConfig(dir, config);
     const sightings = new Sightings(storage);
 
