@@ -19,7 +19,8 @@ say() { [ "$quiet" = 1 ] || echo "setup: $*"; }
 packages=(ffmpeg openssl)
 if [ "$want_test" = 1 ]; then
   packages+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-             gstreamer1.0-plugins-ugly faketime strace mosquitto mosquitto-clients e2fsprogs util-linux tmux)
+             gstreamer1.0-plugins-ugly faketime strace mosquitto mosquitto-clients e2fsprogs util-linux tmux
+             age)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,6 @@
 // Durable small-file writes: temp file, fsync, rename, fsync the directory. A plain
 // rename is atomic but not durable: after power loss the directory entry may be gone.
-import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 
 export async function fsyncDir(dir: string): Promise<void> {
@@ -58,4 +58,24 @@ export async function mkdirsDurable(dir: string): Promise<void> {
     await mkdir(dir).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
   }
   await fsyncDir(dirname(dir));
+}
+
+/**
+ * Writes every byte of `buffers` at the handle's position: a write to a nearly full disk can
+ * write less than asked without failing, and the rest is written again (ENOSPC then throws).
+ */
+export async function writeAll(handle: FileHandle, buffers: readonly Buffer[]): Promise<void> {
+  let pending = buffers.filter((b) => b.length > 0);
+  while (pending.length > 0) {
+    let { bytesWritten } = await handle.writev(pending);
+    const rest: Buffer[] = [];
+    for (const b of pending) {
+      if (bytesWritten >= b.length) bytesWritten -= b.length;
+      else {
+        rest.push(b.subarray(bytesWritten));
+        bytesWritten = 0;
+      }
+    }
+    pending = rest;
+  }
 }
