@@ -28,6 +28,8 @@ import type { StatePayload } from './fleet/topics.js';
 import { VERSION } from './version.js';
 import type { AgentModule, ModuleBase } from './modules/module.js';
 import { recordingModule, type RecordingModule, type TestPicture } from './modules/recording.js';
+import { signageView } from './custody/signage.js';
+import { narrowDirs, privateDirs } from './platform/private-dirs.js';
 import { incidentsModule, type IncidentCounts, type IncidentsModule } from './modules/incidents.js';
 import { syncModule, type SyncModule } from './modules/sync.js';
 import { footageModule } from './modules/footage.js';
@@ -107,6 +109,9 @@ export class Agent {
       lockLater = true;
     }
     await this.stopOrphans(segmentsRoot);
+    for (const d of await narrowDirs(privateDirs(config.storage.path, config.node.stateDir))) {
+      log.warn({ path: d.path, from: d.from.toString(8), to: d.to.toString(8) }, 'folder was open to other users: narrowed to camnode\'s user and group');
+    }
     const unbuilt = unbuiltSettings(config);
     if (unbuilt.length > 0) log.info({ keys: unbuilt }, 'config keys accepted but their features are not built yet: ignored');
 
@@ -156,6 +161,7 @@ export class Agent {
       kbps: (camera) => recording.kbps(camera),
       downIntervals: (camera) => recording.downIntervals(camera),
       ffmpegPath: this.deps.ffmpegPath,
+      encryptTo: config.upstream.encryptTo,
       upstreamPrefix: config.upstream.type === 'none' ? null : `${config.upstream.prefix}/${config.node.id}`,
     });
     const footage = footageModule({
@@ -244,7 +250,9 @@ export class Agent {
   /** The state document of CONTRACT §3. */
   async state(): Promise<StatePayload> {
     const health = this.built ? await this.built.health.read() : UNKNOWN_HEALTH;
-    return buildState(this.clock.now(), this.status(), { ...health, faults: this.faults.list() }, this.syncStatus(), this.built?.sync.auditHead());
+    const now = this.clock.now();
+    return buildState(now, this.status(), { ...health, faults: this.faults.list() }, this.syncStatus(), this.built?.sync.auditHead(),
+      { signage: signageView(this.deps.config.policy?.signage, now).status });
   }
 
   /** The fake backend's button (demo: Enter; `run` with button.backend fake: a line on stdin). */

@@ -1,5 +1,7 @@
 // `camnode check`: the config and the environment, one row per check with a one-line fix.
 // Each capability adds its rows.
+import { openDirs, privateDirs } from './platform/private-dirs.js';
+import { signageView } from './custody/signage.js';
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -126,6 +128,8 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
     rows.push({ check: 'storage', verdict: 'fail', detail: (err as Error).message, fix: 'mount a writable disk at storage.path (ext4 recommended)' });
   }
 
+  rows.push(...await mediaRows(config));
+
   const encoder = chooseH264Encoder(await deviceModel(deps.deviceRoot));
   if (ffmpegOk) {
     const cams = await cameraRows(config, deps, encoder);
@@ -189,6 +193,28 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
 }
 
 /** CONTRACT §7: the fleet CA that signed commands are checked against, and revocation. */
+/** Who can read the footage (CONTRACT §7), whether sealed clips are encrypted, and the signage. */
+async function mediaRows(config: Config): Promise<CheckRow[]> {
+  const dirs = privateDirs(config.storage.path, config.node.stateDir);
+  const open = await openDirs(dirs);
+  const recipients = config.upstream.encryptTo.length;
+  const signage = signageView(config.policy?.signage, Date.now());
+  return [
+    open.length === 0
+      ? { check: 'media access', verdict: 'pass', detail: 'footage, sealed incidents and state: the camnode user and group only' }
+      : {
+        check: 'media access', verdict: 'fail', detail: `${open.map((o) => `${o.path} (mode ${o.mode})`).join(', ')}: other users can read footage or the node's key`,
+        fix: `chmod o-rwx ${open.map((o) => o.path).join(' ')} (the agent also narrows them when it starts)`,
+      },
+    { check: 'encryption', verdict: 'pass', detail: recipients > 0
+      ? `sealed clips are encrypted to ${recipients} age recipient${recipients === 1 ? '' : 's'}; the ring stays plaintext for its retention`
+      : 'sealed clips are kept in plaintext (no upstream.encryptTo); the ring is plaintext for its retention' },
+    signage.status === 'ok'
+      ? { check: 'signage', verdict: 'pass', detail: signage.detail }
+      : { check: 'signage', verdict: 'warn', detail: signage.detail, fix: 'post the signs, check them, and set policy.signage {posted: true, checkedAt: <date>}' },
+  ];
+}
+
 async function commandTrustRows(config: Config): Promise<CheckRow[]> {
   const rows: CheckRow[] = [];
   const caFile = config.fleet?.ca ?? config.mqtt?.ca;

@@ -10,6 +10,7 @@ import { MissingToolError } from './platform/ffmpeg.js';
 import { StorageError } from './platform/storage.js';
 import { AgentAlreadyRunning } from './platform/processes.js';
 import { VERSION } from './version.js';
+import { AGENT_UMASK } from './platform/private-dirs.js';
 import { CliExit } from './platform/cli-exit.js';
 
 /** Errors the user can fix: printed as a message, never a stack trace. */
@@ -63,6 +64,8 @@ async function run(opts: { config?: string }): Promise<void> {
   secrets = configSecrets(config);
   const { Agent } = await import('./agent.js');
   const log = createLogger({ secrets });
+  // Footage and state for the camnode user and group only; ffmpeg inherits it (CONTRACT §7).
+  process.umask(AGENT_UMASK);
   const agent = new Agent({ config, log, pruneIntervalMs: pruneIntervalFromEnv(process.env) });
   const controller = new AbortController();
   let stopping = false;
@@ -159,12 +162,14 @@ evidence.command('verify').description('check an incident folder offline: files,
   .argument('<dir>', 'the incident folder (holding manifest.json)')
   .requiredOption('--key <pubkey>', 'the trusted public key (base64, as `camnode check` prints it) or a file holding it')
   .option('--audit <file|dir>', 'the node\'s audit log, or the folder of its chunks from upstream: check the manifest\'s anchor and seal entry in it')
-  .action(async (dir: string, opts: { key: string; audit?: string }) => { process.exitCode = await (await import('./audit/cli.js')).evidenceVerifyCommand(dir, opts); });
+  .option('--identity <file>', 'an age identity file (age-keygen): decrypt encrypted clips and check the plaintext too')
+  .action(async (dir: string, opts: { key: string; audit?: string; identity?: string }) => { process.exitCode = await (await import('./audit/cli.js')).evidenceVerifyCommand(dir, opts); });
 evidence.command('export').description('build the hand-over bundle for an examiner without camnode (plaintext clips, signed bytes, SHA256SUMS, README); DIR may be a copy from upstream')
   .argument('<dir>', 'the incident folder (the node\'s, or a copy of <prefix>/<node>/<incident>/ from upstream)')
   .requiredOption('--out <bundle>', 'a new folder for the bundle')
   .option('--key <pubkey>', 'the trusted public key (default: the published key history beside an upstream copy, else the manifest\'s own, said so)')
-  .action(async (dir: string, opts: { out: string; key?: string }) => {
+  .option('--identity <file>', 'an age identity file: required for an encrypted incident, whose clips the bundle holds decrypted')
+  .action(async (dir: string, opts: { out: string; key?: string; identity?: string }) => {
     const { evidenceExportCommand } = await import('./audit/export.js');
     process.exitCode = await evidenceExportCommand(dir, opts);
   });

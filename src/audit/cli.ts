@@ -4,7 +4,8 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
-import { EvidenceUsageError, renderEvidenceReport, resolveTrustedKey, verifyEvidence } from './evidence.js';
+import { EvidenceUsageError, readIdentities, renderEvidenceReport, resolveTrustedKey, verifyEvidence } from './evidence.js';
+import type { AgeIdentity } from '../platform/age.js';
 import { AUDIT_LOG_FILE } from './log.js';
 import { describeAuditResult, readHeads, verifyAuditLog } from './verify.js';
 
@@ -56,16 +57,18 @@ async function auditVerifyCopy(opts: { log?: string; key?: string; heads?: strin
   return result.ok && failures.length === 0 ? 0 : 1;
 }
 
-export async function evidenceVerifyCommand(dir: string, opts: { key: string; audit?: string }, out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+export async function evidenceVerifyCommand(dir: string, opts: { key: string; audit?: string; identity?: string }, out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   let trustedKey: string;
+  let identities: AgeIdentity[] | undefined;
   try {
     trustedKey = await resolveTrustedKey(opts.key);
+    if (opts.identity !== undefined) identities = await readIdentities(opts.identity);
   } catch (e) {
     if (!(e instanceof EvidenceUsageError)) throw e;
     err.write(`camnode: ${e.message}\n`);
     return 2;
   }
-  const report = await verifyEvidence({ dir, trustedKey, ...(opts.audit !== undefined ? { auditPath: opts.audit } : {}) });
+  const report = await verifyEvidence({ dir, trustedKey, ...(opts.audit !== undefined ? { auditPath: opts.audit } : {}), ...(identities ? { identities } : {}) });
   out.write(renderEvidenceReport(dir, report));
   return report.ok ? 0 : 1;
 }

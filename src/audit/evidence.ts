@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { ChainWalker, GENESIS_PREV, type AuditHead } from './chain.js';
 import { openAuditSource } from './source.js';
 import { isPublicKeyBase64, publicKeyBase64 } from './keys.js';
-import { manifestSha256, verifyManifestSignature } from './manifest.js';
+import { manifestSha256, verifyManifestSignature, type PlaintextOf } from './manifest.js';
+import { decryptFile, parseIdentityFile, type AgeIdentity } from '../platform/age.js';
 import { parseJsonStrict } from '../platform/json.js';
 import { printable } from '../ops/printable.js';
 import { DISCLOSURES_DIR, NOTES_DIR, RECORD_DIRS, type RecordDir } from '../incidents/records.js';
@@ -56,9 +57,24 @@ async function hashFile(path: string): Promise<{ bytes: number; sha256: string }
 const HEX64 = /^[0-9a-f]{64}$/;
 const isPlainName = (n: unknown): n is string => typeof n === 'string' && n !== '' && n !== '.' && n !== '..' && !/[/\\\0]/.test(n);
 
-interface ParsedFile { name: string; bytes: number; sha256: string }
+interface ParsedFile { name: string; bytes: number; sha256: string; plaintext?: PlaintextOf }
 
-export async function verifyEvidence(opts: { dir: string; trustedKey: string; auditPath?: string }): Promise<EvidenceReport> {
+/** `--identity FILE`: the age identities that decrypt encrypted clips (CONTRACT §7). */
+export async function readIdentities(path: string): Promise<AgeIdentity[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new EvidenceUsageError(`--identity ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  try {
+    return parseIdentityFile(text, `--identity ${path}`);
+  } catch (err) {
+    throw new EvidenceUsageError((err as Error).message);
+  }
+}
+
+export async function verifyEvidence(opts: { dir: string; trustedKey: string; auditPath?: string; identities?: readonly AgeIdentity[] }): Promise<EvidenceReport> {
   const checks: EvidenceCheck[] = [];
   const notes: string[] = [];
   const add = (ok: boolean, check: string, detail: string): void => { checks.push({ ok, check, detail }); };
@@ -95,7 +111,13 @@ export async function verifyEvidence(opts: { dir: string; trustedKey: string; au
   add(sig.ok, 'signature', sig.ok ? 'Ed25519 signature over the canonical manifest verifies under the trusted key' : sig.reason);
 
   if (typeof files !== 'string') {
-    for (const f of files) add(...(await checkFile(opts.dir, f)));
+    for (const f of files) {
+      const row = await checkFile(opts.dir, f);
+      add(...row);
+      if (!f.plaintext) continue;
+      if (!opts.identities) notes.push(`${f.name} is encrypted: its ciphertext is as signed; give --identity to decrypt it and check the clip ${f.plaintext.name} inside`);
+      else if (row[0]) add(...(await checkPlaintext(opts.dir, f, f.plaintext, opts.identities)));
+    }
     await checkUnlisted(opts.dir, new Set([...files.map((f) => f.name), ...RECORD_DIRS]), add);
   }
   for (const folder of RECORD_DIRS) {
@@ -117,9 +139,29 @@ function parseFiles(value: unknown): ParsedFile[] | string {
     if (e.name === MANIFEST_FILE || seen.has(e.name)) return `files[${i}].name ${e.name} is listed twice or names the manifest`;
     if (!Number.isSafeInteger(e.bytes) || (e.bytes as number) < 0) return `files[${i}].bytes is not a byte count`;
     if (typeof e.sha256 !== 'string' || !HEX64.test(e.sha256)) return `files[${i}].sha256 is not 64 lowercase hex digits`;
+    if (e.plaintext !== undefined) {
+      const p = e.plaintext as Partial<PlaintextOf> | null;
+      if (!e.name.endsWith('.age')) return `files[${i}] has a plaintext but its name ${e.name} does not end in .age`;
+      if (!p || !isPlainName(p.name) || p.name === MANIFEST_FILE || p.name === e.name) return `files[${i}].plaintext.name is not a plain file name`;
+      if (!Number.isSafeInteger(p.bytes) || (p.bytes as number) < 0) return `files[${i}].plaintext.bytes is not a byte count`;
+      if (typeof p.sha256 !== 'string' || !HEX64.test(p.sha256)) return `files[${i}].plaintext.sha256 is not 64 lowercase hex digits`;
+    }
     seen.add(e.name);
   }
   return value as ParsedFile[];
+}
+
+/** Decrypts an encrypted clip (nothing written) and checks what it gives against the manifest. */
+async function checkPlaintext(dir: string, f: ParsedFile, p: PlaintextOf, identities: readonly AgeIdentity[]): Promise<[boolean, string, string]> {
+  const check = `clip ${p.name} (in ${f.name})`;
+  try {
+    const { plaintext } = await decryptFile(join(dir, f.name), identities);
+    if (plaintext.bytes !== p.bytes) return [false, check, `decrypts to ${plaintext.bytes} bytes, the manifest says ${p.bytes}`];
+    if (plaintext.sha256 !== p.sha256) return [false, check, `decrypts to SHA-256 ${plaintext.sha256}, the manifest says ${p.sha256}`];
+    return [true, check, `decrypts to ${plaintext.bytes} bytes, SHA-256 ${plaintext.sha256}`];
+  } catch (err) {
+    return [false, check, `does not decrypt: ${(err as Error).message}`];
+  }
 }
 
 async function checkFile(dir: string, f: ParsedFile): Promise<[boolean, string, string]> {

@@ -6,7 +6,7 @@
 //   sha256sum -c SHA256SUMS
 //   openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in manifest.signed -sigfile manifest.sig
 import { createHash, createPublicKey } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseJsonStrict } from '../platform/json.js';
 import { printable } from '../ops/printable.js';
@@ -14,7 +14,9 @@ import { RECORD_DIRS } from '../incidents/records.js';
 import { KEYS_PREFIX, parseKeyObject, type KnownKey } from './key-history.js';
 import { publicKeyFromBase64 } from './keys.js';
 import { manifestSigningBytes } from './manifest.js';
-import { EvidenceUsageError, MANIFEST_FILE, renderEvidenceReport, resolveTrustedKey, verifyEvidence } from './evidence.js';
+import { EvidenceUsageError, MANIFEST_FILE, readIdentities, renderEvidenceReport, resolveTrustedKey, verifyEvidence } from './evidence.js';
+import { decryptFile, type AgeIdentity } from '../platform/age.js';
+import { writeAll } from '../platform/durable.js';
 
 interface Out { write(s: string): unknown }
 
@@ -48,14 +50,17 @@ async function trustedKeyFor(dir: string, keyArg: string | undefined): Promise<{
 }
 
 interface BundleFile { path: string; sha256: string }
+interface Clip { name: string; sha256: string; bytes: number }
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-export async function evidenceExportCommand(dir: string, opts: { out: string; key?: string }, out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+export async function evidenceExportCommand(dir: string, opts: { out: string; key?: string; identity?: string }, out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   let trusted: { key: string; source: KeySource };
+  let identities: AgeIdentity[] | undefined;
   try {
+    if (opts.identity !== undefined) identities = await readIdentities(opts.identity);
     if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) throw new EvidenceUsageError(`${dir}: not an incident folder`);
     if (await stat(opts.out).then(() => true, () => false)) throw new EvidenceUsageError(`--out ${opts.out}: already exists; the bundle is written to a new folder`);
     trusted = await trustedKeyFor(dir, opts.key);
@@ -74,10 +79,18 @@ export async function evidenceExportCommand(dir: string, opts: { out: string; ke
   }
   const manifestBytes = await readFile(join(dir, MANIFEST_FILE));
   const manifest = parseJsonStrict(manifestBytes.toString('utf8')) as {
-    incident: { id: string; node?: string }; files: { name: string; sha256: string; bytes: number }[]; signature: { value: string };
+    incident: { id: string; node?: string }; files: (Clip & { plaintext?: Clip })[]; signature: { value: string };
   };
+  // The bundle holds plaintext clips: an encrypted incident needs the identity that opens it.
+  const encrypted = manifest.files.filter((f) => f.plaintext);
+  if (encrypted.length > 0 && !identities) {
+    err.write(`camnode: incident ${printable(manifest.incident.id)} is encrypted (${encrypted.map((f) => printable(f.name)).join(', ')}): give --identity FILE, the district's age identity, to export its clips decrypted; no bundle was written\n`);
+    return 2;
+  }
+  // What the examiner gets: each clip as plaintext, under its plaintext name.
+  const clips = manifest.files.map((f) => ({ from: f, ...(f.plaintext ?? f) }));
   // Names become paths, SHA256SUMS lines and shell commands in the README: only plain ones.
-  const unsafe = [manifest.incident.id, manifest.incident.node ?? 'node', ...manifest.files.map((f) => f.name)].filter((n) => typeof n !== 'string' || !SAFE_NAME.test(n));
+  const unsafe = [manifest.incident.id, manifest.incident.node ?? 'node', ...clips.map((f) => f.name)].filter((n) => typeof n !== 'string' || !SAFE_NAME.test(n));
   if (unsafe.length > 0) {
     err.write(`camnode: ${printable(dir)}: the manifest names ${unsafe.map((n) => JSON.stringify(printable(String(n)))).join(', ')}, not plain names (letters, digits, . _ -); no bundle was written\n`);
     return 1;
@@ -104,11 +117,16 @@ export async function evidenceExportCommand(dir: string, opts: { out: string; ke
       await put(`${stem}.sig`, Buffer.from(doc.signature.value, 'base64'));
     };
     await signed(MANIFEST_FILE, manifestBytes);
-    for (const [i, f] of manifest.files.entries()) {
-      err.write(`copying ${f.name} (${i + 1}/${manifest.files.length}, ${f.bytes} bytes)\n`);
-      await copyFile(join(dir, f.name), join(partial, f.name));
-      // Verified just now against the signed manifest: its hash is the file's.
-      files.push({ path: f.name, sha256: f.sha256 });
+    for (const [i, c] of clips.entries()) {
+      if (c.from.plaintext) {
+        err.write(`decrypting ${c.from.name} to ${c.name} (${i + 1}/${clips.length}, ${c.bytes} bytes)\n`);
+        await decryptClip(join(dir, c.from.name), join(partial, c.name), c, identities!);
+      } else {
+        err.write(`copying ${c.name} (${i + 1}/${clips.length}, ${c.bytes} bytes)\n`);
+        await copyFile(join(dir, c.name), join(partial, c.name));
+      }
+      // Verified against the signed manifest (the ciphertext above, the plaintext as it was decrypted).
+      files.push({ path: c.name, sha256: c.sha256 });
     }
     const records: string[] = [];
     for (const folder of RECORD_DIRS) {
@@ -119,7 +137,7 @@ export async function evidenceExportCommand(dir: string, opts: { out: string; ke
       }
     }
     await writeFile(join(partial, 'README.txt'), bundleReadme({
-      incident: manifest.incident.id, node: manifest.incident.node, clips: manifest.files, records, publicKey: trusted.key,
+      incident: manifest.incident.id, node: manifest.incident.node, clips, encrypted: encrypted.length > 0, records, publicKey: trusted.key,
       fingerprint: sha256(createPublicKey(pem).export({ format: 'der', type: 'spki' })), source: trusted.source,
     }));
     files.push({ path: 'README.txt', sha256: sha256(await readFile(join(partial, 'README.txt'))) });
@@ -131,7 +149,7 @@ export async function evidenceExportCommand(dir: string, opts: { out: string; ke
     await rm(partial, { recursive: true, force: true });
     throw e;
   }
-  out.write(`bundle ${printable(opts.out)}: incident ${manifest.incident.id}, ${manifest.files.length} clip(s), ${files.length - manifest.files.length - 1} signed file(s) and README.txt\n`);
+  out.write(`bundle ${printable(opts.out)}: incident ${manifest.incident.id}, ${clips.length} clip(s)${encrypted.length > 0 ? ' (decrypted)' : ''}, ${files.length - clips.length - 1} signed file(s) and README.txt\n`);
   out.write(keyLine(trusted.source, trusted.key));
   out.write(`check it: cd ${opts.out} && sha256sum -c SHA256SUMS && openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in manifest.signed -sigfile manifest.sig\n`);
   return 0;
@@ -145,8 +163,21 @@ function keyLine(source: KeySource, key: string): string {
   }
 }
 
+/** Decrypts one clip into the bundle, refusing (and leaving nothing) unless it is the plaintext the manifest names. */
+async function decryptClip(src: string, dst: string, want: Clip, identities: readonly AgeIdentity[]): Promise<void> {
+  const handle = await open(dst, 'w');
+  try {
+    const got = await decryptFile(src, identities, (b) => writeAll(handle, [b]));
+    if (got.plaintext.bytes !== want.bytes || got.plaintext.sha256 !== want.sha256) {
+      throw new Error(`${src} decrypts to ${got.plaintext.bytes} bytes, SHA-256 ${got.plaintext.sha256}; the manifest says ${want.bytes} bytes, ${want.sha256}`);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
 function bundleReadme(b: {
-  incident: string; node: string | undefined; clips: { name: string; sha256: string; bytes: number }[]; records: string[];
+  incident: string; node: string | undefined; clips: Clip[]; encrypted: boolean; records: string[];
   publicKey: string; fingerprint: string; source: KeySource;
 }): string {
   const node = b.node ?? 'the node';
@@ -158,6 +189,10 @@ function bundleReadme(b: {
     '  manifest.signed    the exact bytes the node signed: manifest.json in canonical JSON (RFC 8785) without its signature',
     '  manifest.sig       the node\'s Ed25519 signature of manifest.signed (64 raw bytes)',
     ...b.clips.map((c) => `  ${c.name.padEnd(18)} a clip (${c.bytes} bytes), SHA-256 ${c.sha256}`),
+    ...(b.encrypted ? [
+      '                     (the node sealed the clips encrypted to the district (age format); the manifest lists',
+      '                     each encrypted file and, under "plaintext", the clip inside it: these are those clips)',
+    ] : []),
     ...b.records.map((r) => `  ${`${r}.json`.padEnd(18)} a record the node signed later (${r.startsWith('disclosures/') ? 'a disclosure: legal basis, reference, agency, requester, custodian' : 'a note'}), with ${r}.signed and ${r}.sig`),
     '  public-key.pem     the node\'s public key (Ed25519, SubjectPublicKeyInfo PEM)',
     '  SHA256SUMS         SHA-256 of every other file (not signed itself: it is a convenience)',

@@ -14,12 +14,14 @@ export type GapReason = 'no footage' | 'unreadable segment' | 'camera down';
 export interface ManifestGap { start: string; end: string; reason?: GapReason }
 
 export interface ManifestFile {
-  /** A plain file name in the incident folder, e.g. `entrance.mp4`. */
+  /** A plain file name in the incident folder, e.g. `entrance.mp4` (`entrance.mp4.age` encrypted). */
   name: string;
   camera: string;
   bytes: number;
   /** SHA-256 hex of the file. */
   sha256: string;
+  /** An encrypted clip (CONTRACT §7): what decrypting it gives. */
+  plaintext?: PlaintextOf;
   start: string;
   end: string;
   gaps: ManifestGap[];
@@ -30,6 +32,9 @@ export interface ManifestFile {
    */
   clock?: 'synced' | 'unsynced' | 'stepped';
 }
+
+/** The clip inside an age-encrypted file: its name, size and SHA-256 once decrypted. */
+export interface PlaintextOf { name: string; bytes: number; sha256: string }
 
 export interface UnsignedManifest<I extends AuditIncident = AuditIncident> {
   incident: I;

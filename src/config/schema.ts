@@ -2,6 +2,7 @@
 // field come from here. `docs/config.md` is generated from it (npm run docs:config).
 import { z } from 'zod';
 import { parseDuration, parseRate, parseSize } from './units.js';
+import { parseRecipient } from '../platform/age.js';
 
 /** Zones where policy forbids cameras, and the reason quoted back to the installer. */
 export const PRIVATE_ZONES = ['restroom', 'changing-room', 'lactation-room', 'private-office'] as const;
@@ -29,7 +30,6 @@ const size = () => unit('size', parseSize, '512MB, 2GiB');
 const rate = () => unit('rate', parseRate, '500kbit, 4Mbit');
 
 /** An age X25519 recipient: "age1" and 58 bech32 characters. */
-const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
 
 export const SOURCE_FORMS = 'rtsp://, rtsps://, v4l2:/dev/videoN, file:PATH, testsrc';
 
@@ -163,8 +163,14 @@ const upstream = z.strictObject({
   maxRate: rate().optional().describe('Optional bandwidth cap.'),
   window: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$/, 'must be "HH:MM-HH:MM" local time').optional()
     .describe('Optional local-time window for incidents locked with urgent: false.'),
-  encryptTo: z.array(z.string().regex(AGE_RECIPIENT, 'not an age recipient (age1 followed by 58 characters)')).max(20).default([])
-    .describe('age recipients: sealed clips are encrypted to them. Not built yet: ignored.'),
+  encryptTo: z.array(z.string().superRefine((r, ctx) => {
+    try {
+      parseRecipient(r);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  })).max(20).default([])
+    .describe('age recipients (age-keygen\'s "age1…" public keys): each sealed clip is encrypted to all of them (`<camera>.mp4.age`); the ring stays plaintext.'),
 }).superRefine((u, ctx) => {
   if (u.type === 's3' && !u.bucket) ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'required for type s3' });
   if (u.type === 'dir' && !u.path) ctx.addIssue({ code: 'custom', path: ['path'], message: 'required for type dir' });
@@ -234,7 +240,7 @@ export const configSchema = z.strictObject({
   upstream: upstream.prefault({}).describe('Where sealed incidents are synced. Omitted: type none.'),
   fleet: fleet.optional().describe('Who may command this node, and how pushed configs and updates prove themselves (rollbackAfter and releaseKey: not built yet, ignored).'),
   audit: audit.optional().describe('The audit log leaving the node (with an upstream): chunks, and a signed head every headInterval.'),
-  policy: policy.optional().describe('The district policy\'s attestations. Not built yet: ignored.'),
+  policy: policy.optional().describe('The district policy\'s attestations (signage), shown in check, the state and the report.'),
   calls: calls.optional().describe('The phone system\'s call recordings, kept under the same retention. Not built yet: ignored.'),
 }).superRefine((c, ctx) => {
   // CONTRACT §7: with signing required (the default), someone must be able to sign.
@@ -255,9 +261,8 @@ export type CameraConfig = Config['cameras'][number];
 export function unbuiltSettings(config: Config): string[] {
   const out: string[] = [];
   if (config.button.heartbeat) out.push('button.heartbeat');
-  if (config.upstream.encryptTo.length > 0) out.push('upstream.encryptTo');
   if (config.fleet?.releaseKey !== undefined) out.push('fleet.releaseKey');
   if (config.fleet && config.fleet.rollbackAfter !== 2 * 60_000) out.push('fleet.rollbackAfter');
-  for (const section of ['policy', 'calls'] as const) if (config[section] !== undefined) out.push(section);
+  if (config.calls !== undefined) out.push('calls');
   return out;
 }

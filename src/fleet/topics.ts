@@ -45,6 +45,8 @@ export interface StatePayload {
     retainedSeconds: number | null;
   };
   incidents: { active: number; held: number; unsynced: number; damaged: number };
+  /** The policy's attestations (CONTRACT §7); absent from nodes of earlier releases. */
+  policy?: { signage: 'ok' | 'missing' | 'overdue' };
   sync: { queued: number; bytesPending: number; lastError: string | null; current: SyncProgress | null };
   health: {
     load: number | null;

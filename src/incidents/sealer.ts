@@ -18,6 +18,7 @@ import type { NodeKey } from '../audit/keys.js';
 import { manifestSha256, serializeManifest, signManifest, type ManifestFile } from '../audit/manifest.js';
 import { assembleClip, explainGaps, findGaps, sha256File, UnreadableSegments } from './clip.js';
 import { probeDurationMs } from '../platform/ffmpeg.js';
+import { encryptFile } from '../platform/age.js';
 import { segmentEndMs, type Segment } from '../store/segment.js';
 import type { IncidentBook } from './book.js';
 import { INCIDENT_ID, sealDueAt, type Incident } from './incident.js';
@@ -41,6 +42,8 @@ export interface SealerDeps {
   /** When each camera is known to have been down (camera.down to camera.up), for gap reasons. */
   downIntervals?(camera: string): readonly { startMs: number; endMs: number }[];
   backoff?: BackoffPolicy;
+  /** age recipients (CONTRACT §7): each clip is sealed encrypted to them; empty, in plaintext. */
+  encryptTo?: readonly string[];
   /** How long a segment plays, or null when it does not decode (ffprobe by default). */
   probeDurationMs?(path: string): Promise<number | null>;
 }
@@ -141,8 +144,10 @@ export class Sealer implements Component {
 
     const startMs = Date.parse(incident.window.start);
     const endMs = Date.parse(incident.window.end);
-    // A seal reserves its bytes before it starts (CONTRACT §6): the clips copy the segments.
-    this.reserving = incident.cameras.reduce((n, c) => n + deps.ring.segmentsBetween(c, startMs, endMs).reduce((m, seg) => m + seg.bytes, 0), 0);
+    // A seal reserves its bytes before it starts (CONTRACT §6): the clips copy the segments (and
+    // while a clip is encrypted, it is there twice).
+    const copies = this.encrypting() ? 2 : 1;
+    this.reserving = copies * incident.cameras.reduce((n, c) => n + deps.ring.segmentsBetween(c, startMs, endMs).reduce((m, seg) => m + seg.bytes, 0), 0);
     try {
       await this.sealWindow(incident, workDir, finalDir, startMs, endMs, log);
     } finally {
@@ -174,16 +179,23 @@ export class Sealer implements Component {
         unreadable.map((u) => ({ startMs: Math.max(u.startMs, startMs), endMs: Math.min(segmentEndMs(u), endMs) })),
         deps.downIntervals?.(camera) ?? [],
       );
-      pending.push(sha256File(join(workDir, name)).then(({ sha256, bytes }) => ({
-        name, camera, bytes, sha256,
+      const described = {
+        camera,
         start: new Date(first.startMs).toISOString(),
         end: new Date(last.startMs + last.durationMs).toISOString(),
         gaps,
         clock: clipClock(kept.map((s) => deps.ring.clockOf(s))),
-      })));
+      };
+      pending.push(this.encrypting()
+        // Encrypted (CONTRACT §7): one pass hashes the plaintext and writes the ciphertext durably.
+        ? encryptFile(join(workDir, name), join(workDir, `${name}.age`), deps.encryptTo!).then(({ plaintext, ciphertext }) => ({
+          name: `${name}.age`, bytes: ciphertext.bytes, sha256: ciphertext.sha256, plaintext: { name, ...plaintext }, ...described,
+        }))
+        : sha256File(join(workDir, name)).then(({ sha256, bytes }) => ({ name, bytes, sha256, ...described })));
       faultPoint('seal.mid');
     }
     const files = await Promise.all(pending);
+    if (this.encrypting()) faultPoint('seal.encrypted');
     const synced = (await deps.clockSynced()) === true;
     let sealedSha = '';
     // The manifest names the audit log's last entry, and the seal entry follows it directly.
@@ -200,6 +212,15 @@ export class Sealer implements Component {
       sealedSha = manifestSha256(text);
       return { incident: incident.id, manifestSha256: sealedSha };
     });
+    // The order of CONTRACT §7: ciphertext durable, manifest, then the plaintext removed. All of
+    // it is in the work folder, so a crash anywhere before the rename seals again from the ring.
+    const plaintexts = files.flatMap((f) => (f.plaintext ? [f.plaintext.name] : []));
+    if (plaintexts.length > 0) {
+      faultPoint('seal.manifest');
+      for (const name of plaintexts) await rm(join(workDir, name), { force: true });
+      await fsyncDir(workDir);
+      faultPoint('seal.plaintext-removed');
+    }
     faultPoint('seal.before-rename');
     await rm(finalDir, { recursive: true, force: true });
     await rename(workDir, finalDir);
@@ -247,6 +268,10 @@ export class Sealer implements Component {
     } finally {
       await rm(listPath, { force: true });
     }
+  }
+
+  private encrypting(): boolean {
+    return (this.deps.encryptTo?.length ?? 0) > 0;
   }
 
   private async isComplete(dir: string): Promise<boolean> {

@@ -58,6 +58,8 @@ export interface IncidentsDeps extends ModuleBase {
   /** When a camera was down, for the reasons of a clip's gaps. */
   downIntervals(camera: string): readonly { startMs: number; endMs: number }[];
   ffmpegPath?: string | undefined;
+  /** upstream.encryptTo: age recipients the sealed clips are encrypted to. */
+  encryptTo?: readonly string[];
   /** `<upstream.prefix>/<node>` where the upstream holds this node's incidents; null without an upstream. */
   upstreamPrefix: string | null;
 }
@@ -190,6 +192,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       clockSynced: async () => deps.clockSynced(),
       version: VERSION,
       downIntervals: deps.downIntervals,
+      ...(deps.encryptTo ? { encryptTo: deps.encryptTo } : {}),
       ...(deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {}),
     }),
   });

@@ -15,12 +15,13 @@ export class StorageError extends Error {
  * errors on a missing component) into ENOENT, so retry component by component without it.
  */
 async function makeDirs(dir: string): Promise<void> {
+  // The folders it makes hold footage or state: never open to other users (CONTRACT §7).
   try {
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o750 });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(dir) === dir) throw err;
     await makeDirs(dirname(dir));
-    await mkdir(dir);
+    await mkdir(dir, { mode: 0o750 });
   }
 }
 

@@ -1,5 +1,5 @@
 // `camnode check` against a real RTSP camera, a dead one, and real storage.
-import { rm } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { baseConfig, runCli, tempDir, writeConfig } from '../helpers/agent.js';
@@ -42,16 +42,42 @@ describe('camnode check', () => {
     expect(row('clock')).toMatch(/pass|warn/);
     expect(row('button')).toMatch(/pass\s+none: no panic button/);
     expect(row('node key')).toMatch(/pass\s+none yet: generated under .* on the first start/);
+    expect(row('media access')).toMatch(/pass\s+footage, sealed incidents and state: the camnode user and group only/);
+    expect(row('encryption')).toMatch(/pass\s+sealed clips are kept in plaintext \(no upstream.encryptTo\)/);
+    expect(row('signage')).toMatch(/warn\s+no signage attestation \(policy.signage\) in the config/);
     expect(r.stdout + r.stderr).not.toContain('hunter2');
   });
 
   it('exits 0 when nothing fails, and prints the key the node signs with', async () => {
-    const config = await writeConfig(dir, baseConfig(dir, [{ id: 'lobby', source: camera.url, zone: 'entrance' }]), 'ok.yaml');
+    const today = new Date().toISOString().slice(0, 10);
+    const config = await writeConfig(dir, baseConfig(dir, [{ id: 'lobby', source: camera.url, zone: 'entrance' }], {
+      policy: { signage: { posted: true, checkedAt: today } },
+    }), 'ok.yaml');
     const { loadOrCreateNodeKey } = await import('../../src/audit/keys.js');
     const key = await loadOrCreateNodeKey(join(dir, 'state'));
     const r = await runCli(['check', '--config', config], { timeoutMs: 90_000 });
     expect(r.stdout).not.toMatch(/\bfail\b/);
     expect(r.stdout).toContain(`Ed25519 public key ${key.publicKeyBase64}`);
+    expect(r.stdout).toMatch(new RegExp(`signage\\s+pass\\s+signs posted, last checked ${today}`));
     expect(r.code).toBe(0);
+  });
+
+  it('fails when other users can read the footage, naming the folders and the fix', async () => {
+    const open = join(dir, 'open');
+    await mkdir(join(open, 'storage', 'segments'), { recursive: true, mode: 0o755 });
+    await chmod(dir, 0o755);
+    await chmod(open, 0o755);
+    await chmod(join(open, 'storage'), 0o755);
+    await chmod(join(open, 'storage', 'segments'), 0o755);
+    const config = await writeConfig(open, baseConfig(open, [{ id: 'lobby', source: camera.url, zone: 'entrance' }]));
+    const r = await runCli(['check', '--config', config], { timeoutMs: 90_000 });
+    const line = r.stdout.split('\n').findIndex((l) => l.startsWith('media access'));
+    expect(r.stdout.split('\n')[line]).toMatch(new RegExp(`fail\\s+${open}/storage \\(mode 0755\\), ${open}/storage/segments \\(mode 0755\\): other users can read footage`));
+    expect(r.stdout.split('\n')[line + 1]).toMatch(/fix: chmod o-rwx .* \(the agent also narrows them when it starts\)/);
+    expect(r.code).toBe(1);
+    // Behind a folder others cannot pass through, the same modes are no exposure.
+    await chmod(dir, 0o700);
+    const closed = await runCli(['check', '--config', config], { timeoutMs: 90_000 });
+    expect(closed.stdout).toMatch(/media access\s+pass/);
   });
 });

@@ -243,7 +243,9 @@ describe.each([5, '3.1.1'] as Version[])('every command over MQTT %s', (version)
       health: { load: expect.any(Number), memUsedPct: expect.any(Number), uptimeS: expect.any(Number) },
     });
     // With an upstream the state also names the last audit head signed upstream (CONTRACT §7).
-    expect(Object.keys(data).sort()).toEqual(['audit', 'cameras', 'health', 'incidents', 'storage', 'sync', 'ts']);
+    expect(Object.keys(data).sort()).toEqual(['audit', 'cameras', 'health', 'incidents', 'policy', 'storage', 'sync', 'ts']);
+    // The policy's signage attestation (CONTRACT §7): this config has none.
+    expect(data['policy']).toEqual({ signage: 'missing' });
     const audit = data['audit'] as { logId: string; seq: number; head: string; at: string } | null;
     if (audit !== null) expect(audit).toEqual({ logId: expect.stringMatching(/^\d{8}T\d{6}Z$/), seq: expect.any(Number), head: expect.stringMatching(/^[0-9a-f]{64}$/), at: expect.stringMatching(ISO) });
     // The very document of the reply went out on the state topic, and stays there retained.

@@ -201,7 +201,7 @@ describe('keys of the second batch (CONTRACT §2, new): parsed and validated bef
 
   it('says which are set but not built yet (ignored with one log line at start); defaults are not listed', () => {
     expect(unbuiltSettings(validateConfig(full))).toEqual([
-      'button.heartbeat', 'upstream.encryptTo', 'fleet.releaseKey', 'fleet.rollbackAfter', 'policy', 'calls',
+      'button.heartbeat', 'fleet.releaseKey', 'fleet.rollbackAfter', 'calls',
     ]);
     expect(unbuiltSettings(validateConfig({ ...minimal, mqtt: { url: 'mqtt://h' }, fleet: { ca: '/ca.crt', crl: '/crl.pem' } }))).toEqual([]);
   });
@@ -211,9 +211,13 @@ describe('keys of the second batch (CONTRACT §2, new): parsed and validated bef
       'incident.maxHold: not a duration: "forever" (e.g. 90s, 5m, 2h, 30d)',
       'incident.maxLockedPercent: Too small: expected number to be >=1',
     ]);
-    expect(problems({ ...minimal, upstream: { encryptTo: ['age1short', 'ssh-ed25519 AAAA'] } })).toEqual([
-      'upstream.encryptTo[0]: not an age recipient (age1 followed by 58 characters)',
-      'upstream.encryptTo[1]: not an age recipient (age1 followed by 58 characters)',
+    // A recipient with one character wrong fails its checksum; an SSH key is named as such.
+    const typo = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8q';
+    expect(problems({ ...minimal, upstream: { encryptTo: ['age1short', 'ssh-ed25519 AAAA', typo, 'AGE-SECRET-KEY-1XYZ'] } })).toEqual([
+      'upstream.encryptTo[0]: not an age recipient: they are 62 characters long, this one 9',
+      'upstream.encryptTo[1]: SSH keys are not supported as age recipients; use an X25519 recipient from age-keygen',
+      'upstream.encryptTo[2]: not an age recipient: its checksum does not match (a character is wrong)',
+      'upstream.encryptTo[3]: this is an age identity (a secret key), not its recipient: give the "public key: age1…" line age-keygen printed, and keep the identity off the node',
     ]);
     expect(problems({ ...minimal, fleet: { releaseKey: 'AAAA', rollbackAfter: 'x', crl: 5 } })).toEqual([
       'fleet.crl: Invalid input: expected string, received number',
