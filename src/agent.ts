@@ -33,6 +33,8 @@ import { narrowDirs, privateDirs } from './platform/private-dirs.js';
 import { incidentsModule, type IncidentCounts, type IncidentsModule } from './modules/incidents.js';
 import { syncModule, type SyncModule } from './modules/sync.js';
 import { footageModule } from './modules/footage.js';
+import { reportModule } from './modules/report.js';
+import { AUDIT_LOG_FILE } from './audit/log.js';
 import { fleetModule, type FleetModule } from './modules/fleet.js';
 import { controlModule } from './modules/control.js';
 
@@ -177,7 +179,11 @@ export class Agent {
       })
       : undefined;
     const control = controlModule({ ...base, control: config.control, handlers });
-    const modules: AgentModule[] = [recording, incidents, footage, sync, ...(fleet ? [fleet] : []), control];
+    const report = reportModule({
+      ...base, node: config.node, policy: config.policy, upstream: config.upstream.type, footage: () => footage.footage(), book: incidents.book,
+      auditLogPath: join(config.node.stateDir, AUDIT_LOG_FILE), clockSynced: () => clockStatus.synced(), segmentSeconds: config.recording.segmentSeconds,
+    });
+    const modules: AgentModule[] = [recording, incidents, footage, report, sync, ...(fleet ? [fleet] : []), control];
 
     handlers.register({
       ping: async () => ({ version: VERSION }),

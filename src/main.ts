@@ -141,6 +141,9 @@ const withExitOverride = (cmd: Command): Command => {
   cmd.commands.forEach(withExitOverride);
   return cmd;
 };
+// `camnode report` on the node is `camnode ctl report --local`: the running agent answers it over
+// its control socket (CONTRACT §7).
+if (process.argv[2] === 'report') process.argv.splice(2, 1, 'ctl', 'report', '--local');
 // The ops side (ctl, its rendering, its MQTT client) is loaded only for `camnode ctl`: the agent
 // never carries it.
 if (process.argv[2] === 'ctl') {
@@ -148,6 +151,8 @@ if (process.argv[2] === 'ctl') {
   program.addCommand(withExitOverride(ctlCommand()));
 } else {
   program.command('ctl').description('operations on nodes (CONTRACT §3 commands); `camnode ctl --help` lists them')
+    .allowUnknownOption().allowExcessArguments().action(() => {});
+  program.command('report').description('the retention report of this node: what it kept and deleted, and why (`camnode report --help`: --since, --format text|json|html, -o FILE)')
     .allowUnknownOption().allowExcessArguments().action(() => {});
 }
 program.command('audit').description('the node\'s hash-chained audit log')

@@ -18,6 +18,9 @@ export const AUDIT_LOG_FILE = 'audit.log';
 /** What an audit entry needs of an incident: its id; lock and extend entries carry all of it. */
 export interface AuditIncident { readonly id: string }
 
+/** A clip deleted with its incident (from its manifest; absent in entries of earlier releases). */
+export interface DisposedFile { camera: string; bytes: number }
+
 /** Payload per entry type (the members after seq/prev/ts/type). */
 export interface AuditPayloads {
   /** A new incident, whole, as it was made durable. */
@@ -37,9 +40,9 @@ export interface AuditPayloads {
   /** Sealed: the SHA-256 hex of manifest.json's exact bytes. Follows the manifest's audit anchor directly. */
   seal: { incident: string; manifestSha256: string };
   /** The node's copy disposed of (deleted), who and why. Logs of earlier releases say `release`. */
-  dispose: { incident: string; by: string; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string; reason: string };
+  dispose: { incident: string; by: string; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string; reason: string; files?: DisposedFile[] };
   /** Disposed of before sync (`force`): who, why, and the state it was in. Earlier: `release.forced`. */
-  'dispose.forced': { incident: string; by: string; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string; reason: string; state: string };
+  'dispose.forced': { incident: string; by: string; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string; reason: string; state: string; files?: DisposedFile[] };
   /**
    * Footage disclosed to law enforcement (CONTRACT §7): the disclosure (legal basis, reference,
    * agency, requester, the manifest's SHA-256) and, signed, the custodian and the JWS itself.

@@ -47,6 +47,14 @@ const time = z.string().max(64).transform((v, ctx) => {
   }
   return ms;
 });
+/** `report`'s `since`: an ISO time, or a duration back from now (CONTRACT §7). */
+const since = z.union([z.string().max(64), z.number()]).transform((v, ctx): { atMs: number } | { agoMs: number } => {
+  if (typeof v === 'string' && ISO_TIME.test(v) && !Number.isNaN(Date.parse(v))) return { atMs: Date.parse(v) };
+  const ms = parseDuration(v);
+  if (ms !== null && ms > 0 && ms <= 10 * 366 * 86_400_000) return { agoMs: ms };
+  ctx.addIssue({ code: 'custom', message: `not an ISO-8601 time with a zone nor a duration back from now: ${JSON.stringify(typeof v === 'string' ? clip(v, 40) : v)} (e.g. "30d" or "2026-11-01T00:00:00Z")` });
+  return z.NEVER;
+});
 const incidentId = z.string().regex(/^\d{8}T\d{6}Z-[a-z2-7]{4}$/, 'not an incident id (YYYYMMDDTHHMMSSZ-xxxx)');
 
 export const commandArgs = {
@@ -110,6 +118,7 @@ export const commandArgs = {
   }),
   incidents: z.strictObject({}),
   incident: z.strictObject({ incident: incidentId }),
+  report: z.strictObject({ since: since.optional() }),
   snapshot: z.strictObject({ camera: cameraId }),
   state: z.strictObject({}),
   sync: z.strictObject({}),

@@ -311,8 +311,11 @@ export class IncidentBook implements Component {
         ...(args.signer !== undefined ? { signer: args.signer } : {}),
         ...(args.jws !== undefined ? { jws: args.jws } : {}),
       };
-      if (ready) await deps.audit.append('dispose', { incident: incident.id, ...who, reason: args.reason });
-      else await deps.audit.append('dispose.forced', { incident: incident.id, ...who, reason: args.reason, state: incident.state });
+      // What is deleted, for the retention report: each camera's clip and its size (CONTRACT §7).
+      const files = await clipSizes(join(deps.sealedDir, incident.id));
+      const what = { incident: incident.id, ...who, reason: args.reason, ...(files ? { files } : {}) };
+      if (ready) await deps.audit.append('dispose', what);
+      else await deps.audit.append('dispose.forced', { ...what, state: incident.state });
       await rm(join(deps.sealedDir, incident.id), { recursive: true, force: true });
       deps.log.warn({ incident: incident.id, by: args.by, reason: args.reason, forced: !ready }, 'incident disposed of; local copy deleted');
       deps.events.emit('incident.disposed', { incident: incident.id });
@@ -679,4 +682,15 @@ function isIncident(v: unknown): v is Incident {
   return typeof i === 'object' && i !== null && typeof i.id === 'string' && INCIDENT_ID.test(i.id)
     && Array.isArray(i.triggers) && i.triggers.length > 0 && Array.isArray(i.cameras)
     && typeof i.window?.start === 'string' && typeof i.window?.end === 'string';
+}
+
+/** Each clip of a sealed folder by camera, with its size, from its manifest; undefined without one. */
+async function clipSizes(dir: string): Promise<{ camera: string; bytes: number }[] | undefined> {
+  try {
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { files?: { camera?: unknown; bytes?: unknown }[] };
+    const files = (manifest.files ?? []).flatMap((f) => (typeof f.camera === 'string' && Number.isSafeInteger(f.bytes) ? [{ camera: f.camera, bytes: f.bytes as number }] : []));
+    return files;
+  } catch {
+    return undefined;
+  }
 }

@@ -7,7 +7,7 @@ import type { AuditLog } from '../audit/log.js';
 import type { IncidentBook } from '../incidents/book.js';
 import { iso } from '../platform/clock.js';
 import { extractStill, StillError } from '../recorder/still.js';
-import { footageOf, seamToleranceMs, type IncidentSpan } from '../store/footage.js';
+import { footageOf, seamToleranceMs, type CameraFootage, type IncidentSpan } from '../store/footage.js';
 import type { Ring } from '../store/ring.js';
 import { segmentEndMs, type Segment } from '../store/segment.js';
 import type { AgentModule, ModuleBase } from './module.js';
@@ -34,7 +34,12 @@ const STILL_TIMEOUT_MS = 30_000;
  */
 const STILL_MAX_BYTES = 2_500_000;
 
-export function footageModule(deps: FootageDeps): AgentModule {
+export interface FootageModule extends AgentModule {
+  /** What the ring holds now, per camera (the configured ones first): the `footage` reply without bounds. */
+  footage(): CameraFootage[];
+}
+
+export function footageModule(deps: FootageDeps): FootageModule {
   const { clock, log } = deps;
 
   const spans = (): { locked: IncidentSpan[]; kept: IncidentSpan[] } => {
@@ -53,14 +58,16 @@ export function footageModule(deps: FootageDeps): AgentModule {
   // One still per camera at a time: each is an ffmpeg of its own on a Pi already recording.
   const decoding = new Set<string>();
 
+  const view = (a: { camera?: string | undefined; from?: number | undefined; to?: number | undefined }): { cameras: CameraFootage[] } => footageOf({
+    segments: deps.ring.allSegments(), cameras: deps.configuredCameras, camera: a.camera, fromMs: a.from, toMs: a.to,
+    joinWithinMs: deps.segmentSeconds * 1500, ...spans(),
+  });
+
   const commands: CommandTable = {
     footage: async (a) => {
       if (a.from !== undefined && a.to !== undefined && a.from >= a.to) throw new CommandError('bad_request', `from: must be before to (${iso(a.from)} is not before ${iso(a.to)})`);
       if (a.camera !== undefined && !knows(a.camera)) throw new CommandError('not_found', `no camera ${a.camera} on this node, and no footage of it`);
-      return footageOf({
-        segments: deps.ring.allSegments(), cameras: deps.configuredCameras, camera: a.camera, fromMs: a.from, toMs: a.to,
-        joinWithinMs: deps.segmentSeconds * 1500, ...spans(),
-      });
+      return view(a);
     },
 
     still: async (a, ctx) => {
@@ -136,5 +143,5 @@ export function footageModule(deps: FootageDeps): AgentModule {
     throw new CommandError('not_found', `no footage of ${camera} at ${iso(atMs)} (a hole in the recording, or deleted by the ring)${available}`);
   }
 
-  return { name: 'footage', components: [], commands };
+  return { name: 'footage', components: [], commands, footage: () => view({}).cameras };
 }

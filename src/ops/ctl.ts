@@ -11,6 +11,7 @@ import { parseDuration } from '../config/units.js';
 import { requestLocal } from '../control/socket.js';
 import type { DiscloseReply } from '../modules/incidents.js';
 import type { Incident } from '../incidents/incident.js';
+import type { Report } from '../custody/report.js';
 import type { BrokerOptions, FleetClient } from './client.js';
 import { nodeRow, renderEvent, renderNodes, renderState, sortRows } from './render.js';
 import type { ReplyPayload, StatePayload } from '../fleet/topics.js';
@@ -305,6 +306,16 @@ export function ctlCommand(): Command {
       }));
     });
 
+  withLocal(ctl.command('report').description('the retention report: what a node kept and deleted, and why (CONTRACT §7)'))
+    .argument('[node]')
+    .option('--since <when>', 'start of the period: a duration back from now (30d) or an ISO time', '30d')
+    .addOption(new Option('--format <format>', 'text, json, or one self-contained HTML page').choices(['text', 'json', 'html']).default('text'))
+    .option('-o, --output <file>', 'write the report to a file (else standard output)')
+    .action(async (nodeArg: string | undefined, o: Common & { since: string; format: 'text' | 'json' | 'html'; output?: string }) => {
+      const [node] = positionals(o, nodeArg ? [nodeArg] : [], []);
+      await reportCommand(o, node, o);
+    });
+
   withLocal(ctl.command('still').description('one JPEG from recorded footage, on the record (CONTRACT §6)'))
     .argument('<args...>', 'NODE CAMERA (or --local CAMERA)')
     .requiredOption('--at <time>', 'ISO, local "YYYY-MM-DD HH:MM[:SS]", or relative like -10m')
@@ -419,4 +430,17 @@ async function lockAll(o: Common, payload: Record<string, unknown>, line: (node:
     if (o.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     if (worst > 0) throw new CtlExit(worst, `${results.filter((r) => r.status === 'rejected' || !r.value.ok).length} of ${online.length} node(s) did not lock`);
   });
+}
+
+/** `ctl report` and `camnode report`: asks the node, renders, prints or writes the file. */
+async function reportCommand(opts: Common, node: string | undefined, o: { since: string; format: 'text' | 'json' | 'html'; output?: string }): Promise<void> {
+  const { renderReport } = await import('./report-render.js');
+  const data = await request({ ...opts, json: o.format === 'json' || opts.json }, node, 'report', { since: o.since }) as Report;
+  const text = renderReport(data, opts.json ? 'json' : o.format);
+  if (o.output === undefined) {
+    process.stdout.write(text);
+    return;
+  }
+  await writeFile(o.output, text);
+  process.stdout.write(`report of ${printable(data.node)} from ${data.from} to ${data.to} written to ${printable(o.output)} (${o.format})\n`);
 }
