@@ -119,6 +119,8 @@ export function renderState(node: string, s: StatePayload): string {
   const h = s.health;
   const fmt = (v: number | null, unit: string): string => (v === null ? '-' : `${v}${unit}`);
   lines.push(`health: load ${fmt(h.load, '')}, memory ${fmt(h.memUsedPct, '%')}, temperature ${fmt(h.tempC, '°C')}, throttled ${h.throttled === null ? '-' : h.throttled ? 'YES' : 'no'}, up ${fmt(h.uptimeS, 's')}, clock ${h.clockSynced === null ? 'unknown' : h.clockSynced ? 'synced' : 'NOT synced'}`);
+  // The policy's signage attestation; absent from nodes of earlier releases.
+  if (s.policy) lines.push(`policy: signage ${s.policy.signage === 'ok' ? 'ok' : s.policy.signage.toUpperCase()}`);
   // Only when something fails; older nodes' states have no faults member.
   for (const f of h.faults ?? []) lines.push(`FAULT ${f.component}${f.incident ? ` (${f.incident})` : ''} since ${f.since}: ${f.message}`);
   return lines.join('\n');

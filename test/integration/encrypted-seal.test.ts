@@ -47,8 +47,9 @@ async function makeNode(ctx: TestContext): Promise<Node> {
   const config = baseConfig(dir, CAMERAS.map((id) => ({ id, source: 'testsrc', zone: 'entrance' })), {
     incident: { preRoll: '2s', postRoll: '2s' },
     control: { socket: join(dir, 'control.sock') },
-    upstream: { encryptTo: [recipient] },
+    upstream: { type: 'dir', path: join(dir, 'upstream'), encryptTo: [recipient] },
   });
+  await mkdir(join(dir, 'upstream'));
   const node: Node = { dir, configPath: await writeConfig(dir, config), storage, stateDir: join(dir, 'state'), sealedDir: join(storage, 'incidents'), agents: [] };
   ctx.onTestFinished(async () => {
     for (const a of node.agents) a.killGroup();
@@ -88,7 +89,7 @@ async function bookState(node: Node, id: string): Promise<string | undefined> {
   }
 }
 
-const waitSealed = (node: Node, id: string) => waitFor(async () => (await bookState(node, id)) === 'sealed', `incident ${id} sealed`, 60_000, 250);
+const waitSealed = (node: Node, id: string) => waitFor(async () => ['sealed', 'synced'].includes((await bookState(node, id)) ?? ''), `incident ${id} sealed`, 60_000, 250);
 
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -140,6 +141,12 @@ describe('evidence encrypted to the district', () => {
     await waitSealed(node, id);
     const files = await expectEncryptedSeal(node, id, key);
     const dir = join(node.sealedDir, id);
+    // Upstream gets the ciphertext only; its copy verifies and decrypts the same.
+    await waitFor(async () => (await bookState(node, id)) === 'synced', `incident ${id} synced`, 60_000, 250);
+    const up = join(node.dir, 'upstream', 'incidents', 'test-node', id);
+    expect((await readdir(up)).sort()).toEqual([...CAMERAS.map((c) => `${c}.mp4.age`), 'manifest.json'].sort());
+    const upVerified = await runCli(['evidence', 'verify', up, '--key', key, '--identity', identity]);
+    expect(upVerified.code, upVerified.stdout).toBe(0);
 
     // Readable by the camnode user and group only: umask 0027 for the agent and its ffmpeg.
     for (const name of await readdir(dir)) expect((await stat(join(dir, name))).mode & 0o027, name).toBe(0);

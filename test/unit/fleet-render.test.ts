@@ -298,6 +298,9 @@ describe('renderState', () => {
     expect(lines.at(-1)).toBe('health: load -, memory -, temperature -, throttled YES, up -, clock NOT synced');
     const unknownClock = renderState('n', state({ health: { ...s.health, throttled: null, clockSynced: null } }));
     expect(unknownClock).toContain('throttled -,');
+    // The signage attestation, when the node reports one (nodes of earlier releases do not).
+    expect(renderState('n', state({ policy: { signage: 'overdue' } })).split('\n').at(-1)).toBe('policy: signage OVERDUE');
+    expect(renderState('n', state({ policy: { signage: 'ok' } }))).toContain('\npolicy: signage ok');
     expect(unknownClock).toContain('clock unknown');
   });
 });
