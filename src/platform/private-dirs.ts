@@ -21,8 +21,8 @@ export async function narrowDirs(dirs: readonly string[]): Promise<{ path: strin
     const mode = await modeOf(path);
     if (mode === null || (mode & AGENT_UMASK) === 0) continue;
     const to = mode & ~AGENT_UMASK;
-    await chmod(path, to);
-    changed.push({ path, from: mode, to });
+    // A folder camnode does not own, or a read-only disk, is no reason not to record: `check` says so.
+    if (await chmod(path, to).then(() => true, () => false)) changed.push({ path, from: mode, to });
   }
   return changed;
 }
