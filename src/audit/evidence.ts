@@ -63,8 +63,11 @@ interface ParsedFile { name: string; bytes: number; sha256: string; plaintext?: 
 export async function readIdentities(path: string): Promise<AgeIdentity[]> {
   let text: string;
   try {
+    // An identity file is a few lines: anything big is not one (and is not read whole).
+    if ((await stat(path)).size > 64 * 1024) throw new EvidenceUsageError(`--identity ${path}: over 64 KiB, not an age identity file`);
     text = await readFile(path, 'utf8');
   } catch (err) {
+    if (err instanceof EvidenceUsageError) throw err;
     throw new EvidenceUsageError(`--identity ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
   try {

@@ -7,6 +7,7 @@
 // Building the report is pure (`buildReport`); reading the log (`readAuditFacts`) streams it and
 // parses only the entries inside the period.
 import { readRawLines } from '../audit/chain.js';
+import { iso } from '../platform/clock.js';
 import type { CameraFootage, IncidentRange, TimeRange } from '../store/footage.js';
 import type { Incident, IncidentKind, IncidentState } from '../incidents/incident.js';
 import type { SignageView } from './signage.js';
@@ -86,6 +87,11 @@ export interface AuditFacts {
   steps: ClockStep[];
 }
 
+/** Facts of a node with no audit log (yet). */
+export function noAuditFacts(): AuditFacts {
+  return { coveredFrom: null, auditStart: null, deletions: [], disposed: [], damaged: [], stills: [], steps: [] };
+}
+
 const TS = /"ts":"([^"]{10,40})"/;
 const SEQ = /"seq":(\d+)/;
 
@@ -94,7 +100,7 @@ const SEQ = /"seq":(\d+)/;
  * `ts` falls in the period are parsed; the log's first entry gives `coveredFrom`.
  */
 export async function readAuditFacts(path: string, fromMs: number, toMs: number): Promise<AuditFacts> {
-  const facts: AuditFacts = { coveredFrom: null, auditStart: null, deletions: [], disposed: [], damaged: [], stills: [], steps: [] };
+  const facts = noAuditFacts();
   for await (const { bytes, terminated } of readRawLines(path)) {
     if (!terminated) break;
     const head = TS.exec(bytes.subarray(0, 200).toString('latin1'));
@@ -186,7 +192,6 @@ const emptyDeleted = (): Record<DeletionReason, Deleted> => ({
   dispose: { count: 0, bytes: 0, ranges: [] }, damaged: { count: 0, bytes: null, ranges: [] },
 });
 
-const iso = (ms: number): string => new Date(ms).toISOString();
 const clip = (r: { start: string; end: string }, fromMs: number, toMs: number): boolean => Date.parse(r.end) > fromMs && Date.parse(r.start) < toMs;
 
 /** The report (CONTRACT §7). Pure. */

@@ -4,7 +4,7 @@ import type { CommandTable } from '../commands/handlers.js';
 import type { Config } from '../config/schema.js';
 import type { IncidentBook } from '../incidents/book.js';
 import type { CameraFootage } from '../store/footage.js';
-import { buildReport, readAuditFacts } from '../custody/report.js';
+import { buildReport, noAuditFacts, readAuditFacts } from '../custody/report.js';
 import { signageView } from '../custody/signage.js';
 import type { AgentModule, ModuleBase } from './module.js';
 
@@ -31,7 +31,7 @@ export function reportModule(deps: ReportDeps): AgentModule {
       const fromMs = a.since === undefined ? toMs - DEFAULT_REPORT_MS : 'atMs' in a.since ? Math.min(a.since.atMs, toMs) : toMs - a.since.agoMs;
       const facts = await readAuditFacts(deps.auditLogPath, fromMs, toMs).catch((err: unknown) => {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        return { coveredFrom: null, auditStart: null, deletions: [], disposed: [], damaged: [], stills: [], steps: [] };
+        return noAuditFacts();
       });
       return buildReport({
         node: deps.node.id, site: deps.node.site ?? deps.node.id, timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone, fromMs, toMs,

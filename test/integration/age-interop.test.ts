@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decryptFile, encryptFile, parseIdentityFile } from '../../src/platform/age.js';
 import { tempDir } from '../helpers/agent.js';
+import { ageDecrypt as ageDecryptWith, ageKeygen } from '../helpers/age.js';
 
 const run = promisify(execFile);
 let dir: string;
@@ -20,8 +21,7 @@ let recipient: string;
 beforeAll(async () => {
   dir = await tempDir('camnode-age-');
   identityFile = join(dir, 'district.key');
-  const { stderr } = await run('age-keygen', ['-o', identityFile]);
-  recipient = /age1[0-9a-z]+/.exec(stderr)![0];
+  recipient = await ageKeygen(identityFile);
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -33,17 +33,7 @@ async function sha256Of(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** `age -d` of a file: its stdout, or its failure. */
-function ageDecrypt(file: string, identity = identityFile): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('age', ['-d', '-i', identity, file]);
-    const out: Buffer[] = [];
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr }));
-  });
-}
+const ageDecrypt = (file: string, identity = identityFile) => ageDecryptWith(file, identity);
 
 describe('age interoperability with the reference tool', () => {
   it.each([0, 1, 65_535, 65_536, 65_537, 3 * 65_536, 2_500_001])('%i bytes: the node encrypts, age decrypts; age encrypts, the node decrypts', async (n) => {
@@ -67,8 +57,7 @@ describe('age interoperability with the reference tool', () => {
 
   it('reads files age encrypted to several recipients, and age reads ours', async () => {
     const other = join(dir, 'other.key');
-    const { stderr } = await run('age-keygen', ['-o', other]);
-    const otherRecipient = /age1[0-9a-z]+/.exec(stderr)![0];
+    const otherRecipient = await ageKeygen(other);
     const plain = join(dir, 'multi');
     await writeFile(plain, randomBytes(100_000));
     await run('age', ['-r', otherRecipient, '-r', recipient, '-o', join(dir, 'multi.ref.age'), plain]);
@@ -94,7 +83,7 @@ describe('age interoperability with the reference tool', () => {
       await expect(decryptFile(join(dir, 'bad.age'), ids), `flipped at ${at}`).rejects.toThrow(/authenticate|malformed|canonical|no identity/);
     }
     const wrong = join(dir, 'wrong.key');
-    await run('age-keygen', ['-o', wrong]);
+    await ageKeygen(wrong);
     expect((await ageDecrypt(enc, wrong)).stderr).toMatch(/no identity matched any of the recipients/);
     await expect(decryptFile(enc, parseIdentityFile(await readFile(wrong, 'utf8')))).rejects.toThrow(/no identity given decrypts this file/);
   });

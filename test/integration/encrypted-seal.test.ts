@@ -5,7 +5,7 @@
 // step of the crash order (ciphertext durable, manifest, plaintext removed) leaves an incident
 // that seals again — encrypted and verifiable, never neither. Footage is the camnode user's and
 // group's only.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { baseConfig, runCli, RunningAgent, tempDir, waitFor, writeConfig } from '../helpers/agent.js';
 import { listSegments, probeDuration } from '../helpers/segments.js';
+import { ageDecrypt as ageDecryptWith, ageKeygen } from '../helpers/age.js';
 
 const run = promisify(execFile);
 const CAMERAS = ['front', 'back'];
@@ -30,8 +31,8 @@ beforeAll(async () => {
   keys = await tempDir('camnode-age-keys-');
   identity = join(keys, 'district.key');
   stranger = join(keys, 'stranger.key');
-  recipient = /age1[0-9a-z]+/.exec((await run('age-keygen', ['-o', identity])).stderr)![0];
-  await run('age-keygen', ['-o', stranger]);
+  recipient = await ageKeygen(identity);
+  await ageKeygen(stranger);
 });
 afterAll(async () => {
   await rm(keys, { recursive: true, force: true });
@@ -96,15 +97,10 @@ function sha256(bytes: Buffer): string {
 }
 
 /** `age -d` with the district's identity: the plaintext. */
-function ageDecrypt(file: string): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('age', ['-d', '-i', identity, file]);
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => { err += b.toString(); });
-    child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`age -d ${file}: ${err}`))));
-  });
+async function ageDecrypt(file: string): Promise<Buffer> {
+  const r = await ageDecryptWith(file, identity);
+  if (r.code !== 0) throw new Error(`age -d ${file}: ${r.stderr}`);
+  return r.stdout;
 }
 
 /** The sealed folder holds only ciphertext and the manifest, and each clip decrypts (by age) to what the manifest says. */

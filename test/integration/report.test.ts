@@ -154,8 +154,6 @@ describe('the retention report after an accelerated day', () => {
       expect(c.oldest).toBe(new Date(Math.min(...files.map((f) => f.startMs))).toISOString());
       expect(c.retainedSeconds).toBeGreaterThan(10);
     }
-    // Which reasons deleted is the ring's choice; that it says one for each is the point.
-    expect(report.cameras.some((c) => c.deleted.age.count > 0) || report.cameras.some((c) => c.deleted.quota.count > 0)).toBe(true);
 
     // The disposed hold: its clip, with the size its manifest gave, and inotify saw it go.
     const door = report.cameras.find((c) => c.id === 'door')!;

@@ -92,6 +92,9 @@ describe('age v1, X25519', () => {
     expect(() => decrypt(Buffer.alloc(0), [alice.identity])).toThrow(/empty/);
     expect(() => decrypt(Buffer.from('-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n'), [alice.identity])).toThrow(/armored/);
     expect(() => decrypt(Buffer.from('hello, this is a text file\n'), [alice.identity])).toThrow(/not an age file/);
+    // A header that never ends is refused after 64 KiB, not buffered without bound.
+    const endless = Buffer.from(`age-encryption.org/v1\n${'-> X25519 AAAA\nAAAA\n'.repeat(20_000)}`);
+    expect(() => decrypt(endless, [alice.identity])).toThrow(/no age header in the first 64 KiB/);
   });
 
   it('parses recipients and identities, naming what is wrong', () => {

@@ -69,3 +69,16 @@ describe('a disclosure needs its legal basis (CONTRACT §7)', () => {
     expect(() => parseArgs('disclose', { ...good, warrant: true })).toThrow('disclose: unknown argument "warrant"');
   });
 });
+
+describe('report takes since as a duration back or an ISO time (CONTRACT §7)', () => {
+  it('accepts both forms and refuses anything else, naming the field', () => {
+    expect(parseArgs('report', {})).toEqual({});
+    expect(parseArgs('report', { since: '30d' })).toEqual({ since: { agoMs: 30 * 86_400_000 } });
+    expect(parseArgs('report', { since: '2026-11-01T00:00:00-07:00' })).toEqual({ since: { atMs: Date.parse('2026-11-01T07:00:00Z') } });
+    const refused = /^report: since: (not an ISO-8601 time with a zone nor a duration back from now|Invalid input|Too big)/;
+    for (const since of [{}, [], true, null, { since: { since: {} } }, 'yesterday', '0s', -5, 1e308, '9'.repeat(64), 'x'.repeat(100_000), '3700d']) {
+      expect(() => parseArgs('report', { since }), JSON.stringify(since).slice(0, 40)).toThrow(refused);
+    }
+    expect(() => parseArgs('report', { since: '1d', format: 'html' })).toThrow('report: unknown argument "format"');
+  });
+});
