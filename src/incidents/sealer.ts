@@ -186,12 +186,16 @@ export class Sealer implements Component {
         gaps,
         clock: clipClock(kept.map((s) => deps.ring.clockOf(s))),
       };
-      pending.push(this.encrypting()
+      const clip: Promise<ManifestFile> = this.encrypting()
         // Encrypted (CONTRACT §7): one pass hashes the plaintext and writes the ciphertext durably.
         ? encryptFile(join(workDir, name), join(workDir, `${name}.age`), deps.encryptTo!).then(({ plaintext, ciphertext }) => ({
           name: `${name}.age`, bytes: ciphertext.bytes, sha256: ciphertext.sha256, plaintext: { name, ...plaintext }, ...described,
         }))
-        : sha256File(join(workDir, name)).then(({ sha256, bytes }) => ({ name, bytes, sha256, ...described })));
+        : sha256File(join(workDir, name)).then(({ sha256, bytes }) => ({ name, bytes, sha256, ...described }));
+      // Awaited with the others below; handled now, so a failure while the next camera is
+      // assembled is this seal's failure, not an unhandled rejection.
+      clip.catch(() => {});
+      pending.push(clip);
       faultPoint('seal.mid');
     }
     const files = await Promise.all(pending);
@@ -214,13 +218,14 @@ export class Sealer implements Component {
     });
     // The order of CONTRACT §7: ciphertext durable, manifest, then the plaintext removed. All of
     // it is in the work folder, so a crash anywhere before the rename seals again from the ring.
-    const plaintexts = files.flatMap((f) => (f.plaintext ? [f.plaintext.name] : []));
-    if (plaintexts.length > 0) {
-      faultPoint('seal.manifest');
-      for (const name of plaintexts) await rm(join(workDir, name), { force: true });
-      await fsyncDir(workDir);
-      faultPoint('seal.plaintext-removed');
-    }
+    // Whatever the manifest does not list goes too: a clip ffmpeg began for a camera none of whose
+    // footage decoded would otherwise be sealed unlisted (and, encrypting, in plaintext).
+    if (this.encrypting()) faultPoint('seal.manifest');
+    const listed = new Set([...files.map((f) => f.name), 'manifest.json']);
+    const unlisted = (await readdir(workDir)).filter((n) => !listed.has(n));
+    for (const name of unlisted) await rm(join(workDir, name), { recursive: true, force: true });
+    if (unlisted.length > 0) await fsyncDir(workDir);
+    if (this.encrypting()) faultPoint('seal.plaintext-removed');
     faultPoint('seal.before-rename');
     await rm(finalDir, { recursive: true, force: true });
     await rename(workDir, finalDir);

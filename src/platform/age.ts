@@ -70,13 +70,21 @@ export function parseRecipient(text: string): Buffer {
   if (!text.startsWith('age1')) throw new AgeError('not an age recipient: they start with age1 (age-keygen prints it as "public key")');
   if (text !== text.toLowerCase()) throw new AgeError('not an age recipient: they are lower case');
   if (text.length !== 62) throw new AgeError(`not an age recipient: they are 62 characters long, this one ${text.length}`);
-  let words: number[];
+  let decoded: { prefix: string; words: number[] };
   try {
-    words = bech32.decode(text as `${string}1${string}`).words;
+    decoded = bech32.decode(text as `${string}1${string}`);
   } catch {
     throw new AgeError('not an age recipient: its checksum does not match (a character is wrong)');
   }
-  return Buffer.from(bech32.fromWords(words));
+  const raw = decoded.prefix === RECIPIENT_HRP ? Buffer.from(bech32.fromWords(decoded.words)) : Buffer.alloc(0);
+  if (raw.length !== 32) throw new AgeError('not an age recipient: it does not hold a 32-byte X25519 key');
+  // A low-order point would make every encryption to it fail (and reveal the file key to anyone).
+  try {
+    diffieHellman({ privateKey: generateKeyPairSync('x25519').privateKey, publicKey: publicKeyObject(raw) });
+  } catch {
+    throw new AgeError('not an age recipient: its key is not a usable X25519 point');
+  }
+  return raw;
 }
 
 export function recipientString(rawPublicKey: Uint8Array): string {

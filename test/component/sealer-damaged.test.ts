@@ -123,4 +123,32 @@ describe('sealing around damaged footage', () => {
     expect(r.faults.list()).toEqual([]);
     await r.sealer.stop();
   });
+
+  it('a camera with no clip leaves nothing behind: what ffmpeg began but the manifest does not list is not sealed', async () => {
+    // An ffmpeg that writes part of a clip, then (as it does) names a file it could not open and exits 0.
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'ffmpeg'), `#!/bin/sh
+for last; do :; done
+list=$(awk '/^-i$/{getline; print}' <<EOF
+$(printf '%s\\n' "$@")
+EOF
+)
+first=$(sed -n "s/^file '\\(.*\\)'$/\\1/p" "$list" | head -1)
+printf 'partial' > "$last"
+echo "Impossible to open '$first'" >&2
+exit 0
+`, { mode: 0o755 });
+    const r = await rig({ ffmpegPath: join(bin, 'ffmpeg') });
+    const { incident } = await r.book.lock({ atMs: r.t0 + 500, via: 'local', preRollMs: 0, postRollMs: 3_000 });
+    r.clock.advance(60_000);
+    await r.sealer.start();
+    await r.sealer.tick();
+    expect(r.book.get(incident.id)?.state).toBe('sealed');
+    const folder = join(r.sealedDir, incident.id);
+    expect(readdirSync(folder)).toEqual(['manifest.json']);
+    const verify = await runCli(['evidence', 'verify', folder, '--key', r.key.publicKeyBase64]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    await r.sealer.stop();
+  });
 });

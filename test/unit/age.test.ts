@@ -111,6 +111,9 @@ describe('age v1, X25519', () => {
     expect(() => parseRecipient('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA')).toThrow(/SSH keys are not supported/);
     expect(() => parseRecipient('age1pq1abcdef')).toThrow(/post-quantum/);
     expect(() => parseIdentity(alice.recipient)).toThrow(/not an age identity/);
+    // Well-formed bech32 that is no usable key: another prefix inside, and the all-zero (low-order) point.
+    expect(() => parseRecipient('age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq1en783d')).toThrow(/does not hold a 32-byte X25519 key/);
+    expect(() => parseRecipient(recipientString(Buffer.alloc(32)))).toThrow(/not a usable X25519 point/);
 
     const file = `# created: 2026-12-02T10:00:00Z\n# public key: ${alice.recipient}\n${alice.identity}\n\n${bob.identity}\n`;
     expect(parseIdentityFile(file).map((i) => i.recipient)).toEqual([alice.recipient, bob.recipient]);
