@@ -74,13 +74,15 @@ export interface Report {
   clock: { synced: boolean | null; steps: ClockStep[] };
 }
 
+export interface DeletionRuns { reason: 'quota' | 'age'; camera: string; segments: number; bytes: number; ranges: DeletedRange[] }
+
 /** What the audit log says happened in the period. */
 export interface AuditFacts {
   coveredFrom: string | null;
   /** How the log the node holds begins: at the node's first start, or where older entries were rotated off (upstream). */
   auditStart: 'first-start' | 'rotated' | null;
-  /** Per reason, per camera: deleted runs. */
-  deletions: { reason: 'quota' | 'age'; camera: string; from: string; to: string; segments: number; bytes: number }[];
+  /** Per reason and camera: what was deleted, its runs merged as they are read (a month of a busy node is 350,000 runs). */
+  deletions: DeletionRuns[];
   disposed: { incident: string; at: string; files?: { camera: string; bytes: number }[] }[];
   damaged: { incident: string; at: string }[];
   stills: ReportStill[];
@@ -97,9 +99,10 @@ const SEQ = /"seq":(\d+)/;
 
 /**
  * Streams the node's audit log and gathers the facts of [fromMs, toMs]. Only the lines whose
- * `ts` falls in the period are parsed; the log's first entry gives `coveredFrom`.
+ * `ts` falls in the period are parsed; the log's first entry gives `coveredFrom`. Deleted runs closer
+ * than `joinMs` are merged as they come.
  */
-export async function readAuditFacts(path: string, fromMs: number, toMs: number): Promise<AuditFacts> {
+export async function readAuditFacts(path: string, fromMs: number, toMs: number, joinMs = 0): Promise<AuditFacts> {
   const facts = noAuditFacts();
   for await (const { bytes, terminated } of readRawLines(path)) {
     if (!terminated) break;
@@ -117,20 +120,32 @@ export async function readAuditFacts(path: string, fromMs: number, toMs: number)
     } catch {
       continue;
     }
-    foldEntry(facts, e);
+    foldEntry(facts, e, joinMs);
   }
   return facts;
 }
 
 /** One entry into the facts (exported for tests of the shapes of earlier releases). */
-export function foldEntry(facts: AuditFacts, e: Record<string, unknown>): void {
+export function foldEntry(facts: AuditFacts, e: Record<string, unknown>, joinMs = 0): void {
   const at = String(e['ts']);
   switch (e['type']) {
     case 'delete': {
       const reason = e['reason'];
       if (reason !== 'quota' && reason !== 'age') return;
       for (const [camera, runs] of Object.entries((e['cameras'] ?? {}) as Record<string, { from: string; to: string; segments: number; bytes: number }[]>)) {
-        for (const r of runs) facts.deletions.push({ reason, camera, from: r.from, to: r.to, segments: r.segments, bytes: r.bytes });
+        let d = facts.deletions.find((x) => x.camera === camera && x.reason === reason);
+        if (!d) facts.deletions.push((d = { reason, camera, segments: 0, bytes: 0, ranges: [] }));
+        for (const r of runs) {
+          d.segments += r.segments;
+          d.bytes += r.bytes;
+          // Pruning deletes oldest first: a run mostly continues the last one.
+          const last = d.ranges[d.ranges.length - 1];
+          if (last && r.from >= last.from && Date.parse(r.from) - Date.parse(last.to) <= joinMs) {
+            if (r.to > last.to) last.to = r.to;
+          } else {
+            d.ranges.push({ from: r.from, to: r.to });
+          }
+        }
       }
       return;
     }
@@ -213,22 +228,14 @@ export function buildReport(input: ReportInput): Report {
     c.locked = f.locked.filter((r) => clip(r, fromMs, toMs));
     c.kept = f.kept.filter((r) => clip(r, fromMs, toMs));
   }
-  const rawRanges = new Map<string, DeletedRange[]>();
   for (const d of facts.deletions) {
-    const del = camera(d.camera).deleted[d.reason];
-    del.count += d.segments;
-    del.bytes = (del.bytes ?? 0) + d.bytes;
-    const key = `${d.camera}\0${d.reason}`;
-    rawRanges.set(key, [...(rawRanges.get(key) ?? []), { from: d.from, to: d.to }]);
+    camera(d.camera).deleted[d.reason] = { count: d.segments, bytes: d.bytes, ranges: mergeRanges(d.ranges, input.joinMs) };
   }
-  for (const [key, ranges] of rawRanges) {
-    const [id, reason] = key.split('\0') as [string, 'quota' | 'age'];
-    camera(id).deleted[reason].ranges = mergeRanges(ranges, input.joinMs);
-  }
-  // A disposed or damaged incident: one clip per camera it covered, its window the range.
+  // A disposed or damaged incident: the clips its entry lists (a release that listed none: one per
+  // camera the incident covered), its window the range.
   const incidentGone = (reason: 'dispose' | 'damaged', id: string, files?: { camera: string; bytes: number }[]): void => {
     const incident = byId.get(id);
-    const cams = incident?.cameras ?? files?.map((f) => f.camera) ?? [];
+    const cams = files?.map((f) => f.camera) ?? incident?.cameras ?? [];
     for (const cam of cams) {
       const del = camera(cam).deleted[reason];
       del.count += 1;

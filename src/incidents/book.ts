@@ -684,13 +684,15 @@ function isIncident(v: unknown): v is Incident {
     && typeof i.window?.start === 'string' && typeof i.window?.end === 'string';
 }
 
-/** Each clip of a sealed folder by camera, with its size, from its manifest; undefined without one. */
+/** Each clip of a sealed folder by camera, with its size, from its manifest; none when never sealed, undefined when unreadable. */
 async function clipSizes(dir: string): Promise<{ camera: string; bytes: number }[] | undefined> {
   try {
     const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { files?: { camera?: unknown; bytes?: unknown }[] };
     const files = (manifest.files ?? []).flatMap((f) => (typeof f.camera === 'string' && Number.isSafeInteger(f.bytes) ? [{ camera: f.camera, bytes: f.bytes as number }] : []));
     return files;
-  } catch {
+  } catch (err) {
+    // Never sealed (a forced dispose of an active incident): no clip is deleted.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     return undefined;
   }
 }

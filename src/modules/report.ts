@@ -29,7 +29,8 @@ export function reportModule(deps: ReportDeps): AgentModule {
     report: async (a) => {
       const toMs = deps.clock.now();
       const fromMs = a.since === undefined ? toMs - DEFAULT_REPORT_MS : 'atMs' in a.since ? Math.min(a.since.atMs, toMs) : toMs - a.since.agoMs;
-      const facts = await readAuditFacts(deps.auditLogPath, fromMs, toMs).catch((err: unknown) => {
+      const joinMs = Math.max(5_000, deps.segmentSeconds * 3_000);
+      const facts = await readAuditFacts(deps.auditLogPath, fromMs, toMs, joinMs).catch((err: unknown) => {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         return noAuditFacts();
       });
@@ -37,7 +38,7 @@ export function reportModule(deps: ReportDeps): AgentModule {
         node: deps.node.id, site: deps.node.site ?? deps.node.id, timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone, fromMs, toMs,
         footage: deps.footage(), incidents: deps.book.list(), facts, upstream: deps.upstream,
         signage: signageView(deps.policy?.signage, toMs), clockSynced: deps.clockSynced(),
-        joinMs: Math.max(5_000, deps.segmentSeconds * 3_000),
+        joinMs,
       });
     },
   };

@@ -82,6 +82,16 @@ describe('the retention report', () => {
     expect(text).toContain('Clock: synchronised; steps: -3600.0 s at 2026-11-29 20:00');
   });
 
+  it('counts the clips a dispose entry lists: none for an incident disposed of before it was sealed', () => {
+    const facts = emptyFacts();
+    // I5 covered door and desk but only door had a clip; I6 was forced away while still active.
+    foldEntry(facts, { ts: '2026-11-29T00:00:00.000Z', type: 'dispose', incident: 'I5', files: [{ camera: 'door', bytes: 1000 }] });
+    foldEntry(facts, { ts: '2026-11-29T00:00:01.000Z', type: 'dispose.forced', incident: 'I6', state: 'active', files: [] });
+    const r = buildReport(input(facts, [incident({ id: 'I5', state: 'disposed' }), incident({ id: 'I6', state: 'disposed' })]));
+    expect(r.cameras.find((c) => c.id === 'door')!.deleted.dispose).toMatchObject({ count: 1, bytes: 1000, ranges: [{ incident: 'I5' }] });
+    expect(r.cameras.find((c) => c.id === 'desk')!.deleted.dispose).toEqual({ count: 0, bytes: 0, ranges: [] });
+  });
+
   it('merges touching ranges but never incidents', () => {
     expect(mergeRanges([
       { from: '2026-01-01T00:00:10.000Z', to: '2026-01-01T00:00:20.000Z' },
