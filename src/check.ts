@@ -3,7 +3,7 @@
 import { openDirs, privateDirs } from './platform/private-dirs.js';
 import { signageView } from './custody/signage.js';
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import ffmpeg from 'fluent-ffmpeg';
 import type { Config } from './config/schema.js';
@@ -192,19 +192,23 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
   return rows;
 }
 
-/** CONTRACT §7: the fleet CA that signed commands are checked against, and revocation. */
 /** Who can read the footage (CONTRACT §7), whether sealed clips are encrypted, and the signage. */
 async function mediaRows(config: Config): Promise<CheckRow[]> {
   const dirs = privateDirs(config.storage.path, config.node.stateDir);
   const open = await openDirs(dirs);
+  // The agent narrows the folders its user owns when it starts (its user: the state folder's owner).
+  const agentUid = await stat(config.node.stateDir).then((s) => s.uid, () => process.getuid?.() ?? -1);
+  const narrowed = open.every((o) => o.uid === agentUid);
   const recipients = config.upstream.encryptTo.length;
   const signage = signageView(config.policy?.signage, Date.now());
   return [
     open.length === 0
       ? { check: 'media access', verdict: 'pass', detail: 'footage, sealed incidents and state: the camnode user and group only' }
       : {
-        check: 'media access', verdict: 'fail', detail: `${open.map((o) => `${o.path} (mode ${o.mode})`).join(', ')}: other users can read footage or the node's key`,
-        fix: `chmod o-rwx ${open.map((o) => o.path).join(' ')} (the agent also narrows them when it starts)`,
+        check: 'media access', verdict: narrowed ? 'warn' : 'fail',
+        detail: `${open.map((o) => `${o.path} (mode ${o.mode})`).join(', ')}: other users can read footage or the node's key` +
+          (narrowed ? '; the agent narrows them when it starts (its user owns them)' : '; the agent cannot narrow a folder another user owns'),
+        fix: `chmod o-rwx ${open.map((o) => o.path).join(' ')}`,
       },
     { check: 'encryption', verdict: 'pass', detail: recipients > 0
       ? `sealed clips are encrypted to ${recipients} age recipient${recipients === 1 ? '' : 's'}; the ring stays plaintext for its retention`
@@ -215,6 +219,7 @@ async function mediaRows(config: Config): Promise<CheckRow[]> {
   ];
 }
 
+/** CONTRACT §7: the fleet CA that signed commands are checked against, and revocation. */
 async function commandTrustRows(config: Config): Promise<CheckRow[]> {
   const rows: CheckRow[] = [];
   const caFile = config.fleet?.ca ?? config.mqtt?.ca;

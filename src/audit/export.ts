@@ -95,6 +95,13 @@ export async function evidenceExportCommand(dir: string, opts: { out: string; ke
     err.write(`camnode: ${printable(dir)}: the manifest names ${unsafe.map((n) => JSON.stringify(printable(String(n)))).join(', ')}, not plain names (letters, digits, . _ -); no bundle was written\n`);
     return 1;
   }
+  // Each clip a file of its own, never one of the bundle's own files or folders.
+  const reserved = new Set(['public-key.pem', MANIFEST_FILE, 'manifest.signed', 'manifest.sig', 'README.txt', 'SHA256SUMS', ...RECORD_DIRS]);
+  const clash = clips.map((c) => c.name).filter((n, i, all) => reserved.has(n) || all.indexOf(n) !== i);
+  if (clash.length > 0) {
+    err.write(`camnode: ${printable(dir)}: the manifest names ${clash.map((n) => JSON.stringify(n)).join(', ')} twice or as one of the bundle's own files; no bundle was written\n`);
+    return 1;
+  }
 
   const partial = join(dirname(resolve(opts.out)), `.${basename(opts.out)}.partial-${process.pid}`);
   await rm(partial, { recursive: true, force: true });

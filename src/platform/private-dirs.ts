@@ -31,18 +31,19 @@ export async function narrowDirs(dirs: readonly string[]): Promise<{ path: strin
  * Folders other users can read or enter, with their modes (octal text): those with a permission
  * for others whose every parent others may pass through too. Missing folders are fine.
  */
-export async function openDirs(dirs: readonly string[]): Promise<{ path: string; mode: string }[]> {
-  const out: { path: string; mode: string }[] = [];
+export async function openDirs(dirs: readonly string[]): Promise<{ path: string; mode: string; uid: number }[]> {
+  const out: { path: string; mode: string; uid: number }[] = [];
   for (const path of dirs) {
-    const mode = await modeOf(path);
-    if (mode === null || (mode & 0o007) === 0) continue;
+    const st = await stat(path).catch(() => null);
+    const mode = st ? st.mode & 0o7777 : null;
+    if (st === null || mode === null || (mode & 0o007) === 0) continue;
     let reachable = true;
     for (let p = dirname(resolve(path)); reachable; p = dirname(p)) {
       const m = await modeOf(p);
       if (m !== null && (m & 0o001) === 0) reachable = false;
       if (p === dirname(p)) break;
     }
-    if (reachable) out.push({ path, mode: mode.toString(8).padStart(4, '0') });
+    if (reachable) out.push({ path, mode: mode.toString(8).padStart(4, '0'), uid: st.uid });
   }
   return out;
 }

@@ -2,7 +2,7 @@
 // clips hashed, a manifest signed with the node's key and anchored in the real audit log, the
 // seal entry appended right after the anchor. Then each kind of tampering must fail (exit 1).
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -258,6 +258,22 @@ describe('evidence verify: tampering fails', () => {
     expect(await failed({ audit: true })).toEqual(['audit anchor: seq 2 is not in the log (it ends at seq 1)']);
     writeFileSync(auditPath, `${lines.slice(0, 2).join('\n')}\n`);
     expect(await failed({ audit: true })).toEqual(['audit seal: no entry follows the anchor: the seal entry is missing']);
+  });
+});
+
+describe('evidence export: names the bundle could not hold apart', () => {
+  it('refuses a clip named like one of the bundle\'s own files, writing nothing', async () => {
+    // Signed by the node key itself: the names are checked even when the signature is good.
+    const m = readManifest();
+    const { signature: _s, ...unsigned } = m;
+    renameSync(join(folder, 'entrance.mp4'), join(folder, 'README.txt'));
+    unsigned.files = unsigned.files.map((f) => (f.name === 'entrance.mp4' ? { ...f, name: 'README.txt' } : f));
+    writeManifest(signManifest(unsigned, key));
+    const out = join(root, 'bundle');
+    const r = await runCli(['evidence', 'export', folder, '--out', out, '--key', key.publicKeyBase64]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain('"README.txt" twice or as one of the bundle\'s own files; no bundle was written');
+    expect(existsSync(out)).toBe(false);
   });
 });
 
