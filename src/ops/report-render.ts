@@ -98,6 +98,8 @@ function timelineSvg(c: ReportCamera, fromMs: number, toMs: number, zone: string
     parts.push(rect(r.start, r.end, 4, 14, COLORS.recorded, `recorded ${local(r.start, zone, true)} – ${local(r.end, zone, true)}`));
     covered = Math.max(covered, Date.parse(r.end));
   }
+  // After the newest footage up to the period's end: nothing recorded (a camera down now).
+  if (c.oldest && toMs - covered > MINUTE) parts.push(rect(new Date(covered).toISOString(), new Date(toMs).toISOString(), 4, 14, COLORS.hole, `hole ${local(new Date(covered).toISOString(), zone, true)} – ${local(new Date(toMs).toISOString(), zone, true)}`));
   // Lane 2: incidents locked (being recorded or sealed) and kept (sealed clips).
   for (const r of c.locked) parts.push(rect(r.start, r.end, 22, 10, COLORS.locked, `locked ${r.incident}`));
   for (const r of c.kept) parts.push(rect(r.start, r.end, 22, 10, COLORS.kept, `kept ${r.incident}`));
@@ -111,7 +113,9 @@ function timelineSvg(c: ReportCamera, fromMs: number, toMs: number, zone: string
   // Ticks in the node's zone: a step that gives at most a dozen, on local boundaries.
   const step = TICK_STEPS.find((t) => span / t <= 12) ?? TICK_STEPS[TICK_STEPS.length - 1]!;
   const ticks: string[] = [];
-  for (let t = localBoundaryAfter(fromMs, step, zone), i = 0; t < toMs && i < 50; t += step, i++) {
+  // Each tick found again in local time, so a daylight-saving change does not shift the rest by an hour.
+  const next = (t: number): number => localBoundaryAfter(t + (step >= DAY ? step - 3 * 60 * MINUTE : 1), step, zone);
+  for (let t = localBoundaryAfter(fromMs, step, zone), i = 0; t < toMs && i < 50; t = next(t), i++) {
     const tx = x(t).toFixed(1);
     const label = step >= 86_400_000 ? formatLocal(t, zone, false).slice(5, 10) : formatLocal(t, zone, false).slice(11, 16);
     ticks.push(`<line x1="${tx}" y1="2" x2="${tx}" y2="50" stroke="#999" stroke-width="0.5"/><text x="${tx}" y="60" font-size="9" text-anchor="${x(t) < 20 ? 'start' : x(t) > W - 20 ? 'end' : 'middle'}">${escape(label)}</text>`);
@@ -120,7 +124,8 @@ function timelineSvg(c: ReportCamera, fromMs: number, toMs: number, zone: string
 }
 
 const MINUTE = 60_000;
-const TICK_STEPS = [MINUTE, 5 * MINUTE, 15 * MINUTE, 60 * MINUTE, 3 * 60 * MINUTE, 6 * 60 * MINUTE, 12 * 60 * MINUTE, 86_400_000, 2 * 86_400_000, 7 * 86_400_000, 30 * 86_400_000];
+const DAY = 86_400_000;
+const TICK_STEPS = [MINUTE, 5 * MINUTE, 15 * MINUTE, 60 * MINUTE, 3 * 60 * MINUTE, 6 * 60 * MINUTE, 12 * 60 * MINUTE, DAY, 2 * DAY, 7 * DAY, 30 * DAY];
 
 /** The first time at or after `ms` that is a whole multiple of `step` in local time (days from local midnight). */
 function localBoundaryAfter(ms: number, step: number, zone: string): number {

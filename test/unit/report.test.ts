@@ -117,4 +117,16 @@ describe('the retention report', () => {
     expect(timelineSpan(r).fromMs).toBe(Date.parse('2026-11-20T08:00:00Z'));
     expect(html).toContain('The timelines begin 2026-11-20 01:00, the first the node knows of.');
   });
+
+  it('keeps daily ticks on local midnight across a daylight-saving change, and shows a camera down now as a hole', () => {
+    // Denver leaves daylight time on 2026-11-01: the days around it are 24, 25 and 24 hours long.
+    const facts = { ...emptyFacts(), coveredFrom: '2026-10-28T06:00:00.000Z' };
+    const r = buildReport({ ...input(facts), fromMs: Date.parse('2026-10-28T06:00:00Z'), toMs: Date.parse('2026-11-05T07:00:00Z'), footage: [
+      { id: 'door', oldest: '2026-10-28T06:00:00.000Z', newest: '2026-11-04T07:00:00.000Z', bytes: 1, ranges: [{ start: '2026-10-28T06:00:00.000Z', end: '2026-11-04T07:00:00.000Z' }], locked: [], kept: [], truncated: false },
+    ] });
+    const svg = renderReportHtml(r).match(/<svg class="timeline".*?<\/svg>/s)![0];
+    const labels = [...svg.matchAll(/<text [^>]*>([^<]*)<\/text>/g)].map((m) => m[1]);
+    expect(labels).toEqual(['10-28', '10-29', '10-30', '10-31', '11-01', '11-02', '11-03', '11-04']);
+    expect(svg).toMatch(/<title>hole 2026-11-04 00:00:00 – 2026-11-05 00:00:00<\/title>/);
+  });
 });
