@@ -24,6 +24,11 @@ export interface EvictionInput {
   maxAgeMs?: number | undefined;
   /** Segments with seq below this have an uncertain wall-clock stamp: never aged out. */
   uncertainBeforeSeq: number;
+  /**
+   * Call recordings (camera `calls`, CONTRACT §8) in start order: pruned with the video, oldest
+   * start first across both. Their stamps come from the phone system: `seq` is not consulted.
+   */
+  calls?: readonly Segment[];
 }
 
 export interface EvictionPlan {
@@ -51,15 +56,30 @@ export function isExpired(s: Segment, input: Pick<EvictionInput, 'now' | 'maxAge
   return input.now - segmentEndMs(s) > input.maxAgeMs;
 }
 
+/**
+ * The ring's video segments (in seq order) and the calls (in start order) as one sequence, the
+ * older start first where they interleave; the video keeps its own order throughout.
+ */
+export function* ringOrder(segments: readonly Segment[], calls: readonly Segment[]): Generator<{ s: Segment; call: boolean }> {
+  let c = 0;
+  for (const s of segments) {
+    while (c < calls.length && calls[c]!.startMs < s.startMs) yield { s: calls[c++]!, call: true };
+    yield { s, call: false };
+  }
+  while (c < calls.length) yield { s: calls[c++]!, call: true };
+}
+
 export function planEviction(input: EvictionInput): EvictionPlan {
+  const calls = input.calls ?? [];
   let held = input.otherOwnBytes;
   if (input.segmentBytes !== undefined) held += input.segmentBytes;
   else for (const s of input.segments) held += s.bytes;
+  for (const s of calls) held += s.bytes;
   const evict: Segment[] = [];
   const reasons: DeleteReason[] = [];
-  for (const s of input.segments) {
+  for (const { s, call } of ringOrder(input.segments, calls)) {
     const overQuota = held > input.quotaBytes;
-    const expired = isExpired(s, input);
+    const expired = call ? input.maxAgeMs !== undefined && input.now - segmentEndMs(s) > input.maxAgeMs : isExpired(s, input);
     if (!overQuota && input.maxAgeMs === undefined) break;
     if (!overQuota && !expired) continue;
     if (isLocked(s, input.locks)) continue;

@@ -101,6 +101,24 @@ describe('planEviction', () => {
     expect(plan.evict).toEqual([]);
   });
 
+  it('prunes calls with the video, the older start first across both (CONTRACT §8)', () => {
+    // Video every second from T0+1 s; calls started at T0+1.5 s and T0+2.5 s (seq is the call's own).
+    const calls = [seg(1, 'calls', 100, T0 + 1_500, 300_000), seg(2, 'calls', 100, T0 + 2_500, 10_000)];
+    const plan = planEviction(input({ segments: ring(6), calls, quotaBytes: 500 }));
+    expect(plan.evict.map((s) => `${s.camera}${s.seq}`)).toEqual(['a1', 'calls1', 'a2']);
+    expect(plan.bytesAfter).toBe(500);
+    // A hold naming calls keeps them; the video goes instead.
+    const held = planEviction(input({ segments: ring(6), calls, quotaBytes: 500, locks: [{ camera: 'calls', startMs: T0, endMs: T0 + 3_000 }] }));
+    expect(held.evict.map((s) => `${s.camera}${s.seq}`)).toEqual(['a1', 'a2', 'a3']);
+  });
+
+  it('ages calls out by maxAge whatever the video\'s uncertain stamps', () => {
+    const calls = [seg(7, 'calls', 100, T0, 1_000), seg(8, 'calls', 100, T0 + 900_000, 1_000)];
+    const plan = planEviction(input({ segments: ring(2), calls, quotaBytes: 10_000, maxAgeMs: 500_000, uncertainBeforeSeq: 100 }));
+    expect(plan.evict.map((s) => `${s.camera}${s.seq}`)).toEqual(['calls7']);
+    expect(plan.reasons).toEqual(['age']);
+  });
+
   it('is exhaustive over small rings: invariants hold for every quota and lock placement', () => {
     const segments = ring(8, ['a', 'b']);
     const total = 800;
