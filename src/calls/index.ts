@@ -1,0 +1,171 @@
+// The calls in the ring and the spool files already taken (CONTRACT §8), kept in a journal on the
+// media disk beside the calls (`calls/.index.jsonl`, one JSON line per event, fdatasynced), not
+// in node.stateDir: an SD card should not take a write per call.
+//
+// Taking a call, in this order: the copy is written and fsynced as `.<name>.partial`; the `took`
+// line is appended; the copy is renamed to `<name>`; the folder is fsynced. A crash before the
+// line leaves a partial that the next start deletes (the source is taken again); after it, the
+// partial is renamed into place at the next start. So the ring never holds a call the journal
+// does not know, and a source is never taken twice. A pruned call's `gone` line keeps its
+// source's tombstone; a tombstone is dropped (`forget`) once its source has left the spool.
+// At start the journal is rewritten with only what still holds.
+import { open, readFile, rename, stat, unlink, readdir, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fsyncDir, writeFileDurable } from '../platform/durable.js';
+import { faultPoint } from '../platform/fault.js';
+
+export const CALLS_INDEX = '.index.jsonl';
+
+/** One call in the ring. */
+export interface CallRecord {
+  /** Its file name in `storage.path/calls/`. */
+  name: string;
+  startMs: number;
+  durationMs: number;
+  bytes: number;
+  sha256: string;
+  codec: string;
+  /** The spool file it came from (relative path) and the tombstone that marks it taken. */
+  source: string;
+  tombstone: string;
+}
+
+type Line =
+  | ({ op: 'took' } & CallRecord)
+  /** A source taken whose call has left the ring (written by compaction). */
+  | { op: 'taken'; source: string; tombstone: string }
+  | { op: 'gone'; name: string }
+  | { op: 'forget'; tombstone: string };
+
+export const partialName = (name: string): string => `.${name}.partial`;
+
+export class CallIndex {
+  private readonly calls = new Map<string, CallRecord>();
+  /** Tombstone → the source it stands for. */
+  private readonly taken = new Map<string, string>();
+  private journal: FileHandle | undefined;
+
+  constructor(private readonly dir: string) {}
+
+  private get path(): string {
+    return join(this.dir, CALLS_INDEX);
+  }
+
+  /** Reads the journal, finishes or drops what a crash left, and rewrites it compacted. */
+  async open(): Promise<{ recovered: string[]; dropped: string[] }> {
+    const text = await readFile(this.path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return '';
+      throw err;
+    });
+    for (const raw of text.split('\n')) {
+      if (raw === '') continue;
+      let line: Line;
+      try {
+        line = JSON.parse(raw) as Line;
+      } catch {
+        continue; // a torn last line: its rename never happened (the line comes first)
+      }
+      if (line.op === 'took') {
+        const { op: _op, ...call } = line;
+        this.calls.set(call.name, call);
+        this.taken.set(call.tombstone, call.source);
+      } else if (line.op === 'taken') {
+        this.taken.set(line.tombstone, line.source);
+      } else if (line.op === 'gone') {
+        this.calls.delete(line.name);
+      } else if (line.op === 'forget') {
+        this.taken.delete(line.tombstone);
+      }
+    }
+    const recovered: string[] = [];
+    const dropped: string[] = [];
+    const names = new Set(await readdir(this.dir).catch(() => [] as string[]));
+    for (const call of [...this.calls.values()]) {
+      if (names.has(call.name)) continue;
+      const partial = partialName(call.name);
+      const size = names.has(partial) ? (await stat(join(this.dir, partial))).size : -1;
+      if (size === call.bytes) {
+        await rename(join(this.dir, partial), join(this.dir, call.name));
+        recovered.push(call.name);
+      } else {
+        // Journalled, but its file is not there whole: pruned before a crash cut its `gone`
+        // line, or lost. It is no longer in the ring; its source stays taken.
+        this.calls.delete(call.name);
+      }
+    }
+    // Partials the journal does not know: their line never made it; the source is taken again.
+    for (const n of names) {
+      if (n.startsWith('.') && n.endsWith('.partial') && !this.calls.has(n.slice(1, -'.partial'.length))) {
+        await unlink(join(this.dir, n)).catch(() => {});
+        dropped.push(n);
+      }
+    }
+    if (recovered.length > 0) await fsyncDir(this.dir);
+    await this.compact();
+    this.journal = await open(this.path, 'a');
+    return { recovered, dropped };
+  }
+
+  async close(): Promise<void> {
+    await this.journal?.close();
+    this.journal = undefined;
+  }
+
+  private async compact(): Promise<void> {
+    const inRing = new Set([...this.calls.values()].map((c) => c.tombstone));
+    const lines: Line[] = [
+      ...[...this.calls.values()].map((c): Line => ({ op: 'took', ...c })),
+      // Sources of calls pruned from the ring that are still in the spool: taken, never again.
+      ...[...this.taken].filter(([t]) => !inRing.has(t)).map(([tombstone, source]): Line => ({ op: 'taken', source, tombstone })),
+    ];
+    await writeFileDurable(this.path, lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+  }
+
+  private async append(line: Line): Promise<void> {
+    if (!this.journal) throw new Error('the calls index is not open');
+    await this.journal.write(`${JSON.stringify(line)}\n`);
+    await this.journal.datasync();
+  }
+
+  isTaken(tombstone: string): boolean {
+    return this.taken.has(tombstone);
+  }
+
+  has(name: string): boolean {
+    return this.calls.has(name);
+  }
+
+  /** The calls in the ring, oldest start first. */
+  list(): CallRecord[] {
+    return [...this.calls.values()].sort((a, b) => a.startMs - b.startMs || a.name.localeCompare(b.name));
+  }
+
+  /**
+   * Records a call whose copy is on disk as `.<name>.partial` (fsynced), then moves it into place.
+   * After this resolves the call is in the ring and its source taken, whatever happens next.
+   */
+  async took(call: CallRecord): Promise<void> {
+    await this.append({ op: 'took', ...call });
+    this.calls.set(call.name, call);
+    this.taken.set(call.tombstone, call.source);
+    faultPoint('calls.took');
+    await rename(join(this.dir, partialName(call.name)), join(this.dir, call.name));
+    await fsyncDir(this.dir);
+  }
+
+  /** A call the ring pruned: recorded before its file is unlinked. Its source stays taken. */
+  async gone(name: string): Promise<void> {
+    if (!this.calls.has(name)) return;
+    await this.append({ op: 'gone', name });
+    this.calls.delete(name);
+  }
+
+  /** Sources that left the spool: their tombstones are no longer needed. */
+  async forget(sources: ReadonlySet<string>): Promise<void> {
+    for (const [tombstone, source] of [...this.taken]) {
+      if (!sources.has(source)) continue;
+      await this.append({ op: 'forget', tombstone });
+      this.taken.delete(tombstone);
+    }
+  }
+}
