@@ -153,6 +153,12 @@ export class CallIndex {
     await fsyncDir(this.dir);
   }
 
+  /** A source that is not audio, copied to `rejected/`: taken, so never again. */
+  async setAside(source: string, tombstone: string): Promise<void> {
+    await this.append({ op: 'taken', source, tombstone });
+    this.taken.set(tombstone, source);
+  }
+
   /** A call the ring pruned: recorded before its file is unlinked. Its source stays taken. */
   async gone(name: string): Promise<void> {
     if (!this.calls.has(name)) return;
