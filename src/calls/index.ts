@@ -13,8 +13,12 @@ import { open, readFile, rename, stat, unlink, readdir, type FileHandle } from '
 import { join } from 'node:path';
 import { fsyncDir, writeFileDurable } from '../platform/durable.js';
 import { faultPoint } from '../platform/fault.js';
+import { CALLS_CAMERA, type CallShelf } from '../store/ring.js';
+import type { Segment } from '../store/segment.js';
 
 export const CALLS_INDEX = '.index.jsonl';
+/** Where files that are not audio are set aside, inside the calls folder. */
+export const REJECTED = 'rejected';
 
 /** One call in the ring. */
 export interface CallRecord {
@@ -57,6 +61,7 @@ export class CallIndex {
       if (err.code === 'ENOENT') return '';
       throw err;
     });
+    const goneNames = new Set<string>();
     for (const raw of text.split('\n')) {
       if (raw === '') continue;
       let line: Line;
@@ -73,6 +78,7 @@ export class CallIndex {
         this.taken.set(line.tombstone, line.source);
       } else if (line.op === 'gone') {
         this.calls.delete(line.name);
+        goneNames.add(line.name);
       } else if (line.op === 'forget') {
         this.taken.delete(line.tombstone);
       }
@@ -93,9 +99,13 @@ export class CallIndex {
         this.calls.delete(call.name);
       }
     }
-    // Partials the journal does not know: their line never made it; the source is taken again.
     for (const n of names) {
-      if (n.startsWith('.') && n.endsWith('.partial') && !this.calls.has(n.slice(1, -'.partial'.length))) {
+      // Partials the journal does not know: their line never made it; the source is taken again.
+      const orphanPartial = n.startsWith('.') && n.endsWith('.partial') && !this.calls.has(n.slice(1, -'.partial'.length));
+      // A call pruned (its `gone` line written, its deletion audited) whose unlink a crash cut.
+      // Only what the journal says went: a file it never knew is left alone.
+      const pruned = goneNames.has(n) && !this.calls.has(n);
+      if (orphanPartial || pruned) {
         await unlink(join(this.dir, n)).catch(() => {});
         dropped.push(n);
       }
@@ -157,6 +167,27 @@ export class CallIndex {
   async setAside(source: string, tombstone: string): Promise<void> {
     await this.append({ op: 'taken', source, tombstone });
     this.taken.set(tombstone, source);
+  }
+
+  /** The calls as the ring prunes them (CallShelf): camera `calls`, in start order. */
+  shelf(): CallShelf {
+    // Each pass's segments are new objects; the ring hands the same ones back to `remove`.
+    const names = new WeakMap<Segment, string>();
+    return {
+      calls: () => {
+        return this.list().map((c, i) => {
+          const s: Segment = { seq: i, camera: CALLS_CAMERA, startMs: c.startMs, durationMs: c.durationMs, bytes: c.bytes };
+          names.set(s, c.name);
+          return s;
+        });
+      },
+      remove: async (call) => {
+        const name = names.get(call);
+        if (name === undefined) return;
+        await this.gone(name);
+        await unlink(join(this.dir, name)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err; });
+      },
+    };
   }
 
   /** A call the ring pruned: recorded before its file is unlinked. Its source stays taken. */

@@ -8,12 +8,12 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../platform/clock.js';
-import { CallIndex, partialName } from './index.js';
+import { CallIndex, partialName, REJECTED as REJECTED_DIR } from './index.js';
 import { copyDurable, probeAudio, SourceMovedError, type AudioProbe } from './ingest.js';
 import { SpoolScanner } from './scan.js';
 import { callFileName, callStart, observe, tombstoneKey, type StartFrom, type Watched } from './spool.js';
 
-export const REJECTED_DIR = 'rejected';
+export { REJECTED as REJECTED_DIR } from './index.js';
 
 export interface TakerDeps {
   spool: string;

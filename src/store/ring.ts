@@ -63,9 +63,21 @@ export interface RingDeps {
    * room left falls under what the cameras write in one interval.
    */
   pruneIntervalMs?: number | undefined;
+  /** The phone system's call recordings in the ring (CONTRACT §8): counted in the quota, pruned with the video. */
+  calls?: CallShelf | undefined;
+}
+
+/** Calls as the ring sees them: segments of camera `calls` in start order (their `seq` is the shelf's own). */
+export interface CallShelf {
+  calls(): readonly Segment[];
+  /** A pruned call: out of the shelf's journal, then its file unlinked. */
+  remove(call: Segment): Promise<void>;
 }
 
 export const DEFAULT_PRUNE_INTERVAL_MS = 30_000;
+
+/** The camera id of the phone system's call recordings (CONTRACT §8). */
+export const CALLS_CAMERA = 'calls';
 
 export interface RingStats {
   quotaBytes: number;
@@ -335,7 +347,8 @@ export class Ring implements Component {
     const disk = await this.deps.disk(options.storagePath);
     const outside = (await this.inProgressBytes()) + (this.deps.heldOutsideRing?.() ?? 0);
     const promised = this.deps.promisedBytes?.() ?? 0;
-    const held = outside + this.segmentBytes;
+    const calls = this.deps.calls?.calls() ?? [];
+    const held = outside + this.segmentBytes + calls.reduce((n, c) => n + c.bytes, 0);
     const quota = quotaBytes({
       sizeBytes: disk.sizeBytes, usedBytes: disk.usedBytes, ownBytes: held,
       maxUsePercent: options.maxUsePercent, reserveBytes: options.reserveBytes, maxBytes: options.maxBytes,
@@ -348,11 +361,11 @@ export class Ring implements Component {
     const clockChecked = this.checkClock();
     const plan = planEviction({
       segments: this.segments, segmentBytes: this.segmentBytes, locks, quotaBytes: quota, otherOwnBytes: outside + promised, now,
-      maxAgeMs: this.deps.clockSynced?.() === false ? undefined : options.maxAgeMs, uncertainBeforeSeq: this.uncertainBeforeSeq(),
+      maxAgeMs: this.deps.clockSynced?.() === false ? undefined : options.maxAgeMs, uncertainBeforeSeq: this.uncertainBeforeSeq(), calls,
     });
     await clockChecked;
     // Segments a lock taken during the pass spared are still held.
-    const sparedBytes = plan.evict.length > 0 ? await this.delete(plan.evict, plan.reasons) : 0;
+    const sparedBytes = plan.evict.length > 0 ? await this.delete(plan.evict, plan.reasons, calls) : 0;
 
     const lockedBytes = this.bytesLockedBy(locks);
     const oldest = this.segments[0];
@@ -387,7 +400,7 @@ export class Ring implements Component {
    * Deletes what the plan chose: first the pass's `delete` entries (one per reason, contiguous
    * runs per camera), then the unlinks. Returns the bytes of those a lock spared meanwhile.
    */
-  private async delete(planned: Segment[], plannedReasons: DeleteReason[]): Promise<number> {
+  private async delete(planned: Segment[], plannedReasons: DeleteReason[], calls: readonly Segment[]): Promise<number> {
     const { log } = this.deps;
     // The plan read the locks before its awaits; a lock acknowledged since (a press while this
     // pass runs) must still win. Read again before the entry, and before each unlink.
@@ -409,7 +422,16 @@ export class Ring implements Component {
         break;
       }
     }
-    const runs = deletionRuns(this.segments, evict, reasons);
+    // Video runs by the ring's order; calls (their seq is the shelf's own) are runs of their own,
+    // adjacent in start order.
+    const part = (call: boolean): [Segment[], DeleteReason[]] => {
+      const at = evict.flatMap((x, i) => ((x.camera === CALLS_CAMERA && calls.length > 0) === call ? [i] : []));
+      return [at.map((i) => evict[i]!), at.map((i) => reasons[i]!)];
+    };
+    const runs = deletionRuns(this.segments, ...part(false));
+    if (calls.length > 0) {
+      for (const [reason, cameras] of deletionRuns(calls, ...part(true))) runs.set(reason, { ...(runs.get(reason) ?? {}), ...cameras });
+    }
     let ageWaits = false;
     for (const [reason, cameras] of runs) {
       try {
@@ -434,7 +456,7 @@ export class Ring implements Component {
         }
       }
     }
-    const gone = new Set<number>();
+    const gone = new Set<Segment>();
     // Bytes still on disk of what was planned (locked since, or aged footage waiting for the log).
     let sparedBytes = planned.filter((s) => !evict.includes(s)).reduce((n, s) => n + s.bytes, 0);
     let bytes = 0;
@@ -448,7 +470,7 @@ export class Ring implements Component {
         continue;
       }
       try {
-        this.unlinking = unlink(this.pathOf(s));
+        this.unlinking = s.camera === CALLS_CAMERA && this.deps.calls ? this.deps.calls.remove(s) : unlink(this.pathOf(s));
         await this.unlinking;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
@@ -465,14 +487,14 @@ export class Ring implements Component {
         this.segmentBytes -= s.bytes;
       }
       this.byCamera.remove(s);
-      gone.add(s.seq);
+      gone.add(s);
       bytes += s.bytes;
       byReason[reasons[i]!] = (byReason[reasons[i]!] ?? 0) + 1;
     }
     if (spared > 0) log.info({ spared }, 'segments locked while the pruner ran were kept');
     // Routine: one line per pass (the audit log has the runs).
     if (gone.size > 0) {
-      const cameras = [...new Set(evict.filter((s) => gone.has(s.seq)).map((s) => s.camera))];
+      const cameras = [...new Set([...gone].map((s) => s.camera))];
       log.info({ segments: gone.size, bytes, reasons: byReason, cameras }, 'footage deleted by the ring');
     }
     return sparedBytes;
