@@ -37,6 +37,7 @@ import { reportModule } from './modules/report.js';
 import { AUDIT_LOG_FILE } from './audit/log.js';
 import { fleetModule, type FleetModule } from './modules/fleet.js';
 import { controlModule } from './modules/control.js';
+import { callsModule, type CallsModule } from './modules/calls.js';
 
 export { countIncidents, type IncidentCounts } from './modules/incidents.js';
 
@@ -68,6 +69,7 @@ interface Built {
   incidents: IncidentsModule;
   sync: SyncModule;
   fleet: FleetModule | undefined;
+  calls: CallsModule | undefined;
   publicKey: string;
 }
 
@@ -136,12 +138,13 @@ export class Agent {
     // The modules. The ring learns the incidents' locks through closures: the book is loaded
     // (it starts early) before the ring's first prune pass.
     const extraLocks = this.deps.locks;
+    const calls = config.calls ? callsModule({ ...base, calls: config.calls, storagePath: config.storage.path }) : undefined;
     const recording: RecordingModule = await recordingModule({
       ...base,
       storage: config.storage, recording: config.recording, cameras: config.cameras,
       pins: {
         lockedRanges: () => (extraLocks ? [...incidents.book.lockedRanges(), ...extraLocks.lockedRanges()] : incidents.book.lockedRanges()),
-        heldOutsideRing: () => incidents.sealedBytes(),
+        heldOutsideRing: () => incidents.sealedBytes() + (calls?.rejectedBytes() ?? 0),
         promisedBytes: () => incidents.promisedBytes(),
       },
       audit,
@@ -149,12 +152,14 @@ export class Agent {
       steps,
       disk: this.deps.disk, ffmpegPath: this.deps.ffmpegPath, deviceRoot: this.deps.deviceRoot, testsrc: this.deps.testsrc,
       pruneIntervalMs: this.deps.pruneIntervalMs,
+      calls: calls?.index.shelf(),
     });
     const incidents: IncidentsModule = await incidentsModule({
       ...base,
       node: config.node, incident: config.incident, button: config.button,
       enabledCameras: config.cameras.filter((c) => c.enabled).map((c) => c.id),
       configuredCameras: config.cameras.map((c) => c.id),
+      calls,
       writing: (camera) => recording.writing(camera),
       sealedDir, segmentSeconds: config.recording.segmentSeconds,
       disposeNeedsSync: config.upstream.type !== 'none',
@@ -168,7 +173,7 @@ export class Agent {
     });
     const footage = footageModule({
       ...base, ring: recording.ring, book: incidents.book, damaged: incidents.damaged, audit,
-      configuredCameras: config.cameras.map((c) => c.id), segmentSeconds: config.recording.segmentSeconds,
+      configuredCameras: config.cameras.map((c) => c.id), segmentSeconds: config.recording.segmentSeconds, calls: calls !== undefined,
       writing: (camera) => recording.writing(camera), ffmpegPath: this.deps.ffmpegPath,
     });
     const sync = syncModule({ ...base, config, book: incidents.book, damaged: incidents.damaged, sealedDir, keyHistory, audit, key });
@@ -183,14 +188,14 @@ export class Agent {
       ...base, node: config.node, policy: config.policy, upstream: config.upstream.type, footage: () => footage.footage(), book: incidents.book,
       auditLogPath: join(config.node.stateDir, AUDIT_LOG_FILE), clockSynced: () => clockStatus.synced(), segmentSeconds: config.recording.segmentSeconds,
     });
-    const modules: AgentModule[] = [recording, incidents, footage, report, sync, ...(fleet ? [fleet] : []), control];
+    const modules: AgentModule[] = [recording, incidents, ...(calls ? [calls] : []), footage, report, sync, ...(fleet ? [fleet] : []), control];
 
     handlers.register({
       ping: async () => ({ version: VERSION }),
       state: async () => (await fleet?.publishState()) ?? this.state(),
     });
     for (const m of modules) handlers.register(m.commands ?? {});
-    this.built = { health, recording, incidents, sync, fleet, publicKey: key.publicKeyBase64 };
+    this.built = { health, recording, incidents, sync, fleet, calls, publicKey: key.publicKeyBase64 };
 
     // The early ones (the event outbox, the incident book) before the audit log: a state dir
     // found unwritable is reported by the audit log's start, and that fault must reach the fleet.
@@ -258,7 +263,7 @@ export class Agent {
     const health = this.built ? await this.built.health.read() : UNKNOWN_HEALTH;
     const now = this.clock.now();
     return buildState(now, this.status(), { ...health, faults: this.faults.list() }, this.syncStatus(), this.built?.sync.auditHead(),
-      { signage: signageView(this.deps.config.policy?.signage, now).status });
+      { signage: signageView(this.deps.config.policy?.signage, now).status }, this.built?.calls?.state());
   }
 
   /** The fake backend's button (demo: Enter; `run` with button.backend fake: a line on stdin). */

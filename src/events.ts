@@ -29,6 +29,8 @@ export interface AgentEvents {
   'upstream.queued': { key: string };
   /** The key history gained keys found upstream (an earlier SD card's): the status says so again. Not forwarded. */
   'keys.learned': { keys: number };
+  /** A spool file that is not audio, set aside in calls/rejected/ as `name` (CONTRACT §8). */
+  'calls.rejected': { file: string; reason: string; name: string };
   'segment.finished': { camera: string; seq: number; startMs: number; durationMs: number; bytes: number };
 }
 

@@ -15,7 +15,7 @@ import { manifestSha256, verifyManifestSignature, type PlaintextOf } from './man
 import { decryptFile, parseIdentityFile, type AgeIdentity } from '../platform/age.js';
 import { parseJsonStrict } from '../platform/json.js';
 import { printable } from '../ops/printable.js';
-import { DISCLOSURES_DIR, NOTES_DIR, RECORD_DIRS, type RecordDir } from '../incidents/records.js';
+import { CALLS_DIR, DISCLOSURES_DIR, NOTES_DIR, RECORD_DIRS, type RecordDir } from '../incidents/records.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 
@@ -56,6 +56,8 @@ async function hashFile(path: string): Promise<{ bytes: number; sha256: string }
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const isPlainName = (n: unknown): n is string => typeof n === 'string' && n !== '' && n !== '.' && n !== '..' && !/[/\\\0]/.test(n);
+/** A file of the evidence: a plain name, or a call recording's `calls/<plain name>` (CONTRACT §8). */
+const isEvidenceName = (n: unknown): n is string => isPlainName(n) || (typeof n === 'string' && n.startsWith(`${CALLS_DIR}/`) && isPlainName(n.slice(CALLS_DIR.length + 1)));
 
 interface ParsedFile { name: string; bytes: number; sha256: string; plaintext?: PlaintextOf }
 
@@ -138,14 +140,14 @@ function parseFiles(value: unknown): ParsedFile[] | string {
   const seen = new Set<string>();
   for (const [i, f] of value.entries()) {
     const e = f as Partial<ParsedFile> | null;
-    if (!e || !isPlainName(e.name)) return `files[${i}].name is not a plain file name`;
+    if (!e || !isEvidenceName(e.name)) return `files[${i}].name is not a plain file name`;
     if (e.name === MANIFEST_FILE || seen.has(e.name)) return `files[${i}].name ${e.name} is listed twice or names the manifest`;
     if (!Number.isSafeInteger(e.bytes) || (e.bytes as number) < 0) return `files[${i}].bytes is not a byte count`;
     if (typeof e.sha256 !== 'string' || !HEX64.test(e.sha256)) return `files[${i}].sha256 is not 64 lowercase hex digits`;
     if (e.plaintext !== undefined) {
       const p = e.plaintext as Partial<PlaintextOf> | null;
       if (!e.name.endsWith('.age')) return `files[${i}] has a plaintext but its name ${e.name} does not end in .age`;
-      if (!p || !isPlainName(p.name) || p.name === MANIFEST_FILE || p.name === e.name) return `files[${i}].plaintext.name is not a plain file name`;
+      if (!p || !isEvidenceName(p.name) || p.name === MANIFEST_FILE || p.name === e.name) return `files[${i}].plaintext.name is not a plain file name`;
       if (!Number.isSafeInteger(p.bytes) || (p.bytes as number) < 0) return `files[${i}].plaintext.bytes is not a byte count`;
       if (typeof p.sha256 !== 'string' || !HEX64.test(p.sha256)) return `files[${i}].plaintext.sha256 is not 64 lowercase hex digits`;
     }
@@ -186,7 +188,11 @@ async function checkFile(dir: string, f: ParsedFile): Promise<[boolean, string, 
 
 async function checkUnlisted(dir: string, listed: Set<string>, add: (ok: boolean, check: string, detail: string) => void): Promise<void> {
   // Anything in the folder the signature does not cover could be taken for part of the evidence.
-  const extra = (await readdir(dir)).filter((n) => n !== MANIFEST_FILE && !listed.has(n)).sort();
+  const hasCalls = [...listed].some((n) => n.startsWith(`${CALLS_DIR}/`));
+  const extra = [
+    ...(await readdir(dir)).filter((n) => n !== MANIFEST_FILE && !listed.has(n) && !(hasCalls && n === CALLS_DIR)),
+    ...(hasCalls ? (await readdir(join(dir, CALLS_DIR)).catch(() => [] as string[])).map((n) => `${CALLS_DIR}/${n}`).filter((n) => !listed.has(n)) : []),
+  ].sort();
   for (const name of extra) add(false, `file ${name}`, 'not listed in the manifest: not covered by the signature');
 }
 

@@ -10,7 +10,7 @@ import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, writeFile }
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseJsonStrict } from '../platform/json.js';
 import { printable } from '../ops/printable.js';
-import { RECORD_DIRS } from '../incidents/records.js';
+import { CALLS_DIR, RECORD_DIRS } from '../incidents/records.js';
 import { KEYS_PREFIX, parseKeyObject, type KnownKey } from './key-history.js';
 import { publicKeyFromBase64 } from './keys.js';
 import { manifestSigningBytes } from './manifest.js';
@@ -22,6 +22,8 @@ interface Out { write(s: string): unknown }
 
 /** What a clip, incident or node name may be in a bundle (camera ids and incident ids are narrower). */
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** A clip's name in the bundle: a safe name, or a call recording's `calls/<safe name>` (CONTRACT §8). */
+const safeClipName = (n: unknown): boolean => typeof n === 'string' && (SAFE_NAME.test(n) || (n.startsWith(`${CALLS_DIR}/`) && SAFE_NAME.test(n.slice(CALLS_DIR.length + 1))));
 
 /** Where the trusted key came from: said in the output and the bundle's README. */
 type KeySource = { kind: 'given'; arg: string } | { kind: 'history'; key: KnownKey; dir: string } | { kind: 'manifest' };
@@ -90,7 +92,10 @@ export async function evidenceExportCommand(dir: string, opts: { out: string; ke
   // What the examiner gets: each clip as plaintext, under its plaintext name.
   const clips = manifest.files.map((f) => ({ from: f, ...(f.plaintext ?? f) }));
   // Names become paths, SHA256SUMS lines and shell commands in the README: only plain ones.
-  const unsafe = [manifest.incident.id, manifest.incident.node ?? 'node', ...clips.map((f) => f.name)].filter((n) => typeof n !== 'string' || !SAFE_NAME.test(n));
+  const unsafe = [
+    ...[manifest.incident.id, manifest.incident.node ?? 'node'].filter((n) => typeof n !== 'string' || !SAFE_NAME.test(n)),
+    ...clips.map((f) => f.name).filter((n) => !safeClipName(n)),
+  ];
   if (unsafe.length > 0) {
     err.write(`camnode: ${printable(dir)}: the manifest names ${unsafe.map((n) => JSON.stringify(printable(String(n)))).join(', ')}, not plain names (letters, digits, . _ -); no bundle was written\n`);
     return 1;
@@ -125,6 +130,7 @@ export async function evidenceExportCommand(dir: string, opts: { out: string; ke
     };
     await signed(MANIFEST_FILE, manifestBytes);
     for (const [i, c] of clips.entries()) {
+      await mkdir(dirname(join(partial, c.name)), { recursive: true });
       if (c.from.plaintext) {
         err.write(`decrypting ${c.from.name} to ${c.name} (${i + 1}/${clips.length}, ${c.bytes} bytes)\n`);
         await decryptClip(join(dir, c.from.name), join(partial, c.name), c, identities!);

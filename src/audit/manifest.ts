@@ -17,6 +17,8 @@ export interface ManifestFile {
   /** A plain file name in the incident folder, e.g. `entrance.mp4` (`entrance.mp4.age` encrypted). */
   name: string;
   camera: string;
+  /** A call recording (CONTRACT §8), named `calls/<name>`; absent for a camera's clip. */
+  kind?: 'call';
   bytes: number;
   /** SHA-256 hex of the file. */
   sha256: string;

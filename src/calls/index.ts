@@ -112,6 +112,7 @@ export class CallIndex {
     }
     if (recovered.length > 0) await fsyncDir(this.dir);
     await this.compact();
+    this.inOrder = undefined;
     this.journal = await open(this.path, 'a');
     return { recovered, dropped };
   }
@@ -157,6 +158,7 @@ export class CallIndex {
   async took(call: CallRecord): Promise<void> {
     await this.append({ op: 'took', ...call });
     this.calls.set(call.name, call);
+    this.inOrder = undefined;
     this.taken.set(call.tombstone, call.source);
     faultPoint('calls.took');
     await rename(join(this.dir, partialName(call.name)), join(this.dir, call.name));
@@ -169,20 +171,17 @@ export class CallIndex {
     this.taken.set(tombstone, source);
   }
 
-  /** The calls as the ring prunes them (CallShelf): camera `calls`, in start order. */
+  /**
+   * The calls as the ring sees them (CallShelf): segments of camera `calls` in start order, one
+   * object per call for as long as it is in the ring (the ring hands them back to `remove`).
+   */
   shelf(): CallShelf {
-    // Each pass's segments are new objects; the ring hands the same ones back to `remove`.
-    const names = new WeakMap<Segment, string>();
     return {
-      calls: () => {
-        return this.list().map((c, i) => {
-          const s: Segment = { seq: i, camera: CALLS_CAMERA, startMs: c.startMs, durationMs: c.durationMs, bytes: c.bytes };
-          names.set(s, c.name);
-          return s;
-        });
-      },
-      remove: async (call) => {
-        const name = names.get(call);
+      calls: () => this.ordered(),
+      between: (startMs, endMs) => this.ordered().filter((s) => s.startMs < endMs && s.startMs + s.durationMs > startMs),
+      pathOf: (s) => join(this.dir, this.nameOf.get(s) ?? ''),
+      remove: async (s) => {
+        const name = this.nameOf.get(s);
         if (name === undefined) return;
         await this.gone(name);
         await unlink(join(this.dir, name)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err; });
@@ -190,11 +189,38 @@ export class CallIndex {
     };
   }
 
+  /** The call behind one of the shelf's segments. */
+  recordOf(s: Segment): CallRecord | undefined {
+    const name = this.nameOf.get(s);
+    return name === undefined ? undefined : this.calls.get(name);
+  }
+
+  private readonly segments = new Map<string, Segment>();
+  private readonly nameOf = new WeakMap<Segment, string>();
+  private inOrder: Segment[] | undefined;
+  private nextSeq = 0;
+
+  private ordered(): Segment[] {
+    if (this.inOrder) return this.inOrder;
+    for (const name of this.segments.keys()) if (!this.calls.has(name)) this.segments.delete(name);
+    this.inOrder = this.list().map((c) => {
+      let seg = this.segments.get(c.name);
+      if (!seg) {
+        seg = { seq: this.nextSeq++, camera: CALLS_CAMERA, startMs: c.startMs, durationMs: c.durationMs, bytes: c.bytes };
+        this.segments.set(c.name, seg);
+        this.nameOf.set(seg, c.name);
+      }
+      return seg;
+    });
+    return this.inOrder;
+  }
+
   /** A call the ring pruned: recorded before its file is unlinked. Its source stays taken. */
   async gone(name: string): Promise<void> {
     if (!this.calls.has(name)) return;
     await this.append({ op: 'gone', name });
     this.calls.delete(name);
+    this.inOrder = undefined;
   }
 
   /** Sources that left the spool: their tombstones are no longer needed. */

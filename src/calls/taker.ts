@@ -8,6 +8,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../platform/clock.js';
+import { faultPoint } from '../platform/fault.js';
 import { CallIndex, partialName, REJECTED as REJECTED_DIR } from './index.js';
 import { copyDurable, probeAudio, SourceMovedError, type AudioProbe } from './ingest.js';
 import { SpoolScanner } from './scan.js';
@@ -27,6 +28,8 @@ export interface TakerDeps {
   index: CallIndex;
   /** Told of each file set aside (the module's `calls.rejected` event). */
   rejected(r: { source: string; name: string; reason: string }): void;
+  /** After a spool file was taken or set aside, durably (`keepSource: false` deletes it here). */
+  took?(name: string, sourcePath: string): Promise<void>;
   probe?: (path: string) => Promise<AudioProbe | { notAudio: string }>;
 }
 
@@ -48,6 +51,12 @@ export class CallTaker {
 
   rejectedTotal(): number {
     return this.rejectedCount.n;
+  }
+
+  /** Whether a file seen but not yet taken was last written at or after this time. */
+  waitingSince(ms: number): boolean {
+    for (const w of this.watched.values()) if (w.mtimeMs >= ms) return true;
+    return false;
   }
 
   /** One pass; `full` lists every spool folder again (a periodic safety net). */
@@ -79,6 +88,7 @@ export class CallTaker {
         const r = await this.take(rel, path, seen);
         (r.rejected ? out.rejected : out.taken).push(r.name);
         this.watched.delete(rel);
+        await deps.took?.(r.name, path);
       } catch (err) {
         if (!(err instanceof SourceMovedError)) throw err;
         // Still being written after all, or moved away: watched again from now.
@@ -108,7 +118,7 @@ export class CallTaker {
     const { startMs, fromName } = callStart(deps.startFrom, rel, seen.mtimeMs, probe.durationMs);
     if (deps.startFrom.kind === 'name' && !fromName) deps.log.warn({ source: rel }, 'calls.startFrom did not match this file\'s path: its start is taken from its mtime');
     const name = callFileName(startMs, rel, (n) => deps.index.has(n));
-    const copied = await copyDurable(path, join(deps.dir, partialName(name)), seen);
+    const copied = await copyDurable(path, join(deps.dir, partialName(name)), seen, { afterChunk: async () => faultPoint('calls.copying') });
     await deps.index.took({ name, startMs, durationMs: probe.durationMs, bytes: copied.bytes, sha256: copied.sha256, codec: probe.codec, source: rel, tombstone });
     deps.log.info({ source: rel, name, durationMs: probe.durationMs, codec: probe.codec }, 'call recording taken into the ring');
     return { name, rejected: false };

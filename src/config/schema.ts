@@ -1,5 +1,6 @@
 // The one config schema (CONTRACT §2): types, defaults, ranges and the documentation of each
 // field come from here. `docs/config.md` is generated from it (npm run docs:config).
+import { isAbsolute, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseDuration, parseRate, parseSize } from './units.js';
 import { parseRecipient } from '../platform/age.js';
@@ -241,14 +242,23 @@ export const configSchema = z.strictObject({
   fleet: fleet.optional().describe('Who may command this node, and how pushed configs and updates prove themselves (rollbackAfter and releaseKey: not built yet, ignored).'),
   audit: audit.optional().describe('The audit log leaving the node (with an upstream): chunks, and a signed head every headInterval.'),
   policy: policy.optional().describe('The district policy\'s attestations (signage), shown in check, the state and the report.'),
-  calls: calls.optional().describe('The phone system\'s call recordings, kept under the same retention. Not built yet: ignored.'),
+  calls: calls.optional().describe('The phone system\'s call recordings, kept under the same retention (CONTRACT §8).'),
 }).superRefine((c, ctx) => {
   // CONTRACT §7: with signing required (the default), someone must be able to sign.
   // (An mqtts:// URL without mqtt.ca is refused for that already: one line, one fix.)
   if (c.mqtt?.requireSignedCommands && !c.fleet?.ca && !c.mqtt.ca && !/^(mqtts|wss):/.test(c.mqtt.url)) {
     ctx.addIssue({ code: 'custom', path: ['fleet', 'ca'], message: 'required to verify signed commands' });
   }
+  // The ring's own folders would be taken as the phone system's recordings, and each call again.
+  if (c.calls && insideOrSame(c.calls.watch, c.storage.path)) {
+    ctx.addIssue({ code: 'custom', path: ['calls', 'watch'], message: `must not be storage.path or inside it (${c.storage.path}): camnode would take its own copies as new calls` });
+  }
 });
+
+function insideOrSame(path: string, dir: string): boolean {
+  const rel = relative(resolve(dir), resolve(path));
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
 
 export type Config = z.output<typeof configSchema>;
 export type CameraConfig = Config['cameras'][number];
@@ -263,6 +273,5 @@ export function unbuiltSettings(config: Config): string[] {
   if (config.button.heartbeat) out.push('button.heartbeat');
   if (config.fleet?.releaseKey !== undefined) out.push('fleet.releaseKey');
   if (config.fleet && config.fleet.rollbackAfter !== 2 * 60_000) out.push('fleet.rollbackAfter');
-  if (config.calls !== undefined) out.push('calls');
   return out;
 }

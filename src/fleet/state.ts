@@ -9,7 +9,7 @@ export const UNKNOWN_HEALTH: StatePayload['health'] = {
   load: null, memUsedPct: null, tempC: null, throttled: null, uptimeS: null, clockSynced: null, faults: [],
 };
 
-export function buildState(nowMs: number, status: AgentStatus, health: StatePayload['health'], sync: StatePayload['sync'] = EMPTY_SYNC, audit?: StatePayload['audit'], policy: StatePayload['policy'] = { signage: 'missing' }): StatePayload {
+export function buildState(nowMs: number, status: AgentStatus, health: StatePayload['health'], sync: StatePayload['sync'] = EMPTY_SYNC, audit?: StatePayload['audit'], policy: StatePayload['policy'] = { signage: 'missing' }, calls?: StatePayload['calls']): StatePayload {
   const s = status.storage;
   return {
     ts: iso(nowMs),
@@ -24,6 +24,7 @@ export function buildState(nowMs: number, status: AgentStatus, health: StatePayl
       retainedSeconds: s?.retainedSeconds ?? null,
     },
     incidents: status.incidents,
+    ...(calls !== undefined ? { calls } : {}),
     policy,
     sync,
     health,

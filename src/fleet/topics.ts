@@ -47,6 +47,8 @@ export interface StatePayload {
   incidents: { active: number; held: number; unsynced: number; damaged: number };
   /** The policy's attestations (CONTRACT §7); absent from nodes of earlier releases. */
   policy?: { signage: 'ok' | 'missing' | 'overdue' };
+  /** The call recordings in the ring (CONTRACT §8); only on a node with `calls` configured. */
+  calls?: { files: number; bytes: number; oldest: string | null; waiting: number; rejected: number };
   sync: { queued: number; bytesPending: number; lastError: string | null; current: SyncProgress | null };
   health: {
     load: number | null;
@@ -63,7 +65,7 @@ export interface StatePayload {
 export type EventType =
   | 'incident.locked' | 'incident.extended' | 'incident.sealed' | 'incident.synced' | 'incident.disposed' | 'incident.damaged' | 'incident.disclosed'
   | 'camera.down' | 'camera.up' | 'storage.pressure' | 'storage.full' | 'sync.failed' | 'button.pressed'
-  | 'component.failed' | 'component.recovered';
+  | 'component.failed' | 'component.recovered' | 'calls.rejected';
 
 export interface EventPayload {
   id: number;

@@ -56,6 +56,8 @@ export interface IncidentBookDeps {
   nodeId: string;
   policy: WindowPolicy;
   enabledCameras(): string[];
+  /** What a lock may name besides the enabled cameras, never taken by default (`calls`, CONTRACT §8). */
+  namedOnly?: readonly string[];
   /** Whether disposing of an incident needs it synced first (upstream.type is not none). */
   disposeNeedsSync: boolean;
   clock: Clock;
@@ -192,7 +194,7 @@ export class IncidentBook implements Component {
         for (const step of deps.steps?.stepsAfter(req.step) ?? []) req = { ...req, atMs: req.atMs + step.deltaMs };
       }
       const enabled = deps.enabledCameras();
-      const unknown = (req.cameras ?? []).filter((c) => !enabled.includes(c));
+      const unknown = (req.cameras ?? []).filter((c) => !enabled.includes(c) && !(deps.namedOnly ?? []).includes(c));
       if (unknown.length > 0) throw new BookError('bad_request', `cameras: unknown or disabled camera ${unknown.map((c) => `"${c}"`).join(', ')}`);
       const open = this.openIncident();
       const extension = open ? extendIncident(open, req, deps.policy, enabled) : undefined;

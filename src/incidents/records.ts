@@ -14,6 +14,12 @@ export const NOTES_DIR = 'notes';
 /** The folder of disclosure records inside an incident folder (and upstream beside it). */
 export const DISCLOSURES_DIR = 'disclosures';
 /** Every record folder an incident folder may hold besides its clips. */
+/** Where a sealed incident keeps the call recordings it holds (CONTRACT §8: `calls/<name>`). */
+export const CALLS_DIR = 'calls';
+/** A file a seal writes: `<camera>.mp4[.age]`, or a call's `calls/<name>[.age]` — safe characters, no path. */
+export function isSealedFileName(name: string): boolean {
+  return /^[a-z0-9][a-z0-9.-]*$/.test(name) || (name.startsWith(`${CALLS_DIR}/`) && /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name.slice(CALLS_DIR.length + 1)));
+}
 export const RECORD_DIRS = [NOTES_DIR, DISCLOSURES_DIR] as const;
 export type RecordDir = (typeof RECORD_DIRS)[number];
 

@@ -3,7 +3,10 @@
 // The clips are assembled in <id>.sealing/ and renamed into place only when complete, so a
 // crash mid-seal leaves the incident `sealing` and the next start seals it again.
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { copyDurable } from '../calls/ingest.js';
+import { CALLS_CAMERA } from '../store/ring.js';
+import { CALLS_DIR } from './records.js';
 import type { Component } from '../lifecycle/component.js';
 import { backoffDelay, type BackoffPolicy } from '../lifecycle/backoff.js';
 import type { Clock } from '../platform/clock.js';
@@ -46,7 +49,13 @@ export interface SealerDeps {
   encryptTo?: readonly string[];
   /** How long a segment plays, or null when it does not decode (ffprobe by default). */
   probeDurationMs?(path: string): Promise<number | null>;
+  /**
+   * The call recordings (CONTRACT §8): whether every spool file that can hold part of a window is
+   * in the ring. An incident naming `calls` waits for that, at most `maxWaitMs` past its due time.
+   */
+  calls?: { settledFor(startMs: number, endMs: number): boolean; maxWaitMs: number };
 }
+
 
 /** An incident that failed to seal is tried again after 5 s, doubling to 10 min. */
 const SEAL_RETRY: BackoffPolicy = { baseMs: 5_000, maxMs: 600_000, jitter: 0.2 };
@@ -107,8 +116,10 @@ export class Sealer implements Component {
     }
     for (const incident of this.deps.book.list()) {
       if (this.stopped) return;
-      const due = incident.state === 'sealing' || (incident.state === 'active' && sealDueAt(incident, this.deps.segmentSeconds) <= now);
+      const dueAt = sealDueAt(incident, this.deps.segmentSeconds);
+      const due = incident.state === 'sealing' || (incident.state === 'active' && dueAt <= now);
       if (!due) continue;
+      if (this.waitsForCalls(incident, dueAt, now)) continue;
       const retry = this.retries.get(incident.id);
       if (retry && retry.atMs > this.deps.clock.monotonic()) continue;
       try {
@@ -123,6 +134,23 @@ export class Sealer implements Component {
         this.deps.faults.report('sealer', `cannot seal ${incident.id}: ${(err as Error).message}`, incident.id);
       }
     }
+  }
+
+  /** A call still in the spool that may belong to the window: wait for it, up to the limit. */
+  private readonly waitingLogged = new Set<string>();
+  private waitsForCalls(incident: Incident, dueAt: number, now: number): boolean {
+    const calls = this.deps.calls;
+    if (!calls || !incident.cameras.includes(CALLS_CAMERA)) return false;
+    if (calls.settledFor(Date.parse(incident.window.start), Date.parse(incident.window.end))) return false;
+    if (now - dueAt >= calls.maxWaitMs) {
+      this.deps.log.warn({ incident: incident.id, waitedMs: now - dueAt }, 'call recordings of the window are still not all in the ring: sealed with those that are');
+      return false;
+    }
+    if (!this.waitingLogged.has(incident.id)) {
+      this.waitingLogged.add(incident.id);
+      this.deps.log.info({ incident: incident.id }, 'waiting for call recordings of the window still in the spool before sealing');
+    }
+    return true;
   }
 
   private async seal(incident: Incident): Promise<void> {
@@ -162,6 +190,15 @@ export class Sealer implements Component {
     const pending: Promise<ManifestFile>[] = [];
     for (const camera of incident.cameras) {
       const segments = deps.ring.segmentsBetween(camera, startMs, endMs);
+      if (camera === CALLS_CAMERA) {
+        // Each call whole, as it was taken: audio is not cut to the window.
+        for (const call of segments) {
+          const clip = this.sealCall(call, workDir);
+          clip.catch(() => {});
+          pending.push(clip);
+        }
+        continue;
+      }
       if (segments.length === 0) {
         log.warn({ camera }, 'no footage in the window for this camera; no clip');
         continue;
@@ -222,7 +259,10 @@ export class Sealer implements Component {
     // footage decoded would otherwise be sealed unlisted (and, encrypting, in plaintext).
     if (this.encrypting()) faultPoint('seal.manifest');
     const listed = new Set([...files.map((f) => f.name), 'manifest.json']);
-    const unlisted = (await readdir(workDir)).filter((n) => !listed.has(n));
+    const unlisted = [
+      ...(await readdir(workDir)).filter((n) => n !== CALLS_DIR || !files.some((f) => f.camera === CALLS_CAMERA)),
+      ...(await readdir(join(workDir, CALLS_DIR)).catch(() => [] as string[])).map((n) => `${CALLS_DIR}/${n}`),
+    ].filter((n) => !listed.has(n));
     for (const name of unlisted) await rm(join(workDir, name), { recursive: true, force: true });
     if (unlisted.length > 0) await fsyncDir(workDir);
     if (this.encrypting()) faultPoint('seal.plaintext-removed');
@@ -275,6 +315,25 @@ export class Sealer implements Component {
     }
   }
 
+  /** One call of the window, copied (or encrypted) into `calls/` and hashed: `kind: "call"`. */
+  private async sealCall(call: Segment, workDir: string): Promise<ManifestFile> {
+    const { deps } = this;
+    const source = deps.ring.pathOf(call);
+    const name = `${CALLS_DIR}/${basename(source)}`;
+    await mkdir(join(workDir, CALLS_DIR), { recursive: true });
+    const described = {
+      camera: CALLS_CAMERA, kind: 'call' as const,
+      start: new Date(call.startMs).toISOString(), end: new Date(segmentEndMs(call)).toISOString(), gaps: [],
+    };
+    if (this.encrypting()) {
+      const { plaintext, ciphertext } = await encryptFile(source, join(workDir, `${name}.age`), deps.encryptTo!);
+      return { name: `${name}.age`, bytes: ciphertext.bytes, sha256: ciphertext.sha256, plaintext: { name, ...plaintext }, ...described };
+    }
+    const st = await stat(source);
+    const { bytes, sha256 } = await copyDurable(source, join(workDir, name), { size: st.size, mtimeMs: st.mtimeMs });
+    return { name, bytes, sha256, ...described };
+  }
+
   private encrypting(): boolean {
     return (this.deps.encryptTo?.length ?? 0) > 0;
   }
@@ -294,9 +353,11 @@ export class Sealer implements Component {
     for (const name of await readdir(this.deps.sealedDir).catch(() => [] as string[])) {
       if (!INCIDENT_ID.test(name.replace(/\.sealing$/, ''))) continue;
       const dir = join(this.deps.sealedDir, name);
-      for (const file of await readdir(dir).catch(() => [] as string[])) {
-        total += await stat(join(dir, file)).then((s) => s.size, () => 0);
-      }
+      const files = [
+        ...await readdir(dir).catch(() => [] as string[]),
+        ...(await readdir(join(dir, CALLS_DIR)).catch(() => [] as string[])).map((n) => join(CALLS_DIR, n)),
+      ];
+      for (const file of files) total += await stat(join(dir, file)).then((s) => (s.isFile() ? s.size : 0), () => 0);
     }
     this.heldBytes = total;
   }

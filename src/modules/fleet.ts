@@ -21,7 +21,7 @@ import type { AgentModule, ModuleBase } from './module.js';
 export const FLEET_EVENTS = [
   'incident.locked', 'incident.extended', 'incident.sealed', 'incident.synced', 'incident.disposed', 'incident.damaged',
   'incident.disclosed', 'camera.down', 'camera.up', 'storage.full', 'sync.failed', 'button.pressed',
-  'component.failed', 'component.recovered',
+  'component.failed', 'component.recovered', 'calls.rejected',
 ] as const satisfies readonly (keyof AgentEvents & EventType)[];
 
 export interface FleetDeps extends ModuleBase {

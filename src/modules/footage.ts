@@ -8,12 +8,14 @@ import type { IncidentBook } from '../incidents/book.js';
 import { iso } from '../platform/clock.js';
 import { extractStill, StillError } from '../recorder/still.js';
 import { footageOf, seamToleranceMs, type CameraFootage, type IncidentSpan } from '../store/footage.js';
-import type { Ring } from '../store/ring.js';
+import { CALLS_CAMERA, type Ring } from '../store/ring.js';
 import { segmentEndMs, type Segment } from '../store/segment.js';
 import type { AgentModule, ModuleBase } from './module.js';
 
 export interface FootageDeps extends ModuleBase {
-  ring: Pick<Ring, 'allSegments' | 'segmentsBetween' | 'pathOf' | 'cameraIds' | 'unlinkSettled'>;
+  ring: Pick<Ring, 'allSegments' | 'calls' | 'segmentsBetween' | 'pathOf' | 'cameraIds' | 'unlinkSettled'>;
+  /** Whether `calls` is configured: the call recordings are listed as camera `calls` (CONTRACT §8). */
+  calls?: boolean;
   book: Pick<IncidentBook, 'list' | 'pin'>;
   /** Incidents set aside as damaged: no longer kept as clips. */
   damaged: { has(id: string): boolean };
@@ -53,15 +55,24 @@ export function footageModule(deps: FootageDeps): FootageModule {
     return { locked, kept };
   };
 
-  const knows = (camera: string): boolean => deps.configuredCameras.includes(camera) || deps.ring.cameraIds().includes(camera);
+  const knows = (camera: string): boolean => deps.configuredCameras.includes(camera) || deps.ring.cameraIds().includes(camera) || (deps.calls === true && camera === CALLS_CAMERA);
 
   // One still per camera at a time: each is an ffmpeg of its own on a Pi already recording.
   const decoding = new Set<string>();
 
-  const view = (a: { camera?: string | undefined; from?: number | undefined; to?: number | undefined }): { cameras: CameraFootage[] } => footageOf({
-    segments: deps.ring.allSegments(), cameras: deps.configuredCameras, camera: a.camera, fromMs: a.from, toMs: a.to,
-    joinWithinMs: deps.segmentSeconds * 1500, ...spans(),
-  });
+  const view = (a: { camera?: string | undefined; from?: number | undefined; to?: number | undefined }): { cameras: CameraFootage[] } => {
+    const held = spans();
+    const video = footageOf({
+      segments: deps.ring.allSegments(), cameras: deps.configuredCameras, camera: a.camera, fromMs: a.from, toMs: a.to,
+      joinWithinMs: deps.segmentSeconds * 1500, ...held,
+    }).cameras.filter((c) => c.id !== CALLS_CAMERA);
+    if (deps.calls !== true || (a.camera !== undefined && a.camera !== CALLS_CAMERA)) return { cameras: video };
+    // Calls last, each call a range of its own: the time between two calls is no hole.
+    const calls = footageOf({
+      segments: deps.ring.calls(), cameras: [CALLS_CAMERA], camera: CALLS_CAMERA, fromMs: a.from, toMs: a.to, joinWithinMs: 0, ...held,
+    }).cameras;
+    return { cameras: [...video, ...calls] };
+  };
 
   const commands: CommandTable = {
     footage: async (a) => {
@@ -72,6 +83,7 @@ export function footageModule(deps: FootageDeps): FootageModule {
 
     still: async (a, ctx) => {
       const who = whoAsks(ctx, a.by, true);
+      if (a.camera === CALLS_CAMERA) throw new CommandError('bad_request', 'camera: calls are audio recordings; a still needs a camera');
       if (!knows(a.camera)) throw new CommandError('not_found', `no camera ${a.camera} on this node, and no footage of it`);
       if (decoding.has(a.camera)) throw new CommandError('conflict', `a still of ${a.camera} is being made; ask again when it is done`);
       decoding.add(a.camera);

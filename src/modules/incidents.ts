@@ -28,7 +28,7 @@ import { Sealer } from '../incidents/sealer.js';
 import type { StepSource } from '../platform/clock-steps.js';
 import { faultPoint } from '../platform/fault.js';
 import { Supervised } from '../lifecycle/supervisor.js';
-import type { Ring } from '../store/ring.js';
+import { CALLS_CAMERA, type Ring } from '../store/ring.js';
 import { VERSION } from '../version.js';
 import type { AgentModule, ModuleBase } from './module.js';
 
@@ -47,6 +47,8 @@ export interface IncidentsDeps extends ModuleBase {
   ring: Pick<Ring, 'segmentsBetween' | 'pathOf' | 'clockOf' | 'unlinkSettled' | 'cameraIds' | 'newestEndOf' | 'bytesLockedBy' | 'stats'>;
   /** Every configured camera, disabled ones too (a hold may name them). */
   configuredCameras: readonly string[];
+  /** The call recordings, when `calls` is configured: a hold or lock may name them (CONTRACT §8). */
+  calls?: { settledFor(startMs: number, endMs: number): boolean } | undefined;
   /** Whether a camera's recorder is writing a segment now (its footage reaches the present). */
   writing(camera: string): boolean;
   audit: AuditLog;
@@ -78,7 +80,7 @@ export interface DiscloseReply {
 }
 
 /** The camera id of the telephone system's call recordings (CONTRACT §8): held only when named. */
-const CALLS = 'calls';
+const CALLS = CALLS_CAMERA;
 
 interface CameraSpan { camera: string; start: string; end: string }
 function cameraSpan(camera: string, s: Span): CameraSpan {
@@ -170,6 +172,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     nodeId: node.id,
     policy: { preRollMs: incident.preRoll, postRollMs: incident.postRoll, maxLengthMs: incident.maxLength },
     enabledCameras: () => [...deps.enabledCameras],
+    ...(deps.calls ? { namedOnly: [CALLS] } : {}),
     disposeNeedsSync: deps.disposeNeedsSync,
     clock,
     log: log.child({ component: 'incidents' }),
@@ -192,6 +195,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       clockSynced: async () => deps.clockSynced(),
       version: VERSION,
       downIntervals: deps.downIntervals,
+      ...(deps.calls ? { calls: { settledFor: deps.calls.settledFor, maxWaitMs: incident.maxLength } } : {}),
       ...(deps.encryptTo ? { encryptTo: deps.encryptTo } : {}),
       ...(deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {}),
     }),
@@ -245,7 +249,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     const withFootage = deps.ring.cameraIds().filter((c) => deps.ring.segmentsBetween(c, a.from, pastEnd).length > 0);
     let cameras: string[];
     if (a.cameras && a.cameras.length > 0) {
-      const known = new Set([...deps.configuredCameras, ...withFootage]);
+      const known = new Set([...deps.configuredCameras, ...withFootage, ...(deps.calls ? [CALLS] : [])]);
       const unknown = a.cameras.filter((c) => !known.has(c));
       if (unknown.length > 0) throw new CommandError('bad_request', `cameras: no camera ${unknown.map((c) => `"${c}"`).join(', ')} on this node, and no footage of it in the range`);
       cameras = [...new Set(a.cameras)];
@@ -278,7 +282,8 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     const tolerance = seamToleranceMs(deps.segmentSeconds);
     const missing: CameraSpan[] = [];
     const uncertain: CameraSpan[] = [];
-    for (const camera of held.cameras) {
+    // Calls are not a continuous recording: the time between two is no hole.
+    for (const camera of held.cameras.filter((c) => c !== CALLS)) {
       const segments = [...deps.ring.segmentsBetween(camera, fromMs, toMs)].sort((x, y) => x.startMs - y.startMs);
       const covered: { startMs: number; durationMs: number }[] = segments;
       // The segment being written is a file too: it holds the footage since the last one closed.

@@ -13,7 +13,7 @@ import { buildRecorderArgs, chooseH264Encoder } from '../recorder/args.js';
 import { CameraRecorder, type CameraStatus } from '../recorder/camera-recorder.js';
 import { SnapshotError, takeSnapshot } from '../recorder/snapshot.js';
 import type { LockedRange } from '../store/eviction.js';
-import { Ring } from '../store/ring.js';
+import { Ring, type CallShelf } from '../store/ring.js';
 import type { AgentModule, ModuleBase } from './module.js';
 
 /** A synthetic camera picture (the demo keeps it small). */
@@ -42,6 +42,8 @@ export interface RecordingDeps extends ModuleBase {
   testsrc?: TestPicture | undefined;
   /** How often the ring prunes (default 30 s; tests make it fast). */
   pruneIntervalMs?: number | undefined;
+  /** The call recordings, pruned with the video (CONTRACT §8). */
+  calls?: CallShelf | undefined;
 }
 
 /** Outages of a camera (camera.down → camera.up), the last few, in memory: why a clip has a hole. */
@@ -110,6 +112,7 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
     probeDurationMs: (path) => probeDurationMs(path),
     auditDeletion: async (entry) => void await deps.audit.append('delete', entry),
     pruneIntervalMs: deps.pruneIntervalMs,
+    calls: deps.calls,
   });
 
   const encoder = chooseH264Encoder(await deviceModel(deps.deviceRoot));

@@ -70,6 +70,9 @@ export interface RingDeps {
 /** Calls as the ring sees them: segments of camera `calls` in start order (their `seq` is the shelf's own). */
 export interface CallShelf {
   calls(): readonly Segment[];
+  /** Those overlapping [startMs, endMs). */
+  between(startMs: number, endMs: number): Segment[];
+  pathOf(call: Segment): string;
   /** A pruned call: out of the shelf's journal, then its file unlinked. */
   remove(call: Segment): Promise<void>;
 }
@@ -267,6 +270,7 @@ export class Ring implements Component {
 
   /** The segment's file: named by its stamp, which a later clock step may have corrected in the index. */
   pathOf(s: Segment): string {
+    if (s.camera === CALLS_CAMERA && this.deps.calls) return this.deps.calls.pathOf(s);
     return join(this.root, s.camera, segmentFileName({ seq: s.seq, startMs: s.startMs - correctionMs(s.seq, this.stamps.steps), durationMs: s.durationMs }));
   }
 
@@ -277,6 +281,7 @@ export class Ring implements Component {
 
   /** Finished segments of one camera overlapping [startMs, endMs), in order. */
   segmentsBetween(camera: string, startMs: number, endMs: number): Segment[] {
+    if (camera === CALLS_CAMERA && this.deps.calls) return this.deps.calls.between(startMs, endMs);
     return this.byCamera.between(camera, startMs, endMs);
   }
 
@@ -284,7 +289,7 @@ export class Ring implements Component {
   bytesLockedBy(ranges: readonly LockedRange[]): number {
     // Each segment once, however many ranges keep it.
     const kept = new Set<Segment>();
-    for (const r of ranges) for (const s of this.byCamera.between(r.camera, r.startMs, r.endMs)) kept.add(s);
+    for (const r of ranges) for (const s of this.segmentsBetween(r.camera, r.startMs, r.endMs)) kept.add(s);
     let bytes = 0;
     for (const s of kept) bytes += s.bytes;
     return bytes;
@@ -292,7 +297,13 @@ export class Ring implements Component {
 
   /** Cameras with footage in the ring (removed ones too, while it holds theirs). */
   cameraIds(): string[] {
-    return this.byCamera.cameraIds();
+    const ids = this.byCamera.cameraIds();
+    return (this.deps.calls?.calls().length ?? 0) > 0 ? [...ids, CALLS_CAMERA] : ids;
+  }
+
+  /** The call recordings in the ring (camera `calls`), in start order. */
+  calls(): readonly Segment[] {
+    return this.deps.calls?.calls() ?? [];
   }
 
   /** The end of a camera's newest finished segment, or null. */

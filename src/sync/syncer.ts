@@ -15,7 +15,7 @@ import type { Logger } from '../platform/logger.js';
 import type { EventBus } from '../events.js';
 import type { IncidentBook } from '../incidents/book.js';
 import type { DamagedIncidents } from '../incidents/damaged.js';
-import { NOTES_DIR } from '../incidents/records.js';
+import { isSealedFileName, NOTES_DIR } from '../incidents/records.js';
 import type { SyncProgress } from '../fleet/topics.js';
 import { msUntilWindow, TokenBucket } from './pacing.js';
 import { SyncQueue, type QueuedIncident } from './queue.js';
@@ -71,7 +71,7 @@ export function parseSealedManifest(bytes: Buffer): { files: SealedFile[] } {
   const files = (doc as { files?: unknown } | null)?.files;
   const ok = Array.isArray(files) && files.every((f: unknown) => {
     const x = f as SealedFile;
-    return typeof f === 'object' && f !== null && typeof x.name === 'string' && /^[a-z0-9][a-z0-9.-]*$/.test(x.name)
+    return typeof f === 'object' && f !== null && typeof x.name === 'string' && isSealedFileName(x.name)
       && Number.isSafeInteger(x.bytes) && x.bytes >= 0 && typeof x.sha256 === 'string' && /^[0-9a-f]{64}$/.test(x.sha256);
   });
   if (!ok) throw new Error('manifest.json does not list its files as sealed manifests do');

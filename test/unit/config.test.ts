@@ -201,9 +201,16 @@ describe('keys of the second batch (CONTRACT §2, new): parsed and validated bef
 
   it('says which are set but not built yet (ignored with one log line at start); defaults are not listed', () => {
     expect(unbuiltSettings(validateConfig(full))).toEqual([
-      'button.heartbeat', 'fleet.releaseKey', 'fleet.rollbackAfter', 'calls',
+      'button.heartbeat', 'fleet.releaseKey', 'fleet.rollbackAfter',
     ]);
     expect(unbuiltSettings(validateConfig({ ...minimal, mqtt: { url: 'mqtt://h' }, fleet: { ca: '/ca.crt', crl: '/crl.pem' } }))).toEqual([]);
+  });
+
+  it('refuses a calls spool that is storage.path or inside it', () => {
+    const storage = (minimal as { storage: { path: string } }).storage.path;
+    expect(problems({ ...minimal, calls: { watch: `${storage}/calls` } })).toEqual([`calls.watch: must not be storage.path or inside it (${storage}): camnode would take its own copies as new calls`]);
+    expect(problems({ ...minimal, calls: { watch: storage } })).toHaveLength(1);
+    expect(problems({ ...minimal, calls: { watch: `${storage}-spool` } })).toEqual([]);
   });
 
   it('names each bad value by its path', () => {
