@@ -3,7 +3,8 @@
 import { openDirs, privateDirs } from './platform/private-dirs.js';
 import { signageView } from './custody/signage.js';
 import { execFile } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import ffmpeg from 'fluent-ffmpeg';
 import type { Config } from './config/schema.js';
@@ -18,6 +19,10 @@ import { buildSampleArgs, chooseH264Encoder, type H264Encoder } from './recorder
 import { quotaBytes } from './store/eviction.js';
 import { createButton } from './button/index.js';
 import { readNodePublicKey } from './audit/keys.js';
+import { readTakenTombstones } from './calls/index.js';
+import { SpoolScanner } from './calls/scan.js';
+import { tombstoneKey } from './calls/spool.js';
+import { attributeCacheSeconds, mountOf } from './platform/mounts.js';
 import { silentLogger } from './platform/logger.js';
 import { createStore } from './sync/target.js';
 
@@ -29,6 +34,8 @@ export interface CheckDeps {
   deviceRoot?: string;
   /** How long each camera is sampled for its bitrate. */
   sampleSeconds?: number;
+  /** The mount table (tests give their own). */
+  mountsPath?: string;
 }
 
 interface CameraProbe { codec: string; width: number; height: number }
@@ -129,6 +136,7 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
   }
 
   rows.push(...await mediaRows(config));
+  if (config.calls) rows.push(await callsRow(config.calls, config.storage.path, deps.mountsPath ?? '/proc/self/mounts'));
 
   const encoder = chooseH264Encoder(await deviceModel(deps.deviceRoot));
   if (ffmpegOk) {
@@ -217,6 +225,60 @@ async function mediaRows(config: Config): Promise<CheckRow[]> {
       ? { check: 'signage', verdict: 'pass', detail: signage.detail }
       : { check: 'signage', verdict: 'warn', detail: signage.detail, fix: 'post the signs, check them, and set policy.signage {posted: true, checkedAt: <date>}' },
   ];
+}
+
+/** A spool file not taken this long after its last write: the agent is not taking calls. */
+const STALE_WAITING_MS = 3_600_000;
+
+/**
+ * CONTRACT §8: the phone system's spool — readable, writable when camnode removes what it took,
+ * the files still waiting, and a network mount's attribute cache against `settle`.
+ */
+export async function callsRow(calls: NonNullable<Config['calls']>, storagePath: string, mountsPath: string): Promise<CheckRow> {
+  const check = 'calls';
+  const want = constants.R_OK | constants.X_OK | (calls.keepSource ? 0 : constants.W_OK);
+  try {
+    if (!(await stat(calls.watch)).isDirectory()) return { check, verdict: 'fail', detail: `${calls.watch} is not a folder`, fix: 'set calls.watch to the folder the phone system records into' };
+    await access(calls.watch, want);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    return {
+      check, verdict: 'fail', detail: `${calls.watch}: ${code === 'ENOENT' ? 'missing' : `cannot be ${calls.keepSource ? 'read' : 'read and written'} (${code})`}`,
+      fix: code === 'ENOENT' ? 'mount the phone system\'s recordings at calls.watch (see docs/calls.md)'
+        : `let camnode's user ${calls.keepSource ? 'read' : 'read and delete in'} it (group membership or the share's options; see docs/calls.md)`,
+    };
+  }
+  // Files the agent has not taken yet (still being written, settling, or the agent is not running).
+  const scan = await new SpoolScanner(calls.watch, calls.pattern).pass(true);
+  const taken = await readTakenTombstones(join(storagePath, 'calls'));
+  let waiting = 0;
+  let stale = 0;
+  for (const rel of scan.added) {
+    const st = await stat(join(calls.watch, rel)).catch(() => null);
+    if (!st || taken.has(tombstoneKey(rel, { size: st.size, mtimeMs: st.mtimeMs }))) continue;
+    waiting++;
+    if (Date.now() - st.mtimeMs > STALE_WAITING_MS) stale++;
+  }
+  const mount = mountOf(calls.watch, await readFile(mountsPath, 'utf8').catch(() => ''));
+  const cacheS = mount ? attributeCacheSeconds(mount) : null;
+  const parts = [
+    `${calls.watch}: readable${calls.keepSource ? '' : ' and writable'}${mount && cacheS !== null ? ` (${mount.type} from ${mount.source})` : ''}`,
+    `${scan.added.length} recording(s), ${waiting} not yet taken`,
+    ...(scan.unreadable.length > 0 ? [`${scan.unreadable.length} sub-folder(s) unreadable`] : []),
+  ];
+  if (cacheS !== null && calls.settle < cacheS * 1000) {
+    return {
+      check, verdict: 'warn', detail: `${parts.join('; ')}; settle ${calls.settle / 1000}s is shorter than the mount's attribute cache (${cacheS}s): a call still being written can look finished`,
+      fix: `set calls.settle to at least ${cacheS + 5}s, or mount with actimeo=${Math.max(1, Math.floor(calls.settle / 2000))}`,
+    };
+  }
+  if (stale > 0 || scan.unreadable.length > 0) {
+    return {
+      check, verdict: 'warn', detail: `${parts.join('; ')}${stale > 0 ? `; ${stale} unchanged for over an hour` : ''}`,
+      fix: stale > 0 ? 'start the agent (systemctl start camnode); it takes finished recordings on its next pass' : 'let camnode\'s user read every sub-folder of calls.watch',
+    };
+  }
+  return { check, verdict: 'pass', detail: parts.join('; ') };
 }
 
 /** CONTRACT §7: the fleet CA that signed commands are checked against, and revocation. */

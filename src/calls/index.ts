@@ -43,6 +43,47 @@ type Line =
 
 export const partialName = (name: string): string => `.${name}.partial`;
 
+async function readJournal(dir: string): Promise<string> {
+  return readFile(join(dir, CALLS_INDEX), 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return '';
+    throw err;
+  });
+}
+
+/** The journal's lines played in order: the calls in the ring, the sources taken (tombstone → source), the calls pruned. Pure. */
+function replay(text: string): { calls: Map<string, CallRecord>; taken: Map<string, string>; goneNames: Set<string> } {
+  const calls = new Map<string, CallRecord>();
+  const taken = new Map<string, string>();
+  const goneNames = new Set<string>();
+  for (const raw of text.split('\n')) {
+    if (raw === '') continue;
+    let line: Line;
+    try {
+      line = JSON.parse(raw) as Line;
+    } catch {
+      continue; // a torn last line: its rename never happened (the line comes first)
+    }
+    if (line.op === 'took') {
+      const { op: _op, ...call } = line;
+      calls.set(call.name, call);
+      taken.set(call.tombstone, call.source);
+    } else if (line.op === 'taken') {
+      taken.set(line.tombstone, line.source);
+    } else if (line.op === 'gone') {
+      calls.delete(line.name);
+      goneNames.add(line.name);
+    } else if (line.op === 'forget') {
+      taken.delete(line.tombstone);
+    }
+  }
+  return { calls, taken, goneNames };
+}
+
+/** The tombstones of sources taken, read without touching the journal (for `check`, beside a running agent). */
+export async function readTakenTombstones(dir: string): Promise<Set<string>> {
+  return new Set(replay(await readJournal(dir)).taken.keys());
+}
+
 export class CallIndex {
   private readonly calls = new Map<string, CallRecord>();
   /** Tombstone → the source it stands for. */
@@ -57,32 +98,9 @@ export class CallIndex {
 
   /** Reads the journal, finishes or drops what a crash left, and rewrites it compacted. */
   async open(): Promise<{ recovered: string[]; dropped: string[] }> {
-    const text = await readFile(this.path, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return '';
-      throw err;
-    });
-    const goneNames = new Set<string>();
-    for (const raw of text.split('\n')) {
-      if (raw === '') continue;
-      let line: Line;
-      try {
-        line = JSON.parse(raw) as Line;
-      } catch {
-        continue; // a torn last line: its rename never happened (the line comes first)
-      }
-      if (line.op === 'took') {
-        const { op: _op, ...call } = line;
-        this.calls.set(call.name, call);
-        this.taken.set(call.tombstone, call.source);
-      } else if (line.op === 'taken') {
-        this.taken.set(line.tombstone, line.source);
-      } else if (line.op === 'gone') {
-        this.calls.delete(line.name);
-        goneNames.add(line.name);
-      } else if (line.op === 'forget') {
-        this.taken.delete(line.tombstone);
-      }
-    }
+    const { calls, taken, goneNames } = replay(await readJournal(this.dir));
+    for (const [name, call] of calls) this.calls.set(name, call);
+    for (const [tombstone, source] of taken) this.taken.set(tombstone, source);
     const recovered: string[] = [];
     const dropped: string[] = [];
     const names = new Set(await readdir(this.dir).catch(() => [] as string[]));

@@ -111,6 +111,8 @@ export function renderState(node: string, s: StatePayload): string {
   lines.push(`storage: ${st.usedBytes === null ? '-' : formatBytes(st.usedBytes)} of ${st.quotaBytes === null ? '-' : formatBytes(st.quotaBytes)} quota, ${st.lockedBytes === null ? '-' : formatBytes(st.lockedBytes)} locked, ${st.freeBytes === null ? '-' : formatBytes(st.freeBytes)} free; oldest ${st.oldestAt ?? '-'} (${formatRetention(st.retainedSeconds)} retained)`);
   // "kept": sealed and not disposed of (the state's `held`); damaged ones are set aside.
   lines.push(`incidents: ${s.incidents.active} active, ${s.incidents.held} kept, ${s.incidents.unsynced} unsynced${s.incidents.damaged ? `, ${s.incidents.damaged} DAMAGED (set aside)` : ''}`);
+  // Only on nodes that take call recordings (CONTRACT §8).
+  if (s.calls) lines.push(`calls: ${s.calls.files} in the ring (${formatBytes(s.calls.bytes)}), oldest ${s.calls.oldest ?? '-'}, ${s.calls.waiting} waiting${s.calls.rejected ? `, ${s.calls.rejected} REJECTED (in calls/rejected)` : ''}`);
   lines.push(`sync: ${s.sync.queued} queued, ${formatBytes(s.sync.bytesPending)} pending${s.sync.lastError ? `, last error: ${s.sync.lastError}` : ''}`);
   if (s.sync.current) {
     const c = s.sync.current;

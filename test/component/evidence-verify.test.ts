@@ -2,7 +2,7 @@
 // clips hashed, a manifest signed with the node's key and anchored in the real audit log, the
 // seal entry appended right after the anchor. Then each kind of tampering must fail (exit 1).
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { appendFileSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -274,6 +274,44 @@ describe('evidence export: names the bundle could not hold apart', () => {
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toContain('"README.txt" twice or as one of the bundle\'s own files; no bundle was written');
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('evidence with call recordings (calls/<name>, kind call)', () => {
+  /** Adds a call to the folder and re-signs the manifest with the node key (as a seal naming calls would). */
+  const addCall = (name: string, bytes: Buffer): void => {
+    const { signature: _s, ...unsigned } = readManifest();
+    mkdirSync(join(folder, 'calls'), { recursive: true });
+    writeFileSync(join(folder, 'calls', name), bytes);
+    unsigned.files = [...unsigned.files, { name: `calls/${name}`, camera: 'calls', kind: 'call', bytes: bytes.length, sha256: sha256Hex(bytes), start: '2026-11-28T11:59:00.000Z', end: '2026-11-28T12:01:00.000Z', gaps: [] }];
+    writeManifest(signManifest(unsigned, key));
+  };
+
+  it('verifies a call and exports it under calls/; an unlisted file in calls/ or a flipped byte fails', async () => {
+    const call = clip(9, 3000);
+    addCall('20261128T115900000Z-out-2001.wav', call);
+    expect(await failed()).toEqual([]);
+    const out = join(root, 'bundle');
+    const r = await runCli(['evidence', 'export', folder, '--out', out, '--key', key.publicKeyBase64]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(out, 'calls', '20261128T115900000Z-out-2001.wav')).equals(call)).toBe(true);
+    expect(readFileSync(join(out, 'SHA256SUMS'), 'utf8')).toContain(`${sha256Hex(call)}  calls/20261128T115900000Z-out-2001.wav`);
+    writeFileSync(join(folder, 'calls', 'planted.wav'), 'x');
+    expect(await failed()).toEqual(['file calls/planted.wav: not listed in the manifest: not covered by the signature']);
+    rmSync(join(folder, 'calls', 'planted.wav'));
+    const flipped = Buffer.from(call);
+    flipped[100] = flipped[100]! ^ 1;
+    writeFileSync(join(folder, 'calls', '20261128T115900000Z-out-2001.wav'), flipped);
+    expect((await failed())[0]).toMatch(/^file calls\/20261128T115900000Z-out-2001\.wav: SHA-256 [0-9a-f]{64}, the manifest says/);
+  });
+
+  it('refuses a name that leaves calls/ or the folder', async () => {
+    for (const name of ['calls/../../x.wav', 'calls/', 'calls/a/b.wav', 'other/x.wav']) {
+      const { signature: _s, ...unsigned } = readManifest();
+      unsigned.files = [...unsigned.files, { name, camera: 'calls', bytes: 1, sha256: 'a'.repeat(64), start: '2026-11-28T11:59:00.000Z', end: '2026-11-28T12:01:00.000Z', gaps: [] }];
+      writeManifest(signManifest(unsigned, key));
+      expect(await failed(), name).toEqual(['manifest: files[2].name is not a plain file name']);
+    }
   });
 });
 

@@ -264,6 +264,13 @@ describe('renderState', () => {
     ]);
   });
 
+  it('shows the call recordings on a node that takes them, loud when some were rejected', () => {
+    const calls = (rejected: number): string | undefined => renderState('n', state({ calls: { files: 12, bytes: 9_600_000, oldest: '2026-11-01T08:00:00.000Z', waiting: 1, rejected } })).split('\n').find((l) => l.startsWith('calls:'));
+    expect(calls(0)).toBe('calls: 12 in the ring (9.6 MB), oldest 2026-11-01T08:00:00.000Z, 1 waiting');
+    expect(calls(2)).toBe('calls: 12 in the ring (9.6 MB), oldest 2026-11-01T08:00:00.000Z, 1 waiting, 2 REJECTED (in calls/rejected)');
+    expect(renderState('n', state())).not.toContain('calls:');
+  });
+
   it('shows the upload in progress with a bar, rate and time left, and the last error', () => {
     const text = renderState('n', state({
       sync: {
