@@ -97,13 +97,20 @@ export class CallIndex {
   }
 
   /** Reads the journal, finishes or drops what a crash left, and rewrites it compacted. */
-  async open(): Promise<{ recovered: string[]; dropped: string[] }> {
+  /** `lost`: calls the journal lists whose file is not there (pruned before a crash cut the `gone` line, or lost). */
+  async open(): Promise<{ recovered: string[]; dropped: string[]; lost: string[] }> {
     const { calls, taken, goneNames } = replay(await readJournal(this.dir));
     for (const [name, call] of calls) this.calls.set(name, call);
     for (const [tombstone, source] of taken) this.taken.set(tombstone, source);
     const recovered: string[] = [];
     const dropped: string[] = [];
-    const names = new Set(await readdir(this.dir).catch(() => [] as string[]));
+    const lost: string[] = [];
+    // Only a folder that is not there yet means "no calls": any other error stops the open, so
+    // that the journal is never compacted to nothing on a disk that failed to list.
+    const names = new Set(await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    }));
     for (const call of [...this.calls.values()]) {
       if (names.has(call.name)) continue;
       const partial = partialName(call.name);
@@ -115,6 +122,7 @@ export class CallIndex {
         // Journalled, but its file is not there whole: pruned before a crash cut its `gone`
         // line, or lost. It is no longer in the ring; its source stays taken.
         this.calls.delete(call.name);
+        lost.push(call.name);
       }
     }
     for (const n of names) {
@@ -132,7 +140,7 @@ export class CallIndex {
     await this.compact();
     this.inOrder = undefined;
     this.journal = await open(this.path, 'a');
-    return { recovered, dropped };
+    return { recovered, dropped, lost };
   }
 
   async close(): Promise<void> {
@@ -160,9 +168,13 @@ export class CallIndex {
     return this.taken.has(tombstone);
   }
 
+  /** Whether a name is taken in the ring (or being taken now). */
   has(name: string): boolean {
-    return this.calls.has(name);
+    return this.calls.has(name) || this.reserved.has(name);
   }
+
+  /** Names of takes between their journal line and their rename. */
+  private readonly reserved = new Set<string>();
 
   /** The calls in the ring, oldest start first. */
   list(): CallRecord[] {
@@ -175,12 +187,19 @@ export class CallIndex {
    */
   async took(call: CallRecord): Promise<void> {
     await this.append({ op: 'took', ...call });
+    // Taken from here on (a crash now finishes the take at the next start).
+    this.taken.set(call.tombstone, call.source);
+    this.reserved.add(call.name);
+    faultPoint('calls.took');
+    try {
+      await rename(join(this.dir, partialName(call.name)), join(this.dir, call.name));
+      await fsyncDir(this.dir);
+    } finally {
+      this.reserved.delete(call.name);
+    }
+    // In the ring (seen by the pruner) only once its file is in place.
     this.calls.set(call.name, call);
     this.inOrder = undefined;
-    this.taken.set(call.tombstone, call.source);
-    faultPoint('calls.took');
-    await rename(join(this.dir, partialName(call.name)), join(this.dir, call.name));
-    await fsyncDir(this.dir);
   }
 
   /** A source that is not audio, copied to `rejected/`: taken, so never again. */
@@ -200,7 +219,8 @@ export class CallIndex {
       pathOf: (s) => join(this.dir, this.nameOf.get(s) ?? ''),
       remove: async (s) => {
         const name = this.nameOf.get(s);
-        if (name === undefined) return;
+        // Only a call this very segment stands for (a name pruned and taken again is another call).
+        if (name === undefined || this.segments.get(name) !== s || !this.calls.has(name)) return;
         await this.gone(name);
         await unlink(join(this.dir, name)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err; });
       },

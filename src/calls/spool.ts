@@ -6,7 +6,11 @@
 export interface SpoolStat { size: number; mtimeMs: number }
 
 /** A file seen before: what it looked like and since when it has looked like that. */
-export interface Watched extends SpoolStat { sameSinceMs: number }
+export interface Watched extends SpoolStat {
+  sameSinceMs: number;
+  /** Its mtime when first seen: a call already being written then began before that. */
+  firstMtimeMs: number;
+}
 
 /**
  * The file as seen now against what was seen before: finished once it has kept its size and mtime
@@ -15,7 +19,7 @@ export interface Watched extends SpoolStat { sameSinceMs: number }
  */
 export function observe(before: Watched | undefined, now: SpoolStat, nowMs: number, settleMs: number): { watched: Watched; finished: boolean } {
   const same = before !== undefined && before.size === now.size && before.mtimeMs === now.mtimeMs;
-  const watched: Watched = { ...now, sameSinceMs: same ? before.sameSinceMs : nowMs };
+  const watched: Watched = { ...now, sameSinceMs: same ? before.sameSinceMs : nowMs, firstMtimeMs: before?.firstMtimeMs ?? now.mtimeMs };
   const finished = nowMs - watched.sameSinceMs >= settleMs && nowMs - now.mtimeMs >= settleMs;
   return { watched, finished };
 }

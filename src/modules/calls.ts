@@ -59,24 +59,45 @@ export function callsModule(deps: CallsDeps): CallsModule {
       rejected.files++;
       events.emit('calls.rejected', { file: r.source, reason: r.reason, name: r.name });
     },
-    took: async (_name, path) => {
+    took: async (rel, path, seen) => {
       if (calls.keepSource) return;
-      // The phone system's copy goes once ours is durable; the tombstone goes when the next pass sees it gone.
+      // The phone system's copy goes once ours is durable — only if it is still the file that was
+      // taken (nothing appended or written over it since); the tombstone goes when it has left.
+      const now = await stat(path).catch(() => null);
+      if (!now || now.size !== seen.size || now.mtimeMs !== seen.mtimeMs) {
+        if (now) log.warn({ source: rel }, 'a taken call recording changed before it could be deleted from the spool: left there');
+        return;
+      }
       await unlink(path).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') log.warn({ err, path }, 'calls.keepSource is false but the spool file could not be deleted: check the folder\'s permissions');
       });
     },
   });
 
+  // Not essential (CONTRACT §5): a calls folder that cannot be opened is a fault of `calls`, and
+  // the cameras record on; the watcher takes nothing until the agent starts again.
+  let opened = false;
   const journal: Component = {
     name: 'calls-index',
     start: async () => {
-      await mkdir(dir, { recursive: true, mode: 0o750 });
-      const { recovered, dropped } = await index.open();
-      if (recovered.length > 0 || dropped.length > 0) log.warn({ recovered, dropped }, 'calls: takes a crash cut short were finished or dropped');
-      for (const name of await readdir(rejectedDir).catch(() => [] as string[])) {
-        rejected.files++;
-        rejected.bytes += await stat(join(rejectedDir, name)).then((s) => s.size, () => 0);
+      try {
+        await mkdir(dir, { recursive: true, mode: 0o750 });
+        const { recovered, dropped, lost } = await index.open();
+        if (recovered.length > 0 || dropped.length > 0) log.warn({ recovered, dropped }, 'calls: takes a crash cut short were finished or dropped');
+        if (lost.length > 0) log.warn({ lost }, 'calls: the journal lists calls whose file is not there (pruned as the agent stopped, or lost)');
+        for (const name of await readdir(rejectedDir).catch(() => [] as string[])) {
+          // A copy into rejected/ a crash cut short: its source is set aside again.
+          if (name.startsWith('.') && name.endsWith('.partial')) {
+            await unlink(join(rejectedDir, name)).catch(() => {});
+            continue;
+          }
+          rejected.files++;
+          rejected.bytes += await stat(join(rejectedDir, name)).then((s) => s.size, () => 0);
+        }
+        opened = true;
+      } catch (err) {
+        log.error({ err, dir }, 'calls: the calls folder on the media disk cannot be opened; no call recordings are taken');
+        faults.report('calls', `cannot open ${dir}: ${(err as Error).message}`);
       }
     },
     stop: () => index.close(),
@@ -92,6 +113,7 @@ export function callsModule(deps: CallsDeps): CallsModule {
   let unreadableReported = '';
 
   const pass = async (): Promise<void> => {
+    if (!opened) return;
     const began = clock.now();
     const full = clock.monotonic() - lastFullMs >= (deps.fullPassEveryMs ?? FULL_PASS_EVERY_MS);
     try {
@@ -153,6 +175,6 @@ export function callsModule(deps: CallsDeps): CallsModule {
       };
     },
     rejectedBytes: () => rejected.bytes,
-    settledFor: (startMs, endMs) => passBeganAt >= endMs && !taker.waitingSince(startMs),
+    settledFor: (startMs, endMs) => passBeganAt >= endMs && !taker.waitingFor(startMs, endMs),
   };
 }

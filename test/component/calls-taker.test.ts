@@ -2,15 +2,16 @@
 // MP3 audio from ffmpeg, written slowly in chunks into dated folders. Each file is taken once,
 // only when finished, byte-identical; what is not audio is set aside; a restart takes nothing twice.
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CallIndex } from '../../src/calls/index.js';
-import { parseStartFrom } from '../../src/calls/spool.js';
-import { CallTaker, REJECTED_DIR } from '../../src/calls/taker.js';
-import { systemClock } from '../../src/platform/clock.js';
+import { parseStartFrom, tombstoneKey } from '../../src/calls/spool.js';
+import { CallTaker, FORGET_AFTER_MS, REJECTED_DIR } from '../../src/calls/taker.js';
+import { probeAudio } from '../../src/calls/ingest.js';
+import { ManualClock, systemClock } from '../../src/platform/clock.js';
 import { silentLogger } from '../../src/platform/logger.js';
 
 let root: string;
@@ -112,7 +113,7 @@ describe('taking calls from the spool', () => {
     await again.index.close();
   });
 
-  it('keeps a taken source taken after the ring pruned its call, and forgets it once the source is gone', async () => {
+  it('keeps a taken source taken after the ring pruned its call; a new recording under the same name is a new call', async () => {
     const path = put('a.wav', WAV());
     const { taker: t, index } = await taker(200);
     await t.pass();
@@ -133,4 +134,85 @@ describe('taking calls from the spool', () => {
     expect((await again.taker.pass()).taken).toHaveLength(1);
     await again.index.close();
   });
+
+  it('a source that leaves the spool stays taken for a week: a share unmounted for a while is not taken again', async () => {
+    const clock = new ManualClock(Date.now());
+    const index = new CallIndex(ring);
+    await index.open();
+    const t = new CallTaker({ spool, dir: ring, pattern: '*.wav', settleMs: 200, startFrom: parseStartFrom('mtime'), clock, log: silentLogger(), index, rejected: () => {} });
+    const bytes = WAV();
+    const path = put('2026/12/03/b.wav', bytes);
+    const { mtime } = statSync(path);
+    await t.pass();
+    clock.advance(1_000);
+    expect((await t.pass()).taken).toHaveLength(1);
+    // The share goes away and comes back with the same files: nothing is taken again.
+    execFileSync('mv', [join(spool, '2026'), join(root, 'away')]);
+    await t.pass(true);
+    clock.advance(3 * 86_400_000);
+    await t.pass(true);
+    execFileSync('mv', [join(root, 'away'), join(spool, '2026')]);
+    utimesSync(path, mtime, mtime);
+    await t.pass(true);
+    clock.advance(1_000);
+    expect(await t.pass(true)).toMatchObject({ taken: [], rejected: [] });
+    // Gone for good: after a week its tombstone goes.
+    execFileSync('rm', [path]);
+    await t.pass(true);
+    expect(index.isTaken(tombstoneKey('2026/12/03/b.wav', { size: bytes.length, mtimeMs: mtime.getTime() }))).toBe(true);
+    clock.advance(FORGET_AFTER_MS);
+    await t.pass(true);
+    expect(index.isTaken(tombstoneKey('2026/12/03/b.wav', { size: bytes.length, mtimeMs: mtime.getTime() }))).toBe(false);
+    await index.close();
+  });
+
+  it('a file that cannot be taken is tried again later while the others are taken', async () => {
+    const clock = new ManualClock(Date.now());
+    const index = new CallIndex(ring);
+    await index.open();
+    let badTries = 0;
+    const t = new CallTaker({
+      spool, dir: ring, pattern: '*.wav', settleMs: 200, startFrom: parseStartFrom('mtime'), clock, log: silentLogger(), index, rejected: () => {},
+      probe: async (p) => {
+        if (p.endsWith('bad.wav')) {
+          badTries++;
+          throw Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' });
+        }
+        return probeAudio(p);
+      },
+    });
+    put('bad.wav', WAV());
+    put('good.wav', WAV());
+    await t.pass();
+    clock.advance(1_000);
+    const first = await t.pass();
+    expect(first.failed).toEqual(['bad.wav']);
+    expect(first.taken).toHaveLength(1);
+    // Not again at once; again after its back-off.
+    await t.pass();
+    expect(badTries).toBe(1);
+    clock.advance(6_000);
+    expect((await t.pass()).failed).toEqual(['bad.wav']);
+    expect(badTries).toBe(2);
+    await index.close();
+  });
+
+  it('waits for a file that was there by the end of a window, not for one begun after it', async () => {
+    const clock = new ManualClock(Date.now());
+    const index = new CallIndex(ring);
+    await index.open();
+    const t = new CallTaker({ spool, dir: ring, pattern: '*.wav', settleMs: 10_000, startFrom: parseStartFrom('mtime'), clock, log: silentLogger(), index, rejected: () => {} });
+    const path = put('growing.wav', WAV());
+    const first = statSync(path).mtimeMs;
+    await t.pass();
+    // The call goes on being written: its mtime moves past the window's end.
+    const later = new Date(first + 60_000);
+    utimesSync(path, later, later);
+    await t.pass();
+    expect(t.waitingFor(first - 30_000, first - 5_000)).toBe(true);
+    expect(t.waitingFor(first - 30_000, first - 20_000)).toBe(false);
+    expect(t.waitingFor(first + 70_000, first + 90_000)).toBe(false);
+    await index.close();
+  });
 });
+

@@ -102,7 +102,7 @@ describe('calls in the ring', () => {
     await s.ring.stop();
     await s.index.close();
     const again = new CallIndex(join(dir, 'calls'));
-    expect(await again.open()).toEqual({ recovered: [], dropped: [] });
+    expect(await again.open()).toEqual({ recovered: [], dropped: [], lost: [] });
     expect(again.list().map((c) => c.name)).toEqual([s.calls[2]!.name]);
     expect(s.calls.every((c) => again.isTaken(c.tombstone))).toBe(true);
     await again.close();
@@ -157,7 +157,7 @@ describe('calls in the ring', () => {
     // A file the journal never knew is left alone.
     writeFileSync(join(dir, 'calls', 'stranger.wav'), 'x');
     const again = new CallIndex(join(dir, 'calls'));
-    expect(await again.open()).toEqual({ recovered: [], dropped: [s.calls[0]!.name] });
+    expect(await again.open()).toEqual({ recovered: [], dropped: [s.calls[0]!.name], lost: [] });
     expect(existsSync(s.callPath(0))).toBe(false);
     expect(existsSync(join(dir, 'calls', 'stranger.wav'))).toBe(true);
     await again.close();
