@@ -9,6 +9,7 @@
 // does not know, and a source is never taken twice. A pruned call's `gone` line keeps its
 // source's tombstone; a tombstone is dropped (`forget`) once its source has left the spool.
 // At start the journal is rewritten with only what still holds.
+import { existsSync } from 'node:fs';
 import { open, readFile, rename, stat, unlink, readdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir, writeFileDurable } from '../platform/durable.js';
@@ -37,7 +38,7 @@ export interface CallRecord {
 type Line =
   | ({ op: 'took' } & CallRecord)
   /** A source taken whose call has left the ring (written by compaction). */
-  | { op: 'taken'; source: string; tombstone: string }
+  | { op: 'taken'; source: string; tombstone: string; rejected?: string }
   | { op: 'gone'; name: string }
   | { op: 'forget'; tombstone: string };
 
@@ -51,8 +52,9 @@ async function readJournal(dir: string): Promise<string> {
 }
 
 /** The journal's lines played in order: the calls in the ring, the sources taken (tombstone → source), the calls pruned. Pure. */
-function replay(text: string): { calls: Map<string, CallRecord>; taken: Map<string, string>; goneNames: Set<string> } {
+function replay(text: string): { calls: Map<string, CallRecord>; taken: Map<string, string>; goneNames: Set<string>; rejected: Set<string> } {
   const calls = new Map<string, CallRecord>();
+  const rejected = new Set<string>();
   const taken = new Map<string, string>();
   const goneNames = new Set<string>();
   for (const raw of text.split('\n')) {
@@ -69,6 +71,7 @@ function replay(text: string): { calls: Map<string, CallRecord>; taken: Map<stri
       taken.set(call.tombstone, call.source);
     } else if (line.op === 'taken') {
       taken.set(line.tombstone, line.source);
+      if (line.rejected !== undefined) rejected.add(line.rejected);
     } else if (line.op === 'gone') {
       calls.delete(line.name);
       goneNames.add(line.name);
@@ -76,7 +79,7 @@ function replay(text: string): { calls: Map<string, CallRecord>; taken: Map<stri
       taken.delete(line.tombstone);
     }
   }
-  return { calls, taken, goneNames };
+  return { calls, taken, goneNames, rejected };
 }
 
 /** The tombstones of sources taken, read without touching the journal (for `check`, beside a running agent). */
@@ -99,7 +102,7 @@ export class CallIndex {
   /** Reads the journal, finishes or drops what a crash left, and rewrites it compacted. */
   /** `lost`: calls the journal lists whose file is not there (pruned before a crash cut the `gone` line, or lost). */
   async open(): Promise<{ recovered: string[]; dropped: string[]; lost: string[] }> {
-    const { calls, taken, goneNames } = replay(await readJournal(this.dir));
+    const { calls, taken, goneNames, rejected } = replay(await readJournal(this.dir));
     for (const [name, call] of calls) this.calls.set(name, call);
     for (const [tombstone, source] of taken) this.taken.set(tombstone, source);
     const recovered: string[] = [];
@@ -137,6 +140,18 @@ export class CallIndex {
       }
     }
     if (recovered.length > 0) await fsyncDir(this.dir);
+    // Set-aside copies whose line was written before a crash cut their rename: finished.
+    let setAsideRecovered = false;
+    for (const name of rejected) {
+      const at = join(this.dir, REJECTED, name);
+      const partial = join(this.dir, REJECTED, partialName(name));
+      if (!existsSync(at) && existsSync(partial)) {
+        await rename(partial, at);
+        recovered.push(`${REJECTED}/${name}`);
+        setAsideRecovered = true;
+      }
+    }
+    if (setAsideRecovered) await fsyncDir(join(this.dir, REJECTED));
     await this.compact();
     this.inOrder = undefined;
     this.journal = await open(this.path, 'a');
@@ -159,8 +174,12 @@ export class CallIndex {
   }
 
   private async append(line: Line): Promise<void> {
+    await this.appendAll([line]);
+  }
+
+  private async appendAll(lines: readonly Line[]): Promise<void> {
     if (!this.journal) throw new Error('the calls index is not open');
-    await this.journal.write(`${JSON.stringify(line)}\n`);
+    await this.journal.write(lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
     await this.journal.datasync();
   }
 
@@ -202,11 +221,18 @@ export class CallIndex {
     this.inOrder = undefined;
   }
 
-  /** A source that is not audio, copied to `rejected/`: taken, so never again. */
-  async setAside(source: string, tombstone: string): Promise<void> {
-    await this.append({ op: 'taken', source, tombstone });
+  /**
+   * A source that is not audio, copied (fsynced) to `rejected/.<name>.partial`: its line, then the
+   * rename — so a crash never sets it aside twice, and one after the line finishes at the next start.
+   */
+  async setAside(source: string, tombstone: string, name: string): Promise<void> {
+    await this.append({ op: 'taken', source, tombstone, rejected: name });
     this.taken.set(tombstone, source);
+    faultPoint('calls.set-aside');
+    await rename(join(this.dir, REJECTED, partialName(name)), join(this.dir, REJECTED, name));
+    await fsyncDir(join(this.dir, REJECTED));
   }
+
 
   /**
    * The calls as the ring sees them (CallShelf): segments of camera `calls` in start order, one
@@ -263,10 +289,10 @@ export class CallIndex {
 
   /** Sources that left the spool: their tombstones are no longer needed. */
   async forget(sources: ReadonlySet<string>): Promise<void> {
-    for (const [tombstone, source] of [...this.taken]) {
-      if (!sources.has(source)) continue;
-      await this.append({ op: 'forget', tombstone });
-      this.taken.delete(tombstone);
-    }
+    const gone = [...this.taken].filter(([, source]) => sources.has(source)).map(([tombstone]) => tombstone);
+    if (gone.length === 0) return;
+    // One write and one sync for the lot (a phone system clearing a month of its spool at once).
+    await this.appendAll(gone.map((tombstone): Line => ({ op: 'forget', tombstone })));
+    for (const t of gone) this.taken.delete(t);
   }
 }

@@ -145,8 +145,8 @@ export class CallTaker {
       const rejectedDir = join(deps.dir, REJECTED_DIR);
       await mkdir(rejectedDir, { recursive: true });
       const name = callFileName(seen.mtimeMs, rel, (n) => existsSync(join(rejectedDir, n)));
-      await copyDurable(path, join(rejectedDir, name), seen);
-      await deps.index.setAside(rel, tombstone);
+      await copyDurable(path, join(rejectedDir, partialName(name)), seen);
+      await deps.index.setAside(rel, tombstone, name);
       this.rejectedCount.n++;
       deps.log.warn({ source: rel, name, reason: probe.notAudio }, 'a spool file is not audio: set aside in calls/rejected');
       deps.rejected({ source: rel, name, reason: probe.notAudio });

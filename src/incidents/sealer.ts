@@ -191,12 +191,9 @@ export class Sealer implements Component {
     for (const camera of incident.cameras) {
       const segments = deps.ring.segmentsBetween(camera, startMs, endMs);
       if (camera === CALLS_CAMERA) {
-        // Each call whole, as it was taken: audio is not cut to the window.
-        for (const call of segments) {
-          const clip = this.sealCall(call, workDir);
-          clip.catch(() => {});
-          pending.push(clip);
-        }
+        // Each call whole, as it was taken: audio is not cut to the window. One at a time (a day's
+        // hold on a busy line names hundreds; each is small).
+        for (const call of segments) pending.push(Promise.resolve(await this.sealCall(call, workDir)));
         continue;
       }
       if (segments.length === 0) {

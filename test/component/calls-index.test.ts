@@ -1,7 +1,7 @@
 // The journal of calls in the ring and sources taken (CONTRACT §8), on real files: it survives a
 // restart, finishes a take a crash cut short after its line, drops one cut short before it, and
 // keeps a pruned call's source taken until the source leaves the spool.
-import { appendFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +88,24 @@ describe('the calls index', () => {
     await after.open();
     expect(after.list()).toEqual([]);
     expect(after.isTaken(call(6).tombstone)).toBe(true);
+    await after.close();
+  });
+
+  it('finishes setting a file aside when a crash cut its rename after the line; never sets it aside twice', async () => {
+    const index = new CallIndex(dir);
+    await index.open();
+    mkdirSync(join(dir, 'rejected'));
+    writeFileSync(join(dir, 'rejected', partialName('20261203T120000000Z-notes.wav')), 'not audio');
+    await index.setAside('2026/12/03/notes.wav', 't-notes', '20261203T120000000Z-notes.wav');
+    expect(readdirSync(join(dir, 'rejected'))).toEqual(['20261203T120000000Z-notes.wav']);
+    await index.close();
+    // A crash after the line of a second one, before its rename.
+    writeFileSync(join(dir, 'rejected', partialName('20261203T120001000Z-empty.wav')), '');
+    appendFileSync(join(dir, CALLS_INDEX), `${JSON.stringify({ op: 'taken', source: '2026/12/03/empty.wav', tombstone: 't-empty', rejected: '20261203T120001000Z-empty.wav' })}\n`);
+    const after = new CallIndex(dir);
+    expect(await after.open()).toEqual({ recovered: ['rejected/20261203T120001000Z-empty.wav'], dropped: [], lost: [] });
+    expect(readdirSync(join(dir, 'rejected')).sort()).toEqual(['20261203T120000000Z-notes.wav', '20261203T120001000Z-empty.wav']);
+    expect(after.isTaken('t-empty') && after.isTaken('t-notes')).toBe(true);
     await after.close();
   });
 });
