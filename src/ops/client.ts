@@ -19,6 +19,24 @@ export interface BrokerOptions {
   timeoutMs: number;
 }
 
+/** MQTT.js options for an ops client: a clean session, TLS files read when the URL asks for TLS. */
+export async function clientOptions(opts: BrokerOptions, idPrefix: string, reconnectPeriod: number): Promise<IClientOptions> {
+  const tls = /^(mqtts|wss):/.test(opts.url);
+  return {
+    clientId: `${idPrefix}-${randomBytes(6).toString('hex')}`,
+    protocolVersion: opts.protocolVersion,
+    clean: true,
+    reconnectPeriod,
+    connectTimeout: opts.timeoutMs,
+    ...(tls ? {
+      ...(opts.ca ? { ca: await readFile(opts.ca) } : {}),
+      ...(opts.cert ? { cert: await readFile(opts.cert) } : {}),
+      ...(opts.key ? { key: await readFile(opts.key) } : {}),
+      rejectUnauthorized: true,
+    } : {}),
+  };
+}
+
 export class NoAnswer extends Error {
   constructor(message: string) {
     super(message);
@@ -38,20 +56,7 @@ export class FleetClient {
   }
 
   static async connect(opts: BrokerOptions): Promise<FleetClient> {
-    const tls = /^(mqtts|wss):/.test(opts.url);
-    const options: IClientOptions = {
-      clientId: `camnode-ctl-${randomBytes(6).toString('hex')}`,
-      protocolVersion: opts.protocolVersion,
-      clean: true,
-      reconnectPeriod: 0,
-      connectTimeout: opts.timeoutMs,
-      ...(tls ? {
-        ...(opts.ca ? { ca: await readFile(opts.ca) } : {}),
-        ...(opts.cert ? { cert: await readFile(opts.cert) } : {}),
-        ...(opts.key ? { key: await readFile(opts.key) } : {}),
-        rejectUnauthorized: true,
-      } : {}),
-    };
+    const options = await clientOptions(opts, 'camnode-ctl', 0);
     let client: MqttClient;
     try {
       client = await withTimeout(mqtt.connectAsync(opts.url, options), opts.timeoutMs, `broker ${opts.url} did not accept the connection within ${opts.timeoutMs} ms`);

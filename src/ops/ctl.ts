@@ -49,6 +49,14 @@ function socketPath(opts: Common): string {
   return '/run/camnode/control.sock';
 }
 
+/** `HOST:PORT` (`[::1]:9108` for IPv6); the port 0 to 65535. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65_535) throw new CtlExit(2, `--listen: HOST:PORT, e.g. 127.0.0.1:9108, not ${text}`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
 export function brokerOptions(opts: Common, env: NodeJS.ProcessEnv = process.env): BrokerOptions {
   const url = opts.broker ?? env['CAMNODE_CTL_BROKER'];
   if (!url) throw new CtlExit(2, 'no broker: give --broker URL (or set CAMNODE_CTL_BROKER), or use --local on the node');
@@ -201,11 +209,17 @@ function withBroker(cmd: Command): Command {
 export function ctlCommand(): Command {
   const ctl = new Command('ctl').description('operations on nodes (CONTRACT §3 commands)');
 
-  withBroker(ctl.command('nodes').description('every node: online, cameras, retention, disk, temperature, incidents, last seen'))
-    .action(async (o: Common) => {
+  withBroker(ctl.command('nodes').description('every node: online, cameras, retention, disk, temperature, incidents, version, config, last seen'))
+    .option('--offline', 'only the nodes that are offline')
+    .option('--problems', 'only the nodes with something to look at (offline, cameras down, faults, sync, clock, power, heat), and what')
+    .action(async (o: Common & { offline?: boolean; problems?: boolean }) => {
       const views = printableDeep(await withClient(o, (client) => client.nodes()));
-      const rows = sortRows(views.map(nodeRow));
-      print(o, rows, () => renderNodes(rows, Date.now(), process.stdout.isTTY === true && !process.env['NO_COLOR']));
+      const rows = sortRows(views.map(nodeRow)).filter((r) => (!o.offline || !r.online) && (!o.problems || r.problems.length > 0));
+      if (rows.length === 0 && views.length > 0 && !o.json) {
+        process.stdout.write(`${o.offline ? 'no node is offline' : 'no node has a problem'} (${views.length} node(s))\n`);
+        return;
+      }
+      print(o, rows, () => renderNodes(rows, Date.now(), process.stdout.isTTY === true && !process.env['NO_COLOR'], { problems: o.problems === true }));
     });
 
   withLocal(ctl.command('state').description("a node's state (and have it re-published)"))
@@ -214,6 +228,31 @@ export function ctlCommand(): Command {
       const [node] = positionals(o, nodeArg ? [nodeArg] : [], []);
       const data = await request(o, node, 'state', {}) as StatePayload;
       print(o, data, () => renderState(node ?? 'this node', data));
+    });
+
+  withBroker(ctl.command('exporter').description('serve every node\'s status, state and events as Prometheus metrics on /metrics (runs until stopped)'))
+    .option('--listen <host:port>', 'where /metrics is served', '127.0.0.1:9108')
+    .option('--forget-after <duration>', 'drop a node silent this long (offline until then)', '7d')
+    .option('--crl <file>', 'the fleet CRL file to watch for expiry, besides the one retained on the broker')
+    .action(async (o: Common & { listen: string; forgetAfter: string; crl?: string }) => {
+      const listen = parseListen(o.listen);
+      const forgetAfterMs = parseDuration(o.forgetAfter);
+      if (forgetAfterMs === null || forgetAfterMs <= 0) throw new CtlExit(2, `--forget-after: not a duration: ${o.forgetAfter}`);
+      const broker = brokerOptions(o);
+      const { MetricsExporter } = await import('./metrics/exporter.js');
+      const { createLogger } = await import('../platform/logger.js');
+      const exporter = new MetricsExporter({ broker, listen, forgetAfterMs, crlFile: o.crl, log: createLogger() });
+      try {
+        await exporter.start();
+      } catch (err) {
+        await exporter.stop();
+        throw new CtlExit(1, `exporter: ${(err as Error).message}`);
+      }
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await exporter.stop();
     });
 
   withBroker(ctl.command('watch').description('live events, one line each (MQTT only)'))

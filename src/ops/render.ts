@@ -15,6 +15,10 @@ export interface NodeRow {
   unsyncedIncidents: number;
   lastSeen: string | null;
   version: string | null;
+  /** The config in force (CONTRACT §9 status `configSha256`); null from nodes that do not say. */
+  configSha256: string | null;
+  /** What ops should look at, in a word each (`--problems` lists the nodes with any). */
+  problems: string[];
 }
 
 export function nodeRow(view: NodeView): NodeRow {
@@ -27,20 +31,40 @@ export function nodeRow(view: NodeView): NodeRow {
   const cams = Array.isArray(state?.['cameras']) ? (state['cameras'] as unknown[]).map(record).filter((c) => c !== undefined) : [];
   const quota = num(storage?.['quotaBytes']);
   const used = num(storage?.['usedBytes']);
+  const online = view.status?.online === true;
+  const camerasUp = cams.filter((c) => c['state'] === 'recording').length;
+  const camerasTotal = cams.filter((c) => c['state'] !== 'disabled').length;
+  const tempC = num(health?.['tempC']);
+  const faults = Array.isArray(health?.['faults']) ? (health['faults'] as unknown[]).map(record).map((f) => str(f?.['component'])).filter((c) => c !== undefined) : [];
+  const problems = [
+    ...(online ? [] : ['offline']),
+    ...(camerasUp < camerasTotal ? ['cameras down'] : []),
+    ...faults.map((c) => `fault: ${c}`),
+    ...(str(record(state?.['sync'])?.['lastError']) ? ['sync failing'] : []),
+    ...(health?.['clockSynced'] === false ? ['clock unsynced'] : []),
+    ...(health?.['throttled'] === true ? ['throttled'] : []),
+    ...(tempC !== null && tempC >= HOT_C ? ['hot'] : []),
+    ...((num(incidents?.['damaged']) ?? 0) > 0 ? ['damaged incidents'] : []),
+  ];
   return {
     node: view.node,
-    online: view.status?.online === true,
-    camerasUp: cams.filter((c) => c['state'] === 'recording').length,
-    camerasTotal: cams.filter((c) => c['state'] !== 'disabled').length,
+    online,
+    camerasUp,
+    camerasTotal,
     retainedSeconds: num(storage?.['retainedSeconds']),
     diskUsedPct: quota && used !== null ? Math.round((used / quota) * 1000) / 10 : null,
-    tempC: num(health?.['tempC']),
+    tempC,
     activeIncidents: num(incidents?.['active']) ?? 0,
     unsyncedIncidents: num(incidents?.['unsynced']) ?? 0,
     lastSeen: str(state?.['ts']) ?? str(view.status?.since) ?? null,
     version: str(view.status?.version) ?? null,
+    configSha256: str((view.status as Record<string, unknown> | undefined)?.['configSha256']) ?? null,
+    problems,
   };
 }
+
+/** A temperature ops should look at (the Pi throttles at 80–85 °C). */
+const HOT_C = 75;
 
 function record(v: unknown): Record<string, unknown> | undefined {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : undefined;
@@ -74,10 +98,10 @@ function ago(iso: string | null, nowMs: number): string {
   return `${Math.round(s / 86_400)}d ago`;
 }
 
-export function renderNodes(rows: NodeRow[], nowMs: number, color: boolean): string {
+export function renderNodes(rows: NodeRow[], nowMs: number, color: boolean, opts: { problems?: boolean } = {}): string {
   if (rows.length === 0) return 'no nodes have reported on this broker (check --prefix)';
   const paint = (text: string, code: number | null): string => (color && code !== null ? `\x1b[${code}m${text}\x1b[0m` : text);
-  const head = ['NODE', 'ONLINE', 'CAMERAS', 'RETENTION', 'DISK', 'TEMP', 'INCIDENTS', 'LAST SEEN'];
+  const head = ['NODE', 'ONLINE', 'CAMERAS', 'RETENTION', 'DISK', 'TEMP', 'INCIDENTS', 'VERSION', 'CONFIG', 'LAST SEEN', ...(opts.problems ? ['PROBLEMS'] : [])];
   const cells = sortRows(rows).map((r) => {
     const camsDown = r.camerasUp < r.camerasTotal;
     return [
@@ -88,7 +112,11 @@ export function renderNodes(rows: NodeRow[], nowMs: number, color: boolean): str
       [r.diskUsedPct === null ? '-' : `${r.diskUsedPct.toFixed(1)}%`, null],
       [r.tempC === null ? '-' : `${r.tempC.toFixed(1)}°C`, r.tempC !== null && r.tempC >= 75 ? 33 : null],
       [`${r.activeIncidents} active, ${r.unsyncedIncidents} unsynced`, r.activeIncidents > 0 ? 33 : null],
+      [r.version ?? '-', null],
+      // The first 8 hex digits tell configs apart at a glance; --json has the whole hash.
+      [r.configSha256 ? r.configSha256.slice(0, 8) : '-', null],
       [ago(r.lastSeen, nowMs), null],
+      ...(opts.problems ? [[r.problems.join(', ') || '-', r.problems.length > 0 ? 31 : null]] : []),
     ] as [string, number | null][];
   });
   const widths = head.map((h, c) => Math.max(h.length, ...cells.map((row) => row[c]![0].length)));

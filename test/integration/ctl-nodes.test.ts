@@ -26,6 +26,8 @@ interface Row {
   unsyncedIncidents: number;
   lastSeen: string | null;
   version: string | null;
+  configSha256: string | null;
+  problems: string[];
 }
 
 interface Fixture {
@@ -51,7 +53,9 @@ function fixture(i: number, nowMs: number): Fixture {
   const offline = i % 10 === 3;
   const statusOnly = i % 50 === 7;
   const stateOnly = i % 50 === 9;
-  const status = stateOnly ? undefined : offline ? { online: false } : { online: true, version, since, publicKey: `key-${i}` };
+  // Every fourth node says which config it runs (CONTRACT §9 status configSha256).
+  const configSha256 = i % 4 === 0 ? `${String(i).padStart(4, '0')}${'c'.repeat(60)}` : undefined;
+  const status = stateOnly ? undefined : offline ? { online: false } : { online: true, version, since, publicKey: `key-${i}`, ...(configSha256 ? { configSha256 } : {}) };
 
   const camCount = 1 + (i % 3);
   const cameras = Array.from({ length: camCount }, (_, j) => ({ id: `cam-${j}`, state: 'recording', lastSegmentAt: iso(nowMs - 2_000), kbps: 100 + j, restarts: 0 }));
@@ -97,10 +101,17 @@ function fixture(i: number, nowMs: number): Fixture {
       unsyncedIncidents: incidents.unsynced,
       lastSeen: ts,
       version: online ? version : null,
+      configSha256: online ? configSha256 ?? null : null,
+      problems: [
+        ...(online ? [] : ['offline']),
+        ...(cameras.some((c) => c.state !== 'recording' && c.state !== 'disabled') ? ['cameras down'] : []),
+        ...(tempC !== null && tempC >= 75 ? ['hot'] : []),
+      ],
     }
     : {
       node, online, camerasUp: 0, camerasTotal: 0, retainedSeconds: null, diskUsedPct: null, tempC: null,
       activeIncidents: 0, unsyncedIncidents: 0, lastSeen: status && 'since' in status ? since : null, version: online ? version : null,
+      configSha256: online ? configSha256 ?? null : null, problems: online ? [] : ['offline'],
     };
   return {
     node,
@@ -143,6 +154,8 @@ function expectedCells(r: Row): string[] {
     r.diskUsedPct === null ? '-' : `${r.diskUsedPct.toFixed(1)}%`,
     r.tempC === null ? '-' : `${r.tempC.toFixed(1)}°C`,
     `${r.activeIncidents} active, ${r.unsyncedIncidents} unsynced`,
+    r.version ?? '-',
+    r.configSha256 === null ? '-' : r.configSha256.slice(0, 8),
     hoursAgo === null ? '-' : hoursAgo >= 48 ? `${Math.round(hoursAgo / 24)}d ago` : `${hoursAgo}h ago`,
   ];
 }
@@ -155,7 +168,7 @@ function ok(r: CliResult): CliResult {
 function checkTable(stdout: string, rows: Row[]): void {
   const lines = stdout.trimEnd().split('\n');
   expect(lines).toHaveLength(1 + rows.length + 1);
-  expect(lines[0]!.split(/\s{2,}/)).toEqual(['NODE', 'ONLINE', 'CAMERAS', 'RETENTION', 'DISK', 'TEMP', 'INCIDENTS', 'LAST SEEN']);
+  expect(lines[0]!.split(/\s{2,}/)).toEqual(['NODE', 'ONLINE', 'CAMERAS', 'RETENTION', 'DISK', 'TEMP', 'INCIDENTS', 'VERSION', 'CONFIG', 'LAST SEEN']);
   const body = lines.slice(1, -1).map((l) => l.split(/\s{2,}/));
   expect(body.map((cells) => cells[0])).toEqual(expectedOrder(rows));
   const byNode = new Map(rows.map((r) => [r.node, r]));
@@ -223,7 +236,25 @@ describe('camnode ctl nodes over 200 simulated nodes', () => {
     // Spot checks against the fixtures' raw figures.
     expect(lines.find((l) => l.startsWith('node-003 '))).toMatch(/^node-003\s+NO\s/);
     expect(lines.find((l) => l.startsWith('node-005 '))).toMatch(/^node-005\s+yes\s+2\/3\s/); // one camera connecting
-    expect(lines.find((l) => l.startsWith('node-198 '))).toMatch(/^node-198\s+yes\s+0\/0\s+-\s+-\s+-\s+0 active, 0 unsynced\s+5d ago$/);
+    expect(lines.find((l) => l.startsWith('node-198 '))).toMatch(/^node-198\s+yes\s+0\/0\s+-\s+-\s+-\s+0 active, 0 unsynced\s+1\.2\.0\s+-\s+5d ago$/);
+    expect(lines.find((l) => l.startsWith('node-004 '))).toMatch(/\s1\.2\.1\s+0004cccc\s+\d+h ago$/);
+  });
+
+  it('--offline and --problems: only those nodes; --problems says what', async () => {
+    const offline = JSON.parse(ok(await runCli(['ctl', 'nodes', '--json', '--offline', '--broker', broker.plainUrl!], { env })).stdout) as Row[];
+    expect(offline.map((r) => r.node).sort()).toEqual(fleet.filter((f) => !f.expected.online).map((f) => f.node).sort());
+    const problems = JSON.parse(ok(await runCli(['ctl', 'nodes', '--json', '--problems', '--broker', broker.plainUrl!], { env })).stdout) as Row[];
+    expect(problems.map((r) => r.node).sort()).toEqual(fleet.filter((f) => f.expected.problems.length > 0).map((f) => f.node).sort());
+    expect(problems.length).toBeLessThan(NODES);
+    const table = ok(await runCli(['ctl', 'nodes', '--problems', '--broker', broker.plainUrl!], { env })).stdout.trimEnd().split('\n');
+    expect(table[0]!.split(/\s{2,}/).at(-1)).toBe('PROBLEMS');
+    const byNode = new Map(fleet.map((f) => [f.node, f.expected]));
+    for (const l of table.slice(1, -1)) {
+      const cells = l.split(/\s{2,}/);
+      expect(cells.at(-1), cells[0]).toBe(byNode.get(cells[0]!)!.problems.join(', '));
+    }
+    const none = ok(await runCli(['ctl', 'nodes', '--offline', '--prefix', 'branch', '--broker', broker.plainUrl!], { env }));
+    expect(none.stdout).toMatch(/^(node-|NODE)/);
   });
 
   it('--prefix: only that prefix\'s nodes; an empty prefix says so', async () => {

@@ -32,7 +32,7 @@ const online = { online: true, version: '1.2.0', since: '2026-11-20T08:00:00.000
 function row(over: Partial<NodeRow> & { node: string }): NodeRow {
   return {
     online: true, camerasUp: 2, camerasTotal: 2, retainedSeconds: 86_400 * 10, diskUsedPct: 50, tempC: 50,
-    activeIncidents: 0, unsyncedIncidents: 0, lastSeen: '2026-11-28T16:59:30.000Z', version: '1.2.0',
+    activeIncidents: 0, unsyncedIncidents: 0, lastSeen: '2026-11-28T16:59:30.000Z', version: '1.2.0', configSha256: null, problems: [],
     ...over,
   };
 }
@@ -51,7 +51,25 @@ describe('nodeRow', () => {
       unsyncedIncidents: 1,
       lastSeen: '2026-11-28T16:59:30.000Z',
       version: '1.2.0',
+      configSha256: null,
+      problems: [],
     });
+    expect(nodeRow({ node: 'n', status: { ...online, configSha256: 'a'.repeat(64) } as never, state: state() }).configSha256).toBe('a'.repeat(64));
+  });
+
+  it('lists the problems ops should look at', () => {
+    const s = state();
+    const r = nodeRow({
+      node: 'n', status: { online: false },
+      state: state({
+        cameras: [{ id: 'a', state: 'stalled', lastSegmentAt: null, kbps: null, restarts: 1 }],
+        sync: { ...s.sync, lastError: 'upstream: 503' },
+        incidents: { ...s.incidents, damaged: 1 },
+        health: { ...s.health, tempC: 81, throttled: true, clockSynced: false, faults: [{ component: 'sync', since: '2026-11-28T16:00:00.000Z', message: 'x' }, { component: 'calls', since: '2026-11-28T16:00:00.000Z', message: 'y' }] },
+      }),
+    });
+    expect(r.problems).toEqual(['offline', 'cameras down', 'fault: sync', 'fault: calls', 'sync failing', 'clock unsynced', 'throttled', 'hot', 'damaged incidents']);
+    expect(nodeRow({ node: 'n', status: online, state: state() }).problems).toEqual([]);
   });
 
   it('counts only recording cameras as up, and leaves disabled ones out of the total', () => {
@@ -74,7 +92,7 @@ describe('nodeRow', () => {
   it('a node with a status and no state yet: online, nothing known, last seen when it came online', () => {
     expect(nodeRow({ node: 'n', status: online })).toEqual({
       node: 'n', online: true, camerasUp: 0, camerasTotal: 0, retainedSeconds: null, diskUsedPct: null, tempC: null,
-      activeIncidents: 0, unsyncedIncidents: 0, lastSeen: online.since, version: '1.2.0',
+      activeIncidents: 0, unsyncedIncidents: 0, lastSeen: online.since, version: '1.2.0', configSha256: null, problems: [],
     });
   });
 
@@ -115,7 +133,7 @@ describe('nodeRow', () => {
     } as unknown as NodeView);
     expect(typed).toEqual({
       node: 'n', online: false, camerasUp: 1, camerasTotal: 1, retainedSeconds: null, diskUsedPct: null, tempC: null,
-      activeIncidents: 0, unsyncedIncidents: 1, lastSeen: null, version: null,
+      activeIncidents: 0, unsyncedIncidents: 1, lastSeen: null, version: null, configSha256: null, problems: ['offline'],
     });
   });
 });
@@ -185,13 +203,13 @@ describe('renderNodes', () => {
   it('renders a header, one sorted row per node and a summary (no colour)', () => {
     const lines = renderNodes(views.map(nodeRow), NOW, false).split('\n');
     expect(lines).toHaveLength(1 + 4 + 1);
-    expect(lines[0]!.split(/\s{2,}/)).toEqual(['NODE', 'ONLINE', 'CAMERAS', 'RETENTION', 'DISK', 'TEMP', 'INCIDENTS', 'LAST SEEN']);
+    expect(lines[0]!.split(/\s{2,}/)).toEqual(['NODE', 'ONLINE', 'CAMERAS', 'RETENTION', 'DISK', 'TEMP', 'INCIDENTS', 'VERSION', 'CONFIG', 'LAST SEEN']);
     const cells = lines.slice(1, 5).map((l) => l.split(/\s{2,}/));
     expect(cells).toEqual([
-      ['aachen-02', 'NO', '2/2', '27.4d', '63.2%', '52.1°C', '1 active, 1 unsynced', '3h ago'],
-      ['bonn-03', 'yes', '1/2', '27.4d', '63.2%', '80.3°C', '0 active, 0 unsynced', '30s ago'],
-      ['celle-04', 'yes', '0/0', '-', '-', '-', '0 active, 0 unsynced', '8d ago'],
-      ['koelbel-01', 'yes', '2/2', '27.4d', '63.2%', '52.1°C', '1 active, 1 unsynced', '30s ago'],
+      ['aachen-02', 'NO', '2/2', '27.4d', '63.2%', '52.1°C', '1 active, 1 unsynced', '-', '-', '3h ago'],
+      ['bonn-03', 'yes', '1/2', '27.4d', '63.2%', '80.3°C', '0 active, 0 unsynced', '1.2.0', '-', '30s ago'],
+      ['celle-04', 'yes', '0/0', '-', '-', '-', '0 active, 0 unsynced', '1.2.0', '-', '8d ago'],
+      ['koelbel-01', 'yes', '2/2', '27.4d', '63.2%', '52.1°C', '1 active, 1 unsynced', '1.2.0', '-', '30s ago'],
     ]);
     expect(lines[5]).toBe('4 node(s), 3 online');
     expect(lines.join('\n')).not.toContain('\x1b[');
@@ -199,7 +217,7 @@ describe('renderNodes', () => {
 
   it('aligns columns: every cell of a column starts where its header does', () => {
     const lines = renderNodes(views.map(nodeRow), NOW, false).split('\n').slice(0, 5);
-    for (const h of ['ONLINE', 'CAMERAS', 'RETENTION', 'DISK', 'TEMP', 'INCIDENTS', 'LAST SEEN']) {
+    for (const h of ['ONLINE', 'CAMERAS', 'RETENTION', 'DISK', 'TEMP', 'INCIDENTS', 'VERSION', 'CONFIG', 'LAST SEEN']) {
       const at = lines[0]!.indexOf(h);
       for (const l of lines.slice(1)) expect(l[at - 1], `${h} in ${JSON.stringify(l)}`).toBe(' ');
       for (const l of lines.slice(1)) expect(l[at]).not.toBe(' ');
@@ -217,6 +235,14 @@ describe('renderNodes', () => {
     expect(lines[4]).not.toContain('\x1b[33m52.1°C');
     // Without the escapes it is the same table.
     expect(text.replace(new RegExp(`${String.fromCharCode(27)}\\[\\d+m`, 'g'), '')).toBe(renderNodes(views.map(nodeRow), NOW, false));
+  });
+
+  it('shows the config hash short, and with problems asked for, what each node\'s are', () => {
+    const text = renderNodes([row({ node: 'a', configSha256: '0123456789abcdef'.repeat(4) }), row({ node: 'b', online: false, problems: ['offline', 'hot'] })], NOW, false, { problems: true });
+    const lines = text.split('\n').map((l) => l.split(/\s{2,}/));
+    expect(lines[0]!.at(-1)).toBe('PROBLEMS');
+    expect(lines[1]).toEqual(['b', 'NO', '2/2', '10.0d', '50.0%', '50.0°C', '0 active, 0 unsynced', '1.2.0', '-', '30s ago', 'offline, hot']);
+    expect(lines[2]!.slice(-3)).toEqual(['01234567', '30s ago', '-']);
   });
 
   it('says so when no node has reported', () => {
