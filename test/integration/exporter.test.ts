@@ -7,7 +7,7 @@
 // its query API returns the node's series.
 import { spawn, type ChildProcess, execFile } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -92,7 +92,7 @@ describeRoot('metrics exporter over a real fleet', () => {
     }
     const port = await freePort();
     const viewer = broker.certFor('ops:exporter');
-    exporter = spawn(process.execPath, [CLI, 'ctl', 'exporter', '--broker', broker.url, '--ca', broker.caFile, '--cert', viewer.cert, '--key', viewer.key, '--listen', `127.0.0.1:${port}`, '--forget-after', '1h'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    exporter = spawn(process.execPath, [CLI, 'ctl', 'exporter', '--broker', broker.url, '--ca', broker.caFile, '--cert', viewer.cert, '--key', viewer.key, '--listen', `127.0.0.1:${port}`, '--forget-after', '1h', '--crl', join(broker.caDir, 'crl.pem')], { stdio: ['ignore', 'pipe', 'pipe'] });
     exporter.stderr!.on('data', (d: Buffer) => { exporterLog += d.toString(); });
     metricsUrl = `http://127.0.0.1:${port}/metrics`;
     await waitFor(() => exporterLog.includes('fleet exporter serving /metrics'), `the exporter listening\n${exporterLog}`, 20_000);
@@ -153,6 +153,21 @@ describeRoot('metrics exporter over a real fleet', () => {
     const text = await waitFor(async () => { const t = await scrape(); return value(t, 'camnode_last_event_id{node="sim-001"}') === 4 && t; }, 'the events counted', 20_000, 250);
     expect(value(text, 'camnode_events_total{node="sim-001",type="sync.failed"}')).toBe(3);
     expect(value(text, 'camnode_events_total{node="sim-001",type="camera.down"}')).toBe(1);
+  }, 30_000);
+
+  it('the fleet CRL\'s nextUpdate, from the file and from the copy retained on the broker', async () => {
+    const crl = join(broker.caDir, 'crl.pem');
+    const { stdout } = await exec('openssl', ['crl', '-in', crl, '-noout', '-nextupdate']);
+    const next = Date.parse(stdout.trim().replace(/^nextUpdate=/, '')) / 1000;
+    expect(next).toBeGreaterThan(Date.now() / 1000);
+    let text = await scrape();
+    expect(value(text, 'camnode_fleet_crl_next_update_timestamp_seconds{source="file"}')).toBe(next);
+    // The admin publishes it retained (fleet-ca.sh crl --publish); the exporter reads it there too.
+    const admin = await mqtt.connectAsync(broker.plainUrl!, { clientId: 'crl-publisher' });
+    await admin.publishAsync('camnode/_fleet/crl', await readFile(crl), { retain: true, qos: 1 });
+    await admin.endAsync();
+    text = await waitFor(async () => { const t = await scrape(); return value(t, 'camnode_fleet_crl_next_update_timestamp_seconds{source="broker"}') !== undefined && t; }, 'the broker\'s CRL read', 20_000, 250);
+    expect(value(text, 'camnode_fleet_crl_next_update_timestamp_seconds{source="broker"}')).toBe(next);
   }, 30_000);
 
   it('a real agent that hangs shows offline within its keepalive, and stays listed with its last state', async () => {
