@@ -41,6 +41,9 @@ import { callsModule, type CallsModule } from './modules/calls.js';
 
 export { countIncidents, type IncidentCounts } from './modules/incidents.js';
 
+/** A prune pass takes seconds even on a million segments; one running this long is stuck. */
+const WEDGED_PRUNE_MS = 120_000;
+
 export interface AgentDeps {
   config: Config;
   log: Logger;
@@ -233,6 +236,17 @@ export class Agent {
    */
   async stopRecorders(): Promise<void> {
     await Promise.allSettled((this.built?.recording.recorders ?? []).map((r) => r.stop()));
+  }
+
+  /**
+   * An essential part that is stuck while the event loop turns, for the systemd watchdog
+   * (CONTRACT §9): a prune pass running far longer than any should (a hung disk). A recorder
+   * restarting a dead camera is healthy. Null: healthy.
+   */
+  wedged(): string | null {
+    const ring = this.built?.recording.ring;
+    const pruneMs = ring?.pruneRunningForMs() ?? 0;
+    return pruneMs > WEDGED_PRUNE_MS ? `ring: a prune pass has run for ${Math.round(pruneMs / 1000)} s (the media disk does not answer?)` : null;
   }
 
   /** A fault found outside every component (an unhandled rejection: a bug). */

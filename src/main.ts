@@ -69,10 +69,16 @@ async function run(opts: { config?: string }): Promise<void> {
   const agent = new Agent({ config, log, pruneIntervalMs: pruneIntervalFromEnv(process.env) });
   const controller = new AbortController();
   let stopping = false;
+  // systemd's notify protocol, when the unit asks for it (Type=notify, WatchdogSec).
+  const { SystemdNotifier, Watchdog, watchdogIntervalMs } = await import('./platform/sd-notify.js');
+  const notifier = SystemdNotifier.fromEnv(process.env, log);
+  let watchdog: InstanceType<typeof Watchdog> | undefined;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
+    watchdog?.stop();
+    notifier?.stopping();
     controller.abort();
     agent.stop().then(() => process.exit(0), (err: unknown) => fail(err));
   };
@@ -99,8 +105,24 @@ async function run(opts: { config?: string }): Promise<void> {
     await agent.stop().catch(() => {});
     throw err;
   }
-  // Tests of the last resorts above: CAMNODE_FAULT=uncaught|unhandled, once started.
+  const intervalMs = watchdogIntervalMs(process.env);
+  if (notifier) {
+    notifier.ready(`recording ${agent.status().cameras.filter((c) => c.state !== 'disabled').length} camera(s)`);
+    if (intervalMs !== null) {
+      watchdog = new Watchdog({ notifier, intervalMs, healthy: () => agent.wedged(), log });
+      watchdog.start();
+    }
+  }
+  // Tests of the last resorts above: CAMNODE_FAULT=uncaught|unhandled, once started; `wedge`
+  // blocks the event loop for a minute after 3 s (the watchdog test).
   const fault = process.env['CAMNODE_FAULT'];
+  if (fault === 'wedge') {
+    setTimeout(() => {
+      log.warn('CAMNODE_FAULT=wedge: blocking the event loop for 60 s');
+      const until = Date.now() + 60_000;
+      while (Date.now() < until) { /* wedged on purpose */ }
+    }, 3_000).unref();
+  }
   if (fault === 'uncaught') setImmediate(() => { throw new Error('injected uncaught exception (CAMNODE_FAULT)'); });
   if (fault === 'unhandled') void Promise.reject(new Error('injected unhandled rejection (CAMNODE_FAULT)'));
   // button.backend fake: each line on stdin is a press (bench setups and tests).

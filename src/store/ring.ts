@@ -329,6 +329,7 @@ export class Ring implements Component {
       this.pruneAgain = true;
       return this.pruning;
     }
+    this.pruneStartedAt = this.deps.clock.monotonic();
     this.pruning = (async () => {
       try {
         do {
@@ -339,10 +340,18 @@ export class Ring implements Component {
         this.deps.log.error({ err }, 'pruning failed');
       } finally {
         this.pruning = undefined;
+        this.pruneStartedAt = undefined;
       }
     })();
     return this.pruning;
   }
+
+  /** How long the prune pass under way has run (0 when none is): one that never ends is wedged. */
+  pruneRunningForMs(): number {
+    return this.pruneStartedAt === undefined ? 0 : this.deps.clock.monotonic() - this.pruneStartedAt;
+  }
+
+  private pruneStartedAt: number | undefined;
 
   private async inProgressBytes(): Promise<number> {
     let total = 0;
