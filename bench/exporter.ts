@@ -34,7 +34,7 @@ async function main(): Promise<number> {
   gc();
   const heapBefore = process.memoryUsage().heapUsed;
   const model = new FleetModel({ forgetAfterMs: 7 * 86_400_000 });
-  const registry = fleetRegistry(model, { brokerConnected: () => true, crlNextUpdateMs: () => ({ broker: now + 20 * 86_400_000, file: null }) });
+  const registry = fleetRegistry(model, { brokerConnected: () => true, subscribed: () => true, crlNextUpdateMs: () => ({ broker: now + 20 * 86_400_000, file: null }) });
   const types = ['camera.down', 'camera.up', 'incident.locked', 'incident.sealed', 'incident.synced', 'sync.failed', 'button.pressed'];
   let t = performance.now();
   for (let i = 0; i < NODES; i++) {

@@ -109,7 +109,7 @@ describeRoot('metrics exporter over a real fleet', () => {
   it('serves every node, real and simulated, in text promtool accepts; values equal the retained states', async () => {
     const text = await waitFor(async () => {
       const t = await scrape();
-      return value(t, 'camnode_exporter_nodes') === SIMULATED + REAL.length && REAL.every((n) => value(t, `camnode_camera_recording{node="${n}",camera="cam"}`) === 1) && t;
+      return value(t, 'camnode_exporter_nodes') === SIMULATED + REAL.length && value(t, 'camnode_exporter_subscribed') === 1 && REAL.every((n) => value(t, `camnode_camera_recording{node="${n}",camera="cam"}`) === 1) && t;
     }, 'all nodes in /metrics, the real cameras recording', 60_000, 500);
     const lint = await new Promise<{ code: number | null; out: string }>((resolve) => {
       const p = spawn('promtool', ['check', 'metrics']);
@@ -122,19 +122,19 @@ describeRoot('metrics exporter over a real fleet', () => {
     expect(lint, lint.out).toMatchObject({ code: 0 });
     for (const [i, f] of fleet.entries()) {
       const n = `node="${f.node}"`;
-      const st = f.state as { storage: { quotaBytes: number; retainedSeconds: number }; cameras: { id: string; state: string; kbps: number }[]; health: { tempC: number | null; throttled: boolean; clockSynced: boolean; faults: unknown[] }; sync: { lastError: string | null }; incidents: { held: number } };
+      const st = f.state as { storage: { quotaBytes: number; retainedSeconds: number }; cameras: { id: string; state: string; kbps: number }[]; health: { tempC: number | null; throttled: boolean; clockSynced: boolean; faults: unknown[] }; sync: { lastError: string | null; queued: number }; incidents: { held: number } };
       expect(value(text, `camnode_node_online{${n}}`), f.node).toBe(i % 10 === 3 ? 0 : 1);
       expect(value(text, `camnode_storage_quota_bytes{${n}}`), f.node).toBe(st.storage.quotaBytes);
       expect(value(text, `camnode_storage_retained_seconds{${n}}`), f.node).toBe(st.storage.retainedSeconds);
       expect(value(text, `camnode_temperature_celsius{${n}}`), f.node).toBe(st.health.tempC ?? undefined);
       expect(value(text, `camnode_throttled{${n}}`), f.node).toBe(st.health.throttled ? 1 : 0);
       expect(value(text, `camnode_clock_synced{${n}}`), f.node).toBe(st.health.clockSynced ? 1 : 0);
-      expect(value(text, `camnode_sync_failing{${n}}`), f.node).toBe(st.sync.lastError ? 1 : 0);
+      expect(value(text, `camnode_sync_failing{${n}}`), f.node).toBe(st.sync.lastError && st.sync.queued > 0 ? 1 : 0);
       expect(value(text, `camnode_component_faults{${n}}`), f.node).toBe(st.health.faults.length);
       expect(value(text, `camnode_incidents{${n},state="held"}`), f.node).toBe(st.incidents.held);
       for (const c of st.cameras) {
         expect(value(text, `camnode_camera_recording{${n},camera="${c.id}"}`), `${f.node} ${c.id}`).toBe(c.state === 'recording' ? 1 : 0);
-        expect(value(text, `camnode_camera_bitrate_kbps{${n},camera="${c.id}"}`), `${f.node} ${c.id}`).toBe(c.kbps);
+        expect(value(text, `camnode_camera_bitrate_bytes_per_second{${n},camera="${c.id}"}`), `${f.node} ${c.id}`).toBe(c.kbps * 125);
       }
       if (i % 10 !== 3) expect(value(text, `camnode_node_info{${n},version="1.2.${i % 3}",config_sha256=""}`), f.node).toBe(1);
     }

@@ -26,7 +26,7 @@ function state(over: Partial<StatePayload> = {}): StatePayload {
 }
 
 async function scrape(model: FleetModel, crl: number | null = null): Promise<string> {
-  return fleetRegistry(model, { brokerConnected: () => true, crlNextUpdateMs: () => ({ broker: crl, file: null }) }).metrics();
+  return fleetRegistry(model, { brokerConnected: () => true, subscribed: () => true, crlNextUpdateMs: () => ({ broker: crl, file: null }) }).metrics();
 }
 
 /** The value of one series in the text, or undefined. */
@@ -53,9 +53,9 @@ describe('fleet metrics', () => {
     expect(value(text, 'camnode_camera_recording{node="koelbel-01",camera="desk"}')).toBe(0);
     expect(value(text, 'camnode_camera_state{node="koelbel-01",camera="desk",state="stalled"}')).toBe(1);
     expect(value(text, 'camnode_camera_state{node="koelbel-01",camera="desk",state="recording"}')).toBe(0);
-    expect(value(text, 'camnode_camera_bitrate_kbps{node="koelbel-01",camera="entrance"}')).toBe(2010);
-    expect(value(text, 'camnode_camera_bitrate_kbps{node="koelbel-01",camera="desk"}')).toBeUndefined();
-    expect(value(text, 'camnode_camera_restarts{node="koelbel-01",camera="desk"}')).toBe(3);
+    expect(value(text, 'camnode_camera_bitrate_bytes_per_second{node="koelbel-01",camera="entrance"}')).toBe(251_250);
+    expect(value(text, 'camnode_camera_bitrate_bytes_per_second{node="koelbel-01",camera="desk"}')).toBeUndefined();
+    expect(value(text, 'camnode_camera_restarts_total{node="koelbel-01",camera="desk"}')).toBe(3);
     expect(value(text, `camnode_storage_quota_bytes${n}`)).toBe(190e9);
     expect(value(text, `camnode_storage_retained_seconds${n}`)).toBe(2_865_600);
     expect(value(text, 'camnode_incidents{node="koelbel-01",state="held"}')).toBe(3);
@@ -72,11 +72,28 @@ describe('fleet metrics', () => {
     expect(value(text, `camnode_last_event_id${n}`)).toBe(44);
     expect(value(text, 'camnode_events_total{node="koelbel-01",type="sync.failed"}')).toBe(2);
     expect(value(text, 'camnode_events_total{node="koelbel-01",type="other"}')).toBe(1);
+    // Every known type from 0, so that increase() sees the first storage.full too.
+    expect(value(text, 'camnode_events_total{node="koelbel-01",type="storage.full"}')).toBe(0);
+    // A redelivered event (the same id) is not counted again.
+    model.apply('events', 'koelbel-01', json({ id: 43, type: 'sync.failed', ts: '…' }), T0);
+    expect(value(await scrape(model), 'camnode_events_total{node="koelbel-01",type="sync.failed"}')).toBe(2);
     expect(value(text, 'camnode_exporter_nodes')).toBe(1);
     expect(value(text, 'camnode_fleet_crl_next_update_timestamp_seconds{source="broker"}')).toBe(Date.parse('2026-12-08T00:00:00Z') / 1000);
     expect(text).not.toContain('source="file"');
     expect(text).toContain('# TYPE camnode_events_total counter');
     expect(text).toContain('# HELP camnode_storage_retained_seconds');
+  });
+
+  it('sync is failing only while incidents wait; a will keeps the node\'s version', async () => {
+    const model = new FleetModel({ forgetAfterMs: 60_000 });
+    const s = state();
+    model.apply('state', 'n1', json({ ...s, sync: { ...s.sync, queued: 0, bytesPending: 0 } }), T0);
+    model.apply('status', 'n1', json({ online: true, version: '1.2.0', configSha256: 'ab' }), T0);
+    model.apply('status', 'n1', json({ online: false }), T0 + 1);
+    const text = await scrape(model);
+    expect(value(text, 'camnode_sync_failing{node="n1"}')).toBe(0);
+    expect(value(text, 'camnode_node_online{node="n1"}')).toBe(0);
+    expect(value(text, 'camnode_node_info{node="n1",version="1.2.0",config_sha256="ab"}')).toBe(1);
   });
 
   it('unknown figures are left out, not shown as 0 (no sensor, an older node)', async () => {
@@ -113,13 +130,17 @@ describe('fleet metrics', () => {
     const old = { ...state(), ts: new Date(T0 - 3 * 86_400_000).toISOString() };
     model.apply('status', 'gone', json({ online: false }), T0, true);
     model.apply('state', 'gone', json(old), T0, true);
+    // A retained online status may be one no will replaced (the node lost power while the broker was down).
+    model.apply('status', 'stale', json({ online: true }), T0, true);
+    model.apply('state', 'stale', json(old), T0, true);
     model.apply('status', 'live', json({ online: true }), T0, true);
     model.apply('state', 'live', json(old), T0, true);
+    model.apply('state', 'live', json({ ...old, ts: new Date(T0).toISOString() }), T0);
     const seen = new Map(model.list().map((r) => [r.node, r.lastSeenMs]));
     expect(seen.get('gone')).toBe(T0 - 3 * 86_400_000);
-    // An online status held by the broker means the node is connected now.
+    expect(seen.get('stale')).toBe(T0 - 3 * 86_400_000);
     expect(seen.get('live')).toBe(T0);
-    expect(model.forget(T0 + 1)).toBe(1);
+    expect(model.forget(T0 + 1)).toBe(2);
     expect(model.list().map((r) => r.node)).toEqual(['live']);
   });
 

@@ -42,6 +42,7 @@ export class MetricsExporter implements Component {
   private server: Server | undefined;
   private timer: NodeJS.Timeout | undefined;
   private crl = { broker: null as number | null, file: null as number | null };
+  private subscribed = false;
   private readonly topics: Topics;
   private readonly now: () => number;
 
@@ -61,6 +62,7 @@ export class MetricsExporter implements Component {
     const { opts } = this;
     const registry = fleetRegistry(this.model, {
       brokerConnected: () => this.client?.connected === true,
+      subscribed: () => this.client?.connected === true && this.subscribed,
       crlNextUpdateMs: () => ({ ...this.crl }),
     });
     this.server = createServer((req, res) => {
@@ -111,12 +113,16 @@ export class MetricsExporter implements Component {
     // Every (re)connection subscribes again (a clean session): the retained messages come anew.
     client.on('connect', () => {
       log.info({ broker: broker.url }, 'exporter connected to the broker');
-      client.subscribeAsync(subscriptions, { qos: 1 }).then((granted) => {
-        const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic);
-        if (refused.length > 0) log.warn({ refused }, 'the broker refused some subscriptions (check the ACL: the exporter needs a viewer principal)');
-      }, (err: unknown) => log.error({ err }, 'subscribing failed'));
+      this.subscribed = false;
+      // MQTT.js rejects when the broker refuses any of them (0x80, or 0x87 under MQTT 5).
+      client.subscribeAsync(subscriptions, { qos: 1 }).then(() => { this.subscribed = true; }, (err: unknown) => {
+        log.error({ err }, 'the broker refused the exporter\'s subscriptions: check the ACL (the exporter needs a viewer principal)');
+      });
     });
-    client.on('close', () => log.warn({ broker: broker.url }, 'exporter lost the broker; reconnecting'));
+    client.on('close', () => {
+      this.subscribed = false;
+      log.warn({ broker: broker.url }, 'exporter lost the broker; reconnecting');
+    });
     client.on('error', (err) => log.warn({ err: err.message }, 'broker connection error'));
     client.on('message', (topic, payload, packet) => {
       if (topic === this.topics.fleetCrl()) {

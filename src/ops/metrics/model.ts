@@ -7,10 +7,11 @@
 import type { EventType, StatePayload, StatusPayload } from '../../fleet/topics.js';
 
 /** Event types counted by name (CONTRACT §3); any other is `other`. */
-export const EVENT_TYPES: readonly EventType[] = [
+export const EVENT_TYPES: readonly (EventType | 'config.committed' | 'config.rolledBack' | 'update.committed' | 'update.rolledBack')[] = [
   'incident.locked', 'incident.extended', 'incident.sealed', 'incident.synced', 'incident.disposed', 'incident.damaged', 'incident.disclosed',
   'camera.down', 'camera.up', 'storage.pressure', 'storage.full', 'sync.failed', 'button.pressed',
   'component.failed', 'component.recovered', 'calls.rejected',
+  'config.committed', 'config.rolledBack', 'update.committed', 'update.rolledBack',
 ];
 const KNOWN_EVENTS = new Set<string>(EVENT_TYPES);
 
@@ -26,8 +27,8 @@ export interface NodeRecord {
   fresh: boolean;
 }
 
-/** The most nodes kept; beyond it the longest silent goes first (a broker flooded with ids). */
-export const MAX_NODES = 10_000;
+/** The most nodes kept (about 20 MB at 1,000); beyond it the longest silent goes first (a broker flooded with ids). */
+export const MAX_NODES = 5_000;
 /** Node ids as the fleet names them; anything else on the topics is ignored. */
 const NODE_ID = /^[a-z0-9-]{1,64}$/;
 
@@ -38,9 +39,9 @@ export class FleetModel {
 
   /**
    * One status or state, or one event, as it arrived. `retained`: replayed by the broker on
-   * subscribing, so not a sign of life now — a retained state counts from its own `ts`, a
-   * retained online status from now (the broker would hold the will if the node had gone).
-   * Returns false for what it ignored.
+   * subscribing, so not a sign of life now — a retained state counts from its own `ts`, and a
+   * retained status not at all (a node that lost power while the broker was down leaves an
+   * `online: true` behind with no will to replace it). Returns false for what it ignored.
    */
   apply(kind: 'status' | 'state' | 'events', node: string, payload: Buffer, nowMs: number, retained = false): boolean {
     if (!NODE_ID.test(node)) return false;
@@ -58,20 +59,26 @@ export class FleetModel {
     if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return false;
     const rec = this.record(node, nowMs);
     if (kind === 'status') {
-      if (typeof (doc as StatusPayload).online !== 'boolean') return false;
-      rec.status = doc as StatusPayload;
+      const status = doc as StatusPayload;
+      if (typeof status.online !== 'boolean') return false;
+      // A will says only {"online": false}: the node's version and config stay as they were.
+      rec.status = status.online ? status : { ...rec.status, ...status };
     } else if (kind === 'state') {
       if (!Array.isArray((doc as StatePayload).cameras)) return false;
       rec.state = doc as StatePayload;
     } else {
       const e = doc as { id?: unknown; type?: unknown };
       if (typeof e.type !== 'string') return false;
-      if (Number.isSafeInteger(e.id)) rec.lastEventId = Math.max(rec.lastEventId ?? 0, e.id as number);
+      if (Number.isSafeInteger(e.id)) {
+        // Ids rise by one per event (CONTRACT §3): a redelivery or an outbox resend is not counted again.
+        if (rec.lastEventId !== null && (e.id as number) <= rec.lastEventId) return false;
+        rec.lastEventId = e.id as number;
+      }
       const type = KNOWN_EVENTS.has(e.type) ? e.type : 'other';
       rec.events.set(type, (rec.events.get(type) ?? 0) + 1);
     }
     // A will ({"online": false}) is the broker speaking for a node gone: not a sign of life.
-    if (kind === 'status' && rec.status?.online === false) return true;
+    if (kind === 'status' && (rec.status?.online === false || retained)) return true;
     let seenMs = nowMs;
     if (retained && kind === 'state') {
       const ts = Date.parse(rec.state?.ts ?? '');
@@ -89,7 +96,8 @@ export class FleetModel {
   private record(node: string, nowMs: number): NodeRecord {
     let rec = this.nodes.get(node);
     if (!rec) {
-      rec = { node, lastSeenMs: nowMs, lastEventId: null, events: new Map(), fresh: true };
+      // Every known event type from 0: an alert on increase() sees the first one too.
+      rec = { node, lastSeenMs: nowMs, lastEventId: null, events: new Map(EVENT_TYPES.map((t) => [t, 0])), fresh: true };
       this.nodes.set(node, rec);
       const max = this.opts.maxNodes ?? MAX_NODES;
       if (this.nodes.size > max) {

@@ -10,6 +10,8 @@ const INCIDENT_STATES = ['active', 'held', 'unsynced', 'damaged'] as const;
 export interface ExporterFacts {
   /** Whether the exporter is connected to the broker now. */
   brokerConnected(): boolean;
+  /** Whether its subscriptions were taken on the current connection. */
+  subscribed(): boolean;
   /** The fleet CRL's nextUpdate (epoch ms) by where it was read: the broker's retained one, the file. */
   crlNextUpdateMs(): { broker: number | null; file: number | null };
 }
@@ -37,7 +39,7 @@ const NODE_GAUGES: NodeGauge[] = [
   { name: 'storage_oldest_timestamp_seconds', help: 'The oldest footage in the ring.', read: (r) => seconds(r.state?.storage.oldestAt) },
   { name: 'sync_queued_incidents', help: 'Incidents waiting to be uploaded.', read: (r) => num(r.state?.sync.queued) },
   { name: 'sync_pending_bytes', help: 'Bytes waiting to be uploaded.', read: (r) => num(r.state?.sync.bytesPending) },
-  { name: 'sync_failing', help: 'Whether the last upload attempt failed (the state\'s sync.lastError).', read: (r) => (r.state ? (r.state.sync.lastError ? 1 : 0) : null) },
+  { name: 'sync_failing', help: 'Whether uploads are failing: the last attempt failed and incidents still wait.', read: (r) => (r.state ? (r.state.sync.lastError && r.state.sync.queued > 0 ? 1 : 0) : null) },
   { name: 'clock_synced', help: 'Whether the node\'s clock is synchronised (NTP).', read: (r) => bool(r.state?.health.clockSynced) },
   { name: 'temperature_celsius', help: 'SoC temperature.', read: (r) => num(r.state?.health.tempC) },
   { name: 'throttled', help: 'Whether the Pi is throttled or under-voltage now.', read: (r) => bool(r.state?.health.throttled) },
@@ -81,11 +83,8 @@ export function fleetRegistry(model: FleetModel, facts: ExporterFacts): Registry
       for (const c of r.state?.cameras ?? []) for (const s of CAMERA_STATES) g.set({ node: r.node, camera: c.id, state: s }, c.state === s ? 1 : 0);
     }
   });
-  gauge('camera_bitrate_kbps', 'The camera\'s measured bitrate.', ['node', 'camera'], (g) => {
-    for (const r of model.list()) for (const c of r.state?.cameras ?? []) if (num(c.kbps) !== null) g.set({ node: r.node, camera: c.id }, c.kbps!);
-  });
-  gauge('camera_restarts', 'Recorder restarts of the camera since the agent started.', ['node', 'camera'], (g) => {
-    for (const r of model.list()) for (const c of r.state?.cameras ?? []) if (num(c.restarts) !== null) g.set({ node: r.node, camera: c.id }, c.restarts);
+  gauge('camera_bitrate_bytes_per_second', 'The camera\'s measured bitrate, in bytes per second.', ['node', 'camera'], (g) => {
+    for (const r of model.list()) for (const c of r.state?.cameras ?? []) if (num(c.kbps) !== null) g.set({ node: r.node, camera: c.id }, c.kbps! * 125);
   });
   gauge('camera_last_segment_timestamp_seconds', 'When the camera\'s last segment was finished.', ['node', 'camera'], (g) => {
     for (const r of model.list()) for (const c of r.state?.cameras ?? []) { const t = seconds(c.lastSegmentAt); if (t !== null) g.set({ node: r.node, camera: c.id }, t); }
@@ -101,8 +100,16 @@ export function fleetRegistry(model: FleetModel, facts: ExporterFacts): Registry
   });
   gauge('exporter_nodes', 'Nodes the exporter knows (online or not).', [], (g) => g.set(model.size));
   gauge('exporter_broker_connected', 'Whether the exporter is connected to the broker.', [], (g) => g.set(facts.brokerConnected() ? 1 : 0));
+  gauge('exporter_subscribed', 'Whether the broker took the exporter\'s subscriptions (a refusal means its ACL lacks the viewer principal).', [], (g) => g.set(facts.subscribed() ? 1 : 0));
   gauge('fleet_crl_next_update_timestamp_seconds', 'When the fleet CRL must be renewed (its nextUpdate), by source (the broker\'s retained CRL, the --crl file): an expired CRL takes the fleet off the broker.', ['source'], (g) => {
     for (const [source, ms] of Object.entries(facts.crlNextUpdateMs())) if (ms !== null) g.set({ source }, ms / 1000);
+  });
+  new Counter({
+    name: 'camnode_camera_restarts_total', help: 'Recorder restarts of the camera since the agent started.', labelNames: ['node', 'camera'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of model.list()) for (const c of r.state?.cameras ?? []) if (num(c.restarts) !== null) this.inc({ node: r.node, camera: c.id }, c.restarts);
+    },
   });
   new Counter({
     name: 'camnode_events_total', help: 'Events received from the node since the exporter started, by type.', labelNames: ['node', 'type'], registers: [registry],
