@@ -163,6 +163,7 @@ export class Agent {
       enabledCameras: config.cameras.filter((c) => c.enabled).map((c) => c.id),
       configuredCameras: config.cameras.map((c) => c.id),
       calls,
+      healthy: () => this.wedged() === null && recording.cameraStatuses().some((c) => c.state === 'recording'),
       writing: (camera) => recording.writing(camera),
       sealedDir, segmentSeconds: config.recording.segmentSeconds,
       disposeNeedsSync: config.upstream.type !== 'none',

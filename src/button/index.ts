@@ -28,6 +28,8 @@ export type ButtonConfig = Config['button'];
 export interface ButtonDeps {
   log: Logger;
   clock?: Clock;
+  /** With `button.heartbeat`: whether the agent is healthy (it records) — the LED's flash every 5 s. */
+  healthy?: () => boolean;
   /** Root of sysfs (tests point it at a fake tree). */
   sysfsRoot?: string;
   /** Where gpiochip character devices live. */
@@ -114,7 +116,10 @@ export async function createButton(config: ButtonConfig, deps: ButtonDeps): Prom
   else log.error(fields, msg);
 
   const button = new DebouncedButton({ source: chosen.source, debounceMs: config.debounce, clock, log });
-  const led = new Led({ output: chosen.led, log: log.child({ component: 'led' }), timers: deps.timers });
+  const led = new Led({
+    output: chosen.led, log: log.child({ component: 'led' }), timers: deps.timers,
+    heartbeat: config.heartbeat ? { healthy: deps.healthy ?? (() => true) } : undefined,
+  });
   return {
     button,
     led,

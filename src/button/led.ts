@@ -3,6 +3,8 @@
 //   confirmed  three slow blinks (0.6 s on, 0.4 s off), then off: the lock is on disk
 //   error      fast flashing (0.1 s on, 0.1 s off) for 30 s: the lock could NOT be made durable
 //   off
+//   heartbeat  (button.heartbeat) while off: one short flash (80 ms) every 5 s while the agent
+//              records, so staff can see the box is alive; no flash means look at it
 // The shapes differ in rhythm, not only in length, so they read apart at a glance.
 import type { Component } from '../lifecycle/component.js';
 import type { Logger } from '../platform/logger.js';
@@ -48,11 +50,21 @@ export function ledSchedule(pattern: LedPattern, timing: LedTiming = LED_TIMING)
   }
 }
 
+/** The heartbeat (CONTRACT §2 `button.heartbeat`): a short flash every `everyMs` while `healthy()`. */
+export interface Heartbeat {
+  healthy(): boolean;
+  everyMs?: number;
+  onMs?: number;
+}
+export const HEARTBEAT_EVERY_MS = 5_000;
+export const HEARTBEAT_ON_MS = 80;
+
 export interface LedDeps {
   output: LedOutput;
   log: Logger;
   timers?: Timers;
   timing?: LedTiming;
+  heartbeat?: Heartbeat | undefined;
 }
 
 export class Led implements Component {
@@ -78,10 +90,34 @@ export class Led implements Component {
     }
     this.started = true;
     this.show(this.current);
+    this.beat();
   }
+
+  /** The heartbeat's next flash: only while no pattern shows (a flash never cuts into one). */
+  private beat(): void {
+    const hb = this.deps.heartbeat;
+    if (!hb || !this.started) return;
+    const timers = this.deps.timers ?? systemTimers;
+    this.beatTimer = timers.setTimeout(() => {
+      this.beatTimer = undefined;
+      if (!this.started) return;
+      if (this.current === 'off' && this.timer === undefined && hb.healthy()) {
+        this.write(true);
+        this.timer = timers.setTimeout(() => {
+          this.timer = undefined;
+          if (this.current === 'off') this.write(false);
+        }, hb.onMs ?? HEARTBEAT_ON_MS);
+      }
+      this.beat();
+    }, hb.everyMs ?? HEARTBEAT_EVERY_MS);
+  }
+
+  private beatTimer: unknown;
 
   async stop(): Promise<void> {
     if (!this.started) return;
+    if (this.beatTimer !== undefined) (this.deps.timers ?? systemTimers).clearTimeout(this.beatTimer);
+    this.beatTimer = undefined;
     this.cancel();
     this.write(false);
     this.started = false;

@@ -127,7 +127,7 @@ const button = z.strictObject({
   activeLow: z.boolean().default(true).describe('The button pulls the line low when pressed.'),
   debounce: duration().prefault('50ms').describe('Edges closer than this count once.'),
   ledPin: z.number().int().min(0).max(63).optional().describe('Optional BCM number of the status LED.'),
-  heartbeat: z.boolean().default(false).describe('A short LED blink every few seconds while the agent is healthy. Not built yet: ignored.'),
+  heartbeat: z.boolean().default(false).describe('A short LED flash every 5 s while the agent records, so staff see the box is alive.'),
 });
 
 const mqtt = z.strictObject({
@@ -270,7 +270,6 @@ export type CameraConfig = Config['cameras'][number];
  */
 export function unbuiltSettings(config: Config): string[] {
   const out: string[] = [];
-  if (config.button.heartbeat) out.push('button.heartbeat');
   if (config.fleet?.releaseKey !== undefined) out.push('fleet.releaseKey');
   if (config.fleet && config.fleet.rollbackAfter !== 2 * 60_000) out.push('fleet.rollbackAfter');
   return out;

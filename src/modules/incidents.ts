@@ -47,6 +47,8 @@ export interface IncidentsDeps extends ModuleBase {
   ring: Pick<Ring, 'segmentsBetween' | 'pathOf' | 'clockOf' | 'unlinkSettled' | 'cameraIds' | 'newestEndOf' | 'bytesLockedBy' | 'stats'>;
   /** Every configured camera, disabled ones too (a hold may name them). */
   configuredCameras: readonly string[];
+  /** Whether the agent records (a camera records, nothing essential wedged): the LED's heartbeat. */
+  healthy?: () => boolean;
   /** The call recordings, when `calls` is configured: a hold or lock may name them (CONTRACT §8). */
   calls?: { settledFor(startMs: number, endMs: number): boolean } | undefined;
   /** Whether a camera's recorder is writing a segment now (its footage reaches the present). */
@@ -202,7 +204,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
   });
   events.on('incident.disposed', () => void sealer.current()?.measureHeld());
 
-  const setup: ButtonSetup = await createButton(deps.button, { log, clock });
+  const setup: ButtonSetup = await createButton(deps.button, { log, clock, healthy: deps.healthy });
   const button = new Supervised<DebouncedButton>({ name: 'button', faults, log, build: () => setup.button, problem: (b) => b.problem() });
   const led = new Supervised<Led>({ name: 'led', faults, log, build: () => setup.led });
   // A press locks at once, on this machine only: nothing here waits on a network. The LED is

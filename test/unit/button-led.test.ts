@@ -159,3 +159,46 @@ describe('Led', () => {
     await led.stop();
   });
 });
+
+describe('Led heartbeat (button.heartbeat)', () => {
+  function heartbeatRig(healthy: { ok: boolean }) {
+    const clock = new ManualClock();
+    const timers = new ManualTimers(clock);
+    const output = new FakeLedOutput(clock);
+    const led = new Led({ output, log: silentLogger(), timers, heartbeat: { healthy: () => healthy.ok } });
+    const t0 = clock.monotonic();
+    const trace = (): [number, boolean][] => output.history.map((h) => [h.atMs - t0, h.on]);
+    return { timers, led, trace };
+  }
+
+  it('flashes 80 ms every 5 s while healthy, and not at all while not', async () => {
+    const health = { ok: true };
+    const r = heartbeatRig(health);
+    await r.led.start();
+    r.timers.advance(10_100);
+    expect(r.trace()).toEqual([[0, false], [5_000, true], [5_080, false], [10_000, true], [10_080, false]]);
+    health.ok = false;
+    r.timers.advance(10_000);
+    expect(r.trace()).toHaveLength(5);
+    await r.led.stop();
+  });
+
+  it('never cuts into a pattern: a press during a flash shows locking, and the flashes resume once it is off', async () => {
+    const r = heartbeatRig({ ok: true });
+    await r.led.start();
+    r.timers.advance(5_040); // mid-flash
+    let finish!: () => void;
+    const lock = r.led.during(() => new Promise<void>((resolve) => { finish = resolve; }));
+    r.timers.advance(6_000); // a beat falls due while locking: no flash, the LED stays on
+    expect(r.led.isOn()).toBe(true);
+    expect(r.led.pattern()).toBe('locking');
+    finish();
+    await lock;
+    r.timers.advance(3_000); // the confirmation: 0.6 on, 0.4 off, three times
+    expect(r.led.pattern()).toBe('off');
+    const before = r.trace().length;
+    r.timers.advance(5_000);
+    expect(r.trace().slice(before).map(([, on]) => on)).toEqual([true, false]);
+    await r.led.stop();
+  });
+});
