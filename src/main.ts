@@ -152,6 +152,31 @@ program.command('run').description('run the agent until SIGTERM/SIGINT')
 program.command('check').description('validate the config and the environment; exit 0 only if nothing failed')
   .option('--config <path>', 'config file (else $CAMNODE_CONFIG, else /etc/camnode/config.yaml)')
   .action(check);
+program.command('enroll').description('make this node\'s TLS key (kept at mqtt.key, never leaves the box) and a request for ops to sign; --install-cert puts the signed certificate in place')
+  .option('--config <path>', 'config file (else $CAMNODE_CONFIG, else /etc/camnode/config.yaml)')
+  .option('--install-cert <file>', 'the certificate ops signed (fleet-ca.sh node DIR NODE_ID --csr FILE): checked against the key, the node id and the fleet CA, then written to mqtt.cert')
+  .action(async (opts: { config?: string; installCert?: string }) => {
+    const config = loadConfig(resolveConfigPath(opts.config));
+    const { enroll, installCert, EnrollError } = await import('./fleet/enroll.js');
+    try {
+      if (opts.installCert !== undefined) {
+        const r = await installCert(config, opts.installCert);
+        process.stdout.write(`certificate installed at ${r.cert} (valid until ${r.notAfter}); start or restart the agent to connect\n`);
+        return;
+      }
+      const r = await enroll(config);
+      process.stdout.write([
+        `${r.created ? 'key made' : 'key kept'}: ${r.key} (stays on this node)`,
+        `request:     ${r.csr}`,
+        `fingerprint: ${r.fingerprint} (SHA-256 of the public key; compare it when signing)`,
+        `next: copy the request to the fleet CA, run fleet-ca.sh node DIR ${config.node.id} --csr FILE, bring the certificate back and run camnode enroll --install-cert FILE`,
+        '',
+      ].join('\n'));
+    } catch (err) {
+      if (err instanceof EnrollError) throw new CliExit(err.exitCode, err.message);
+      throw err;
+    }
+  });
 program.command('demo').description('run on embedded defaults: two synthetic cameras and a small ring')
   .option('--dir <dir>', 'where the demo keeps its data', './demo-data')
   .option('--seconds <n>', 'stop after this many seconds', positiveInt)
