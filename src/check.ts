@@ -23,6 +23,7 @@ import { readTakenTombstones } from './calls/index.js';
 import { SpoolScanner } from './calls/scan.js';
 import { tombstoneKey } from './calls/spool.js';
 import { attributeCacheSeconds, mountOf } from './platform/mounts.js';
+import { decodeThrottled, findSensors, parseThrottled } from './fleet/health.js';
 import { silentLogger } from './platform/logger.js';
 import { createStore } from './sync/target.js';
 
@@ -36,6 +37,8 @@ export interface CheckDeps {
   sampleSeconds?: number;
   /** The mount table (tests give their own). */
   mountsPath?: string;
+  /** Root of sysfs (tests give a fake tree with a Pi's firmware files). */
+  sysfsRoot?: string;
 }
 
 interface CameraProbe { codec: string; width: number; height: number }
@@ -135,6 +138,7 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
     rows.push({ check: 'storage', verdict: 'fail', detail: (err as Error).message, fix: 'mount a writable disk at storage.path (ext4 recommended)' });
   }
 
+  rows.push(await sdCardRow(config.storage.path, deps.mountsPath ?? '/proc/self/mounts'));
   rows.push(...await mediaRows(config));
   if (config.calls) rows.push(await callsRow(config.calls, config.storage.path, deps.mountsPath ?? '/proc/self/mounts'));
 
@@ -191,6 +195,8 @@ export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<C
   else if (publicKey === null) rows.push({ check: 'node key', verdict: 'pass', detail: `none yet: generated under ${config.node.stateDir} on the first start` });
   else rows.push({ check: 'node key', verdict: 'fail', detail: publicKey.message, fix: `restore ${config.node.stateDir}/node-key.pem from backup; the key is the node's identity` });
 
+  rows.push(await powerRow(deps.sysfsRoot ?? '/sys'));
+
   const synced = await clockSynced();
   rows.push(synced === true
     ? { check: 'clock', verdict: 'pass', detail: 'synchronised (NTP)' }
@@ -225,6 +231,42 @@ async function mediaRows(config: Config): Promise<CheckRow[]> {
       ? { check: 'signage', verdict: 'pass', detail: signage.detail }
       : { check: 'signage', verdict: 'warn', detail: signage.detail, fix: 'post the signs, check them, and set policy.signage {posted: true, checkedAt: <date>}' },
   ];
+}
+
+/**
+ * CONTRACT §9: footage on the SD card wears it out and fills the system's own disk. Warns when
+ * storage.path is on an SD/MMC device or on the root filesystem (the SD card on a Pi).
+ */
+export async function sdCardRow(storagePath: string, mountsPath: string): Promise<CheckRow> {
+  const check = 'media disk';
+  const mount = mountOf(storagePath, await readFile(mountsPath, 'utf8').catch(() => ''));
+  if (!mount) return { check, verdict: 'pass', detail: `${storagePath}: its mount is not known here` };
+  const sd = /^\/dev\/mmcblk/.test(mount.source);
+  if (sd || mount.point === '/') {
+    return {
+      check, verdict: 'warn',
+      detail: `${storagePath} is on ${sd ? `the SD card (${mount.source})` : `the root filesystem (${mount.source})`}: continuous recording wears an SD card out and fills the system's disk`,
+      fix: 'record onto a USB SSD mounted at storage.path (ext4, mounted with noatime)',
+    };
+  }
+  return { check, verdict: 'pass', detail: `${storagePath} on ${mount.source} (${mount.type}${mount.options.includes('noatime') ? ', noatime' : ''})` };
+}
+
+/** CONTRACT §9: a Raspberry Pi's firmware on under-voltage and throttling, now and since boot. */
+export async function powerRow(sysfsRoot: string): Promise<CheckRow> {
+  const check = 'power';
+  const { getThrottled } = await findSensors(sysfsRoot);
+  const text = getThrottled ? await readFile(getThrottled, 'utf8').catch(() => null) : null;
+  const bits = text === null ? null : parseThrottled(text);
+  if (bits === null) return { check, verdict: 'pass', detail: 'no Raspberry Pi firmware report here (get_throttled)' };
+  const { now, occurred } = decodeThrottled(bits);
+  if (now.length === 0 && occurred.length === 0) return { check, verdict: 'pass', detail: 'no under-voltage or throttling since boot' };
+  const under = now.includes('under-voltage') || occurred.includes('under-voltage');
+  return {
+    check, verdict: 'warn',
+    detail: `${now.length > 0 ? `now: ${now.join(', ')}` : 'not now'}; since boot: ${occurred.join(', ') || 'none'} (get_throttled 0x${bits.toString(16)})`,
+    fix: under ? 'use the official power supply (Pi 4: 5.1 V 3 A, Pi 5: 5.1 V 5 A) and power a USB SSD from it, not from a weak hub' : 'cool the Pi (case with airflow, heatsink or fan)',
+  };
 }
 
 /** A spool file not taken this long after its last write: the agent is not taking calls. */
