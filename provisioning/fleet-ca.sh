@@ -40,7 +40,7 @@ report, ping) < ops (lock, hold, note, still, snapshot, sync) < custodian (dispo
 admin (config, update). A role is fixed in the certificate: to change it, revoke ops:NAME and
 issue again with the new --role.
 Validity: CA 10 years, nodes 5 years, ops 1 year, server 825 days, CRL 30 days (override
-with --days). An expired CRL makes Mosquitto refuse every client: run `crl --publish` weekly
+with --days). An expired CRL makes Mosquitto refuse every client: run "crl --publish" weekly
 (a systemd timer example is in docs/fleet-setup.md).
 crl --publish takes from the environment: CRL_DEST (the broker's crlfile, default
 /etc/mosquitto/certs/crl.pem), RELOAD (default "systemctl reload mosquitto"), and for the
@@ -151,7 +151,7 @@ EOF
 }
 
 need_ca() {
-  [ -f "$DIR/ca.key" ] && [ -f "$DIR/ca.crt" ] && [ -d "$DIR/db" ] || die "no fleet CA in $DIR (run: $PROG init $DIR)"
+  if [ ! -f "$DIR/ca.key" ] || [ ! -f "$DIR/ca.crt" ] || [ ! -d "$DIR/db" ]; then die "no fleet CA in $DIR (run: $PROG init $DIR)"; fi
   DIR=$(cd "$DIR" && pwd)
   export FLEET_SAN=DNS:unused
   write_openssl_cnf
@@ -160,7 +160,7 @@ need_ca() {
 new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; chmod 600 "$1"; }
 
 # The roster: one "ops:NAME ROLE" line per principal, the input of the broker's ACL.
-roster_role() { [ -f "$DIR/roster" ] && awk -v cn="$1" '$1 == cn { print $2 }' "$DIR/roster" || true; }
+roster_role() { if [ -f "$DIR/roster" ]; then awk -v cn="$1" '$1 == cn { print $2 }' "$DIR/roster"; fi; }
 roster_remove() {
   [ -f "$DIR/roster" ] || return 0
   awk -v cn="$1" '$1 != cn' "$DIR/roster" >"$DIR/roster.tmp"
@@ -177,7 +177,7 @@ roster_set() {
 # Mosquitto refuse every client) and publishes it retained for the nodes (<prefix>/_fleet/crl).
 publish_crl() {
   local dest=${CRL_DEST:-/etc/mosquitto/certs/crl.pem} as=${PUBLISH_AS:-admin}
-  install -m 644 "$DIR/crl.pem" "$dest.tmp" && mv "$dest.tmp" "$dest" || die "could not install the CRL at $dest"
+  if ! install -m 644 "$DIR/crl.pem" "$dest.tmp" || ! mv "$dest.tmp" "$dest"; then die "could not install the CRL at $dest"; fi
   sh -c "${RELOAD:-systemctl reload mosquitto}" || die "the broker did not reload (RELOAD=${RELOAD:-systemctl reload mosquitto})"
   [ -f "$DIR/ops/$as.crt" ] || die "no admin principal ops:$as in $DIR/ops to publish as (PUBLISH_AS)"
   command -v mosquitto_pub >/dev/null || die "mosquitto_pub not found (apt-get install mosquitto-clients)"
@@ -234,7 +234,7 @@ issue() {
 case "$cmd" in
   init)
     [ ${#args[@]} -eq 0 ] || die "init: unexpected arguments ${args[*]}"
-    [ ! -e "$DIR/ca.key" ] && [ ! -e "$DIR/ca.crt" ] || die "$DIR already holds a CA; refusing to overwrite it"
+    if [ -e "$DIR/ca.key" ] || [ -e "$DIR/ca.crt" ]; then die "$DIR already holds a CA; refusing to overwrite it"; fi
     mkdir -p "$DIR/db/issued"
     DIR=$(cd "$DIR" && pwd)
     export FLEET_SAN=DNS:unused
@@ -311,11 +311,11 @@ case "$cmd" in
     # By CN: an ops principal's subject names its role, which may have changed since.
     cn=${who#server:}
     count=0
-    for ser in $(awk -F'\t' -v cn="/CN=$cn" '$1 == "V" && substr($6, length($6) - length(cn) + 1) == cn { print $4 }' "$DIR/db/index.txt"); do
+    while read -r ser; do
       openssl ca -batch -config "$DIR/db/openssl.cnf" -revoke "$DIR/db/issued/$ser.pem" \
         -crl_reason keyCompromise 2>"$DIR/db/last-error" || { cat "$DIR/db/last-error" >&2; die "revoking $ser failed"; }
       count=$((count + 1))
-    done
+    done < <(awk -F'\t' -v cn="/CN=$cn" '$1 == "V" && substr($6, length($6) - length(cn) + 1) == cn { print $4 }' "$DIR/db/index.txt")
     [ "$count" -gt 0 ] || die "$who has no valid certificate from this CA"
     gen_crl
     case "$who" in ops:*) roster_remove "$who" ;; esac

@@ -64,9 +64,9 @@ add_principal() {
 while [ $# -gt 0 ]; do
   case "$1" in
     --roster)
-      [ $# -ge 2 ] && [ -f "$2" ] || { echo "render.sh: --roster needs the roster file" >&2; exit 2; }
+      if [ $# -lt 2 ] || [ ! -f "$2" ]; then echo "render.sh: --roster needs the roster file" >&2; exit 2; fi
       while read -r cn role _; do
-        [ -n "$cn" ] && [ "${cn:0:1}" != "#" ] || continue
+        if [ -z "$cn" ] || [ "${cn:0:1}" = "#" ]; then continue; fi
         add_principal "$cn" "$role"
       done <"$2"
       shift 2 ;;
