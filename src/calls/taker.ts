@@ -42,7 +42,6 @@ const FAIL_RETRY_MAX_MS = 600_000;
 export class CallTaker {
   private readonly scanner: SpoolScanner;
   private readonly watched = new Map<string, Watched>();
-  private readonly rejectedCount = { n: 0 };
   /** Files whose take failed (not as a source that moved): when to try again (monotonic ms). */
   private readonly failing = new Map<string, { attempts: number; atMs: number }>();
   /** Sources gone from the spool: since when (monotonic ms). Their tombstones go after a grace. */
@@ -55,10 +54,6 @@ export class CallTaker {
   /** Files in the spool seen but not yet taken (still being written, or settling). */
   waiting(): number {
     return this.watched.size;
-  }
-
-  rejectedTotal(): number {
-    return this.rejectedCount.n;
   }
 
   /**
@@ -147,7 +142,6 @@ export class CallTaker {
       const name = callFileName(seen.mtimeMs, rel, (n) => existsSync(join(rejectedDir, n)));
       await copyDurable(path, join(rejectedDir, partialName(name)), seen);
       await deps.index.setAside(rel, tombstone, name);
-      this.rejectedCount.n++;
       deps.log.warn({ source: rel, name, reason: probe.notAudio }, 'a spool file is not audio: set aside in calls/rejected');
       deps.rejected({ source: rel, name, reason: probe.notAudio });
       return { name, rejected: true };

@@ -53,7 +53,8 @@ function socketPath(opts: Common): string {
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : Number.NaN;
-  if (!m || port > 65_535) throw new CtlExit(2, `--listen: HOST:PORT, e.g. 127.0.0.1:9108, not ${text}`);
+  // A host name is at most 253 characters (RFC 1035); the message quotes only the start of the input.
+  if (!m || port > 65_535 || text.length > 262) throw new CtlExit(2, `--listen: HOST:PORT, e.g. 127.0.0.1:9108, not ${text.slice(0, 80)}`);
   return { host: m[1] ?? m[2]!, port };
 }
 
