@@ -19,8 +19,9 @@ function scripts(dir: string): string[] {
 
 describe('shell scripts', () => {
   it('pass shellcheck', async () => {
-    const all = [...scripts('provisioning'), '.ci/run'];
+    const all = [...scripts('provisioning'), '.ci/run', 'device/camnode-launcher'];
     expect(all).toContain('provisioning/fleet-ca.sh');
+    expect(all).toContain('provisioning/install.sh');
     expect(all).toContain('provisioning/bundle.sh');
     const r = await run('shellcheck', all, { cwd: ROOT }).then(() => ({ out: '' }), (err: { stdout?: string }) => ({ out: err.stdout ?? String(err) }));
     expect(r.out).toBe('');
