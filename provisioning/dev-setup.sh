@@ -20,7 +20,7 @@ packages=(ffmpeg openssl)
 if [ "$want_test" = 1 ]; then
   packages+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
              gstreamer1.0-plugins-ugly faketime strace mosquitto mosquitto-clients e2fsprogs util-linux tmux
-             age inotify-tools chromium prometheus systemd shellcheck)
+             age inotify-tools chromium prometheus systemd shellcheck debootstrap)
 fi
 missing=()
 for p in "${packages[@]}"; do

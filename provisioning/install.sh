@@ -121,6 +121,28 @@ node_ok() {
   [ "${v%%.*}" -ge 20 ] 2>/dev/null
 }
 
+# An official Node tarball for this machine, checked against the SHASUMS256.txt beside it.
+vet_node_tarball() {
+  local file=$1 base name
+  base=$(basename "$file")
+  [[ "$base" =~ ^node-v([0-9]+)\.[0-9]+\.[0-9]+-linux-(x64|arm64|armv7l)\.tar\.(xz|gz)$ ]] \
+    || die "--node-tarball: $base is not an official Node.js tarball (node-vX.Y.Z-linux-ARCH.tar.xz)"
+  [ "${BASH_REMATCH[1]}" -ge 20 ] || die "--node-tarball: $base is Node ${BASH_REMATCH[1]}: camnode needs 20 or newer"
+  [ "${BASH_REMATCH[2]}" = "$node_arch" ] || die "--node-tarball: $base is for ${BASH_REMATCH[2]}; this $arch machine needs linux-$node_arch"
+  name=${base%.tar.*}
+  node_ok "$OPT/node/$name/bin/node" && return 0
+  verify_beside "$file" "$(dirname "$file")/SHASUMS256.txt"
+}
+
+# The inputs first, before anything is installed.
+[ -z "$node_tarball" ] || vet_node_tarball "$node_tarball"
+if [ -n "$bundle" ]; then
+  base=$(basename "$bundle")
+  [[ "$base" =~ ^camnode-(.+)-(arm64|armhf|amd64)\.tgz$ ]] || die "--bundle: $base is not camnode-<version>-<arch>.tgz"
+  [ "${BASH_REMATCH[2]}" = "$arch" ] || die "--bundle: $base is for ${BASH_REMATCH[2]}; this machine is $arch"
+  verify_beside "$bundle" "$bundle.sha256"
+fi
+
 # --- Debian packages -------------------------------------------------------------------------
 packages=()
 command -v ffmpeg >/dev/null || packages+=(ffmpeg)
@@ -158,19 +180,14 @@ fi
 # --- Node.js >= 20 ---------------------------------------------------------------------------
 # An official tarball, unpacked root-owned under $OPT/node with $OPT/node/current -> it.
 install_node_tarball() {
-  local file=$1 base name major
-  base=$(basename "$file")
-  [[ "$base" =~ ^node-v([0-9]+)\.[0-9]+\.[0-9]+-linux-(x64|arm64|armv7l)\.tar\.(xz|gz)$ ]] \
-    || die "--node-tarball: $base is not an official Node.js tarball (node-vX.Y.Z-linux-ARCH.tar.xz)"
-  major=${BASH_REMATCH[1]}
-  [ "$major" -ge 20 ] || die "--node-tarball: $base is Node $major: camnode needs 20 or newer"
-  [ "${BASH_REMATCH[2]}" = "$node_arch" ] || die "--node-tarball: $base is for ${BASH_REMATCH[2]}; this $arch machine needs linux-$node_arch"
-  name=${base%.tar.*}
+  local file=$1 name
+  name=$(basename "$file")
+  name=${name%.tar.*}
   if node_ok "$OPT/node/$name/bin/node"; then
     say "Node: $name already in place"
   else
-    verify_beside "$file" "$(dirname "$file")/SHASUMS256.txt"
-    [ "$dry" = 1 ] || tar -tf "$file" "$name/bin/node" >/dev/null 2>&1 || die "--node-tarball: $base has no $name/bin/node"
+    # (xz may only now be installed: the listing waits until here.)
+    [ "$dry" = 1 ] || tar -tf "$file" "$name/bin/node" >/dev/null 2>&1 || die "--node-tarball: $(basename "$file") has no $name/bin/node"
     ensure_dir "$OPT" 755 root:root
     ensure_dir "$OPT/node" 755 root:root
     act rm -rf "$OPT/node/.$name.new"
@@ -201,6 +218,7 @@ case "$node_plan" in
       file=$(awk -v a="linux-$node_arch.tar.xz" 'index($2, a) && $2 ~ /^node-v/ { print $2 }' "$scratch/node/SHASUMS256.txt" | head -n 1)
       [ -n "$file" ] || fail "no linux-$node_arch tarball listed at $url"
       curl -fsSL --retry 3 -o "$scratch/node/$file" "$url/$file" || fail "download of $url/$file failed"
+      vet_node_tarball "$scratch/node/$file"
       install_node_tarball "$scratch/node/$file"
     fi ;;
 esac
@@ -217,10 +235,6 @@ say "Node $("$NODE" --version) at $NODE"
 # anything of camnode's own is changed.
 stage="$scratch/release"
 if [ -n "$bundle" ]; then
-  base=$(basename "$bundle")
-  [[ "$base" =~ ^camnode-(.+)-(arm64|armhf|amd64)\.tgz$ ]] || die "--bundle: $base is not camnode-<version>-<arch>.tgz"
-  [ "${BASH_REMATCH[2]}" = "$arch" ] || die "--bundle: $base is for ${BASH_REMATCH[2]}; this machine is $arch"
-  verify_beside "$bundle" "$bundle.sha256"
   mkdir -p "$scratch/unpack"
   tar -xzf "$bundle" -C "$scratch/unpack" --no-same-owner || die "--bundle: $base cannot be unpacked"
   [ -f "$scratch/unpack/camnode/dist/src/main.js" ] || die "--bundle: $base holds no camnode/dist/src/main.js"
@@ -389,6 +403,7 @@ journald_changed=$((changes > before_journald))
 # --- Enrolment: the node's key is made here and never leaves ----------------------------------
 if [ -n "$mqtt_key" ] && [ -n "$mqtt_cert" ]; then
   if [ ! -f "$mqtt_key" ]; then
+    [ -d "$(dirname "$mqtt_key")" ] || ensure_dir "$(dirname "$mqtt_key")" 750 root:camnode
     act /usr/bin/camnode enroll --config "$ETC/config.yaml"
   elif [ ! -f "$mqtt_cert" ]; then
     say "waiting for the certificate: send ${mqtt_key%.key}.csr to ops, then camnode enroll --install-cert FILE"
