@@ -2,6 +2,7 @@
 // faults, the audit log, the node's key, the clock's status), lists the modules, and starts
 // what they built in order — stopping it in reverse. Each module reads only its slice of the
 // config.
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { unbuiltSettings, type Config } from './config/schema.js';
 import { EventBus } from './events.js';
@@ -38,6 +39,8 @@ import { AUDIT_LOG_FILE } from './audit/log.js';
 import { fleetModule, type FleetModule } from './modules/fleet.js';
 import { controlModule } from './modules/control.js';
 import { callsModule, type CallsModule } from './modules/calls.js';
+import { configModule } from './modules/config.js';
+import { loadOrCreateHashKey } from './config/identity.js';
 
 export { countIncidents, type IncidentCounts } from './modules/incidents.js';
 
@@ -46,6 +49,8 @@ const WEDGED_PRUNE_MS = 120_000;
 
 export interface AgentDeps {
   config: Config;
+  /** The config as written (for `config get`); the parsed config stands in when not given. */
+  configDocument?: unknown;
   log: Logger;
   clock?: Clock;
   disk?: DiskUsageReader;
@@ -180,10 +185,21 @@ export class Agent {
       configuredCameras: config.cameras.map((c) => c.id), segmentSeconds: config.recording.segmentSeconds, calls: calls !== undefined,
       writing: (camera) => recording.writing(camera), ffmpegPath: this.deps.ffmpegPath,
     });
+    const configs = configModule({
+      ...base,
+      inForce: { config, document: this.deps.configDocument ?? config, source: 'file' },
+      // A state dir that cannot be written now: a key for this run only (the sha256 then
+      // changes at the next start, as it would with any new key).
+      hashKey: await loadOrCreateHashKey(config.node.stateDir).catch((err: unknown) => {
+        log.error({ err }, 'the config hash key cannot be kept in node.stateDir: one for this run only');
+        return randomBytes(32);
+      }),
+    });
     const sync = syncModule({ ...base, config, book: incidents.book, damaged: incidents.damaged, sealedDir, keyHistory, audit, key });
     const fleet = config.mqtt
       ? fleetModule({
         ...base, mqtt: config.mqtt, fleet: config.fleet, node: config.node, handlers, state: () => this.state(), publicKey: key.publicKeyBase64, keys: () => keyHistory.list(),
+        config: () => configs.identity(),
         audit, clockSynced: () => clockStatus.synced(),
       })
       : undefined;
@@ -192,7 +208,7 @@ export class Agent {
       ...base, node: config.node, policy: config.policy, upstream: config.upstream.type, footage: () => footage.footage(), book: incidents.book,
       auditLogPath: join(config.node.stateDir, AUDIT_LOG_FILE), clockSynced: () => clockStatus.synced(), segmentSeconds: config.recording.segmentSeconds,
     });
-    const modules: AgentModule[] = [recording, incidents, ...(calls ? [calls] : []), footage, report, sync, ...(fleet ? [fleet] : []), control];
+    const modules: AgentModule[] = [recording, incidents, ...(calls ? [calls] : []), footage, report, configs, sync, ...(fleet ? [fleet] : []), control];
 
     handlers.register({
       ping: async () => ({ version: VERSION }),

@@ -3,7 +3,7 @@
 // 0 success; 1 runtime failure; 2 bad usage or bad config; 3 timed out.
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { ConfigError, loadConfig, resolveConfigPath } from './config/load.js';
+import { ConfigError, loadConfig, loadConfigWithDocument, resolveConfigPath } from './config/load.js';
 import { configSecrets, scrub } from './config/redact.js';
 import { createLogger } from './platform/logger.js';
 import { MissingToolError } from './platform/ffmpeg.js';
@@ -60,13 +60,13 @@ function pruneIntervalFromEnv(env: NodeJS.ProcessEnv): number | undefined {
 // Each command loads only what it uses: the agent shares a Pi with ffmpeg, and `ctl` is run
 // by hand (the demo's broker, check's prober and the S3 SDK are tens of MB each).
 async function run(opts: { config?: string }): Promise<void> {
-  const config = loadConfig(resolveConfigPath(opts.config));
+  const { config, document } = loadConfigWithDocument(resolveConfigPath(opts.config));
   secrets = configSecrets(config);
   const { Agent } = await import('./agent.js');
   const log = createLogger({ secrets });
   // Footage and state for the camnode user and group only; ffmpeg inherits it (CONTRACT §7).
   process.umask(AGENT_UMASK);
-  const agent = new Agent({ config, log, pruneIntervalMs: pruneIntervalFromEnv(process.env) });
+  const agent = new Agent({ config, configDocument: document, log, pruneIntervalMs: pruneIntervalFromEnv(process.env) });
   const controller = new AbortController();
   let stopping = false;
   // systemd's notify protocol, when the unit asks for it (Type=notify, WatchdogSec).

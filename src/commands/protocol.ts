@@ -55,6 +55,8 @@ const since = z.union([z.string().max(64), z.number()]).transform((v, ctx): { at
   ctx.addIssue({ code: 'custom', message: `not an ISO-8601 time with a zone nor a duration back from now: ${JSON.stringify(typeof v === 'string' ? clip(v, 40) : v)} (e.g. "30d" or "2026-11-01T00:00:00Z")` });
   return z.NEVER;
 });
+/** A config sent in a command: a branch's config is a few KiB; signed, it must fit in a 256 KiB request. */
+const MAX_CONFIG_TEXT = 128 * 1024;
 const incidentId = z.string().regex(/^\d{8}T\d{6}Z-[a-z2-7]{4}$/, 'not an incident id (YYYYMMDDTHHMMSSZ-xxxx)');
 
 export const commandArgs = {
@@ -116,6 +118,14 @@ export const commandArgs = {
     requestedBy: text(200).min(1, 'must not be empty (the officer who asked)'),
     by,
   }),
+  // CONTRACT §9 Config push: exactly one form.
+  config: z.strictObject({
+    get: z.literal(true).optional(),
+    compare: z.string().max(MAX_CONFIG_TEXT, `at most ${MAX_CONFIG_TEXT / 1024} KiB`).optional(),
+    yaml: z.string().max(MAX_CONFIG_TEXT, `at most ${MAX_CONFIG_TEXT / 1024} KiB`).optional(),
+    reset: z.literal(true).optional(),
+  }).refine((a) => [a.get, a.compare, a.yaml, a.reset].filter((v) => v !== undefined).length === 1,
+    'give exactly one of get: true, compare: <yaml>, yaml: <yaml>, reset: true'),
   incidents: z.strictObject({}),
   incident: z.strictObject({ incident: incidentId }),
   report: z.strictObject({ since: since.optional() }),

@@ -103,6 +103,17 @@ export function validateConfig(doc: unknown): Config {
 
 /** Parses YAML (or JSON, a subset) text; duplicate keys are errors. Throws ConfigError. */
 export function parseConfigText(text: string, source = 'config'): Config {
+  return validateConfig(parseYamlDocument(text, source));
+}
+
+/** The config and the document as written (plain values), e.g. for `config get`. Throws ConfigError. */
+export function parseConfigWithDocument(text: string, source = 'config'): { config: Config; document: unknown } {
+  const document = parseYamlDocument(text, source);
+  return { config: validateConfig(document), document };
+}
+
+/** YAML text to plain values; syntax errors and duplicate keys as `<source>:<line>:<col>: …`. */
+export function parseYamlDocument(text: string, source = 'config'): unknown {
   const document = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (document.errors.length > 0) {
     throw new ConfigError(document.errors.map((e) => {
@@ -114,10 +125,14 @@ export function parseConfigText(text: string, source = 'config'): Config {
   }
   const doc: unknown = document.toJS();
   if (doc === null || doc === undefined) throw new ConfigError([`${source}: the file is empty`]);
-  return validateConfig(doc);
+  return doc;
 }
 
 export function loadConfig(path: string): Config {
+  return loadConfigWithDocument(path).config;
+}
+
+export function loadConfigWithDocument(path: string): { config: Config; document: unknown } {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -126,5 +141,5 @@ export function loadConfig(path: string): Config {
     const why = code === 'ENOENT' ? 'not found' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
     throw new ConfigError([`${path}: ${why} (give --config PATH or set CAMNODE_CONFIG)`]);
   }
-  return parseConfigText(text, path);
+  return parseConfigWithDocument(text, path);
 }

@@ -13,6 +13,9 @@ export interface StatusPayload {
   keys?: { publicKey: string; firstUsed: string }[];
   /** "signed": commands must be signed (CONTRACT §7); absent: the node takes them unsigned. */
   commands?: 'signed';
+  /** The config in force (CONTRACT §9): its sha256 and whether it is the file or a push. */
+  configSha256?: string;
+  configSource?: 'file' | 'pushed';
 }
 
 export interface CameraState {

@@ -36,6 +36,8 @@ export interface FleetDeps extends ModuleBase {
   publicKey: string;
   /** Every node key ever used (CONTRACT §7). */
   keys(): { publicKey: string; firstUsed: string }[];
+  /** The config in force (CONTRACT §9), for the status. */
+  config(): { sha256: string; source: 'file' | 'pushed' };
 }
 
 export interface FleetModule extends AgentModule {
@@ -61,7 +63,10 @@ export function fleetModule(deps: FleetDeps): FleetModule {
       return new FleetLink({
         config: mqtt, nodeId: node.id, handlers: deps.handlers, outbox,
         state: deps.state,
-        status: () => ({ version: VERSION, since, publicKey: deps.publicKey, keys: deps.keys(), ...(signing ? { commands: 'signed' as const } : {}) }),
+        status: () => {
+          const config = deps.config();
+          return { version: VERSION, since, publicKey: deps.publicKey, keys: deps.keys(), ...(signing ? { commands: 'signed' as const } : {}), configSha256: config.sha256, configSource: config.source };
+        },
         log: log.child({ component: 'fleet' }),
         signed: trust ? { ...trust, refused: (reason) => refusals.add(reason) } : undefined,
       });

@@ -1,7 +1,7 @@
 // `camnode ctl …`: one subcommand per command of CONTRACT §3. Over MQTT for central ops
 // (--broker … or $CAMNODE_CTL_*); with --local in place of NODE, to the agent on this machine
 // over its control socket.
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { CliExit } from '../platform/cli-exit.js';
@@ -16,6 +16,7 @@ import type { BrokerOptions, FleetClient } from './client.js';
 import { nodeRow, renderEvent, renderNodes, renderState, sortRows } from './render.js';
 import type { ReplyPayload, StatePayload } from '../fleet/topics.js';
 import { renderFootage, type FootageData } from './timeline.js';
+import type { ConfigCompareReply, ConfigGetReply, ConfigRow } from './render-config.js';
 import { formatLocalAndUtc, parseUserTime, TimeInputError } from './times.js';
 
 /** A node of an earlier release says `released` for what is now `disposed`. */
@@ -106,7 +107,8 @@ async function request(opts: Common, node: string | undefined, cmd: string, args
   } else {
     reply = await withClient(opts, (client) => client.request(node!, cmd, args));
   }
-  if (!reply.ok) throw new CtlExit(reply.error.code === 'bad_request' ? 2 : 1, printable(`${cmd} refused (${reply.error.code}): ${reply.error.message}`));
+  // A refused config names one bad field per line: each line made printable on its own.
+  if (!reply.ok) throw new CtlExit(reply.error.code === 'bad_request' ? 2 : 1, `${cmd} refused (${reply.error.code}): ${reply.error.message}`.split('\n').map(printable).join('\n'));
   // JSON output escapes control characters itself and stays exact for programs.
   return opts.json ? reply.data : printableDeep(reply.data);
 }
@@ -435,6 +437,14 @@ export function ctlCommand(): Command {
       print(o, data, () => `${data.queued} incident(s) queued for upload`);
     });
 
+  withBroker(ctl.command('config').description('the config in force on a node: get it (secrets as ***), compare a file with it, or push one (admin, signed; CONTRACT §9)'))
+    .argument('[node]')
+    .option('--all', 'every online node, one line each (with --get or --compare)')
+    .option('--get', 'the config in force as YAML, its source and sha256 (the default)')
+    .option('--compare <file>', 'the paths at which FILE differs from the config in force (validated as a push would be)')
+    .option('--set <file>', 'push FILE to the node: applied on trial, then committed or rolled back')
+    .action(configCommand);
+
   withLocal(ctl.command('ping').description('is the agent there?'))
     .argument('[node]')
     .action(async (nodeArg: string | undefined, o: Common) => {
@@ -447,29 +457,78 @@ export function ctlCommand(): Command {
   return ctl;
 }
 
-/** lock --all: every node whose retained status says online; each answers or is named. */
-async function lockAll(o: Common, payload: Record<string, unknown>, line: (node: string, d: { incident: string; extended: boolean }) => string): Promise<void> {
-  await withClient(o, async (client) => {
+type NodeResult = { node: string; data?: unknown; error?: string };
+
+/**
+ * A command to every node whose retained status says online, at once; each answers or is named.
+ * Exit 3 if a node did not answer, else 1 if one refused (after every result is printed).
+ */
+async function eachOnline(o: Common, cmd: string, payload: Record<string, unknown>, onResult: (r: NodeResult) => void): Promise<NodeResult[]> {
+  return withClient(o, async (client) => {
     const online = (await client.nodes()).filter((v) => v.status?.online).map((v) => v.node).sort();
     if (online.length === 0) throw new CtlExit(1, 'no node is online');
-    const results = await Promise.allSettled(online.map((node) => client.request(node, 'lock', payload)));
+    const settled = await Promise.allSettled(online.map((node) => client.request(node, cmd, payload)));
     let worst = 0;
-    const out: Record<string, unknown> = {};
-    results.forEach((r, i) => {
-      const node = online[i]!;
-      if (r.status === 'fulfilled' && r.value.ok) {
-        out[node] = r.value.data;
-        if (!o.json) process.stdout.write(`${line(printable(node), printableDeep(r.value.data as { incident: string; extended: boolean }))}\n`);
-      } else {
-        const why = printable(r.status === 'rejected' ? (r.reason as Error).message : `refused: ${r.value.ok ? '' : r.value.error.message}`);
-        out[node] = { error: why };
-        worst = Math.max(worst, r.status === 'rejected' && (r.reason as Error).name === 'NoAnswer' ? 3 : 1);
-        if (!o.json) process.stderr.write(`${printable(node)}: ${why}\n`);
-      }
+    const results = settled.map((r, i): NodeResult => {
+      const node = printable(online[i]!);
+      if (r.status === 'fulfilled' && r.value.ok) return { node, data: o.json ? r.value.data : printableDeep(r.value.data) };
+      worst = Math.max(worst, r.status === 'rejected' && (r.reason as Error).name === 'NoAnswer' ? 3 : 1);
+      return { node, error: printable(r.status === 'rejected' ? (r.reason as Error).message : `refused: ${r.value.ok ? '' : r.value.error.message}`) };
     });
-    if (o.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-    if (worst > 0) throw new CtlExit(worst, `${results.filter((r) => r.status === 'rejected' || !r.value.ok).length} of ${online.length} node(s) did not lock`);
+    for (const r of results) onResult(r);
+    if (worst > 0) throw new CtlExit(worst, `${results.filter((r) => r.error !== undefined).length} of ${online.length} node(s) did not answer ${cmd} (each is named above)`);
+    return results;
   });
+}
+
+/** lock --all: every online node; each line as it comes. */
+async function lockAll(o: Common, payload: Record<string, unknown>, line: (node: string, d: { incident: string; extended: boolean }) => string): Promise<void> {
+  const out: Record<string, unknown> = {};
+  const printResult = (r: NodeResult): void => {
+    out[r.node] = r.error !== undefined ? { error: r.error } : r.data;
+    if (o.json) return;
+    if (r.error !== undefined) process.stderr.write(`${r.node}: ${r.error}\n`);
+    else process.stdout.write(`${line(r.node, r.data as { incident: string; extended: boolean })}\n`);
+  };
+  try {
+    await eachOnline(o, 'lock', payload, printResult);
+  } finally {
+    if (o.json && Object.keys(out).length > 0) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  }
+}
+
+/** `ctl config`: get, compare or push (CONTRACT §9 Config push); --all for get and compare. */
+async function configCommand(nodeArg: string | undefined, o: Common & { all?: boolean; get?: boolean; compare?: string; set?: string }): Promise<void> {
+  const { renderConfigCompare, renderConfigGet, renderConfigTable } = await import('./render-config.js');
+  if ([o.get, o.compare, o.set].filter((v) => v !== undefined && v !== false).length > 1) throw new CtlExit(2, 'give one of --get, --compare FILE, --set FILE');
+  if (o.all && nodeArg !== undefined) throw new CtlExit(2, '--all takes no NODE');
+  if (!o.all && nodeArg === undefined) throw new CtlExit(2, 'expected NODE or --all');
+  if (o.all && o.set !== undefined) throw new CtlExit(2, '--set pushes to one node at a time; roll a config out node by node (docs/fleet-ops.md)');
+  const file = o.compare ?? o.set;
+  let text = '';
+  if (file !== undefined) {
+    text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new CtlExit(2, `${o.compare !== undefined ? '--compare' : '--set'}: ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+    });
+  }
+  const payload = o.compare !== undefined ? { compare: text } : o.set !== undefined ? { yaml: text } : { get: true };
+  if (o.all) {
+    const rows: ConfigRow[] = [];
+    try {
+      await eachOnline(o, 'config', payload, (r) => rows.push(r.error !== undefined ? { node: r.node, error: r.error }
+        : o.compare !== undefined ? { node: r.node, compare: r.data as ConfigCompareReply } : { node: r.node, get: r.data as ConfigGetReply }));
+    } finally {
+      if (rows.length > 0) {
+        process.stdout.write(`${o.json ? JSON.stringify(Object.fromEntries(rows.map((r) => [r.node, r.error !== undefined ? { error: r.error } : r.get ?? r.compare])), null, 2) : renderConfigTable(rows)}\n`);
+      }
+    }
+    return;
+  }
+  const node = nodeArg!;
+  const data = await request(o, node, 'config', payload);
+  if (o.compare !== undefined) print(o, data, () => renderConfigCompare(printable(node), printable(o.compare!), data as ConfigCompareReply));
+  else if (o.set !== undefined) print(o, data, () => `${printable(node)}: config ${(data as { sha256: string }).sha256} on trial until ${(data as { trialUntil: string }).trialUntil}; watch for config.committed or config.rolledBack (ctl watch ${printable(node)})`);
+  else print(o, data, () => renderConfigGet(printable(node), data as ConfigGetReply));
 }
 
 /** `ctl report` and `camnode report`: asks the node, renders, prints or writes the file. */
