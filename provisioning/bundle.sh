@@ -40,7 +40,12 @@ case "$arch" in arm64|armhf|amd64) ;; *) die "--arch: arm64, armhf or amd64, not
 version=$(node -p "require('./package.json').version")
 name="camnode-$version-$arch"
 echo "$PROG: building $name"
-if [ "$build" = 1 ]; then npm run build --silent; fi
+if [ "$build" = 1 ]; then
+  # A fresh checkout has no TypeScript compiler yet: the locked dependencies first.
+  # (Without install scripts: compiling needs none, and a box without a C++ compiler has none.)
+  [ -x node_modules/.bin/tsc ] || npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+  npm run build --silent
+fi
 [ -f dist/src/main.js ] || die "no dist/src/main.js: run npm run build"
 
 stage=$(mktemp -d)
@@ -48,6 +53,8 @@ trap 'rm -rf "$stage"' EXIT
 root="$stage/camnode"
 mkdir -p "$root/dist"
 cp -r dist/src "$root/dist/src"
+# The package's bin, executable however dist/ was built (the same bytes and modes every time).
+chmod 755 "$root/dist/src/main.js"
 cp -r package.json package-lock.json README.md device provisioning docs "$root/"
 # Production dependencies exactly as locked; no install scripts, so no addon is compiled.
 (cd "$root" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)

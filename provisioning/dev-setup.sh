@@ -49,6 +49,8 @@ fi
 
 if [ ! -f dist/src/main.js ] || [ -n "$(find src bench tsconfig.json package.json -newer dist/src/main.js -print -quit 2>/dev/null)" ]; then
   say "building"
+  # From clean: a module moved or deleted leaves no stale copy in dist/ (nor in a bundle).
+  rm -rf dist
   npx tsc -p tsconfig.json
   chmod +x dist/src/main.js
   touch dist/src/main.js

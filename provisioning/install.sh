@@ -4,6 +4,7 @@
 # with the same inputs and nothing changes; with a new bundle or config it changes just that.
 #
 #   sudo provisioning/install.sh --config FILE [--bundle FILE] [--node-tarball FILE] [--dry-run]
+#                                [--no-verify]
 #
 #   --config FILE        the node's config; installed as /etc/camnode/config.yaml
 #   --bundle FILE        camnode-<version>-<arch>.tgz from `npm run bundle` (offline install);
@@ -11,6 +12,7 @@
 #   --node-tarball FILE  an official Node.js tarball (node-vX.Y.Z-linux-ARCH.tar.xz, 20 or newer)
 #                        for a box without Node >= 20 and without the internet
 #   --dry-run            say what would change, change nothing
+#   --no-verify          take a bundle or Node tarball without its .sha256 / SHASUMS256.txt
 #
 # Exit: 0 installed (and started where systemd runs); 1 installed but not started (`camnode
 # check` failed: the rows say what to fix) or a step failed; 2 bad usage or input.
@@ -21,7 +23,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LC_ALL=C
 
 PROG=install.sh
-HERE=$(cd "$(dirname "$0")/.." && pwd)
+HERE=$(cd "$(dirname "$0")/.." && pwd -P)
 OPT=/opt/camnode
 ETC=/etc/camnode
 UNITS=/etc/systemd/system
@@ -31,18 +33,20 @@ NODE_LINE=24
 die() { echo "$PROG: $*" >&2; exit 2; }
 fail() { echo "$PROG: $*" >&2; exit 1; }
 say() { echo "$PROG: $*"; }
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 config=""
 bundle=""
 node_tarball=""
 dry=0
+verify=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --config) [ $# -ge 2 ] || die "--config needs a file"; config=$2; shift 2 ;;
     --bundle) [ $# -ge 2 ] || die "--bundle needs a file"; bundle=$2; shift 2 ;;
     --node-tarball) [ $# -ge 2 ] || die "--node-tarball needs a file"; node_tarball=$2; shift 2 ;;
     --dry-run) dry=1; shift ;;
+    --no-verify) verify=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -60,10 +64,32 @@ act() {
   changes=$((changes + 1))
   if [ "$dry" = 1 ]; then echo "would: $(printf "%q " "$@")"; else echo "+ $(printf "%q " "$@")"; "$@"; fi
 }
+# What to put back if the new release or config fails its check: "path<TAB>backup" ("-": remove).
+undo=()
+remember() {
+  local path=$1
+  [ "$dry" = 0 ] || return 0
+  if [ -e "$path" ] || [ -L "$path" ]; then
+    cp -P -p "$path" "$scratch/undo.${#undo[@]}"
+    undo+=("$path	$scratch/undo.${#undo[@]}")
+  else
+    undo+=("$path	-")
+  fi
+}
+put_back() {
+  local i path backup
+  for ((i = ${#undo[@]} - 1; i >= 0; i--)); do
+    path=${undo[i]%%	*}
+    backup=${undo[i]#*	}
+    if [ "$backup" = - ]; then rm -f "$path"; else cp -P -p "$backup" "$path.undo" && mv -f -T "$path.undo" "$path"; fi
+    echo "+ put back $path"
+  done
+}
 # Replace a file atomically, only if its bytes, mode or owner differ.
 put_file() {
   local src=$1 dest=$2 mode=$3 owner=$4
   if [ -f "$dest" ] && cmp -s "$src" "$dest" && [ "$(stat -c '%a %U:%G' "$dest")" = "$mode $owner" ]; then return 0; fi
+  remember "$dest"
   act install -D -m "$mode" -o "${owner%%:*}" -g "${owner##*:}" "$src" "$dest.new"
   act mv -f "$dest.new" "$dest"
 }
@@ -73,11 +99,13 @@ ensure_dir() {
   if [ -d "$dir" ] && [ "$(stat -c '%a %U:%G' "$dir")" = "$mode $owner" ]; then return 0; fi
   [ -d "$dir" ] || act mkdir -p "$dir"
   act chown "$owner" "$dir"
-  act chmod "$mode" "$dir"
+  # 00: GNU chmod keeps a folder's setgid bit unless told to clear it.
+  act chmod "00$mode" "$dir"
 }
 ensure_link() {
   local target=$1 link=$2
   [ "$(readlink "$link" 2>/dev/null)" = "$target" ] && return 0
+  remember "$link"
   act ln -sfn "$target" "$link.new"
   act mv -T "$link.new" "$link"
 }
@@ -106,7 +134,8 @@ verify_beside() {
   local file=$1 list=$2 want got
   got=$(sha256_of "$file")
   if [ ! -f "$list" ]; then
-    say "no $(basename "$list") beside $(basename "$file"): not verified (its SHA-256 is $got)"
+    [ "$verify" = 0 ] || die "no $(basename "$list") beside $(basename "$file"): bring it too, or give --no-verify (its SHA-256 is $got)"
+    say "no $(basename "$list") beside $(basename "$file"): not verified (--no-verify; its SHA-256 is $got)"
     return 0
   fi
   want=$(awk -v f="$(basename "$file")" '$2 == f || $2 == "*" f { print $1 }' "$list")
@@ -139,6 +168,7 @@ vet_node_tarball() {
 if [ -n "$bundle" ]; then
   base=$(basename "$bundle")
   [[ "$base" =~ ^camnode-(.+)-(arm64|armhf|amd64)\.tgz$ ]] || die "--bundle: $base is not camnode-<version>-<arch>.tgz"
+  bundle_version=${BASH_REMATCH[1]}
   [ "${BASH_REMATCH[2]}" = "$arch" ] || die "--bundle: $base is for ${BASH_REMATCH[2]}; this machine is $arch"
   verify_beside "$bundle" "$bundle.sha256"
 fi
@@ -159,7 +189,11 @@ system_node=$(command -v node || true)
 if [ -n "$node_tarball" ]; then node_plan=tarball
 elif node_ok "$OPT/node/current/bin/node"; then node_plan=installed
 elif [ -n "$system_node" ] && node_ok "$system_node"; then node_plan=system
-elif [ "${os_version%%.*}" = 13 ] || [ "${os_version%%.*}" = 14 ]; then node_plan=apt; packages+=(nodejs)
+elif [ "${os_version%%.*}" = 13 ] || [ "${os_version%%.*}" = 14 ]; then
+  node_plan=apt
+  packages+=(nodejs)
+  # npm builds a checkout into a bundle (and onoff's addon); Debian packages it apart.
+  if [ -z "$bundle" ] && [ -d "$HERE/src" ]; then packages+=(npm); fi
 else
   node_plan=download
   command -v curl >/dev/null || packages+=(curl)
@@ -242,6 +276,10 @@ if [ -n "$bundle" ]; then
 elif [ -d "$HERE/src" ]; then
   # A checkout: the bundle is built from it (this needs npm and the npm registry), as the user
   # who owns the checkout, so that its node_modules and dist stay theirs.
+  if [ "$dry" = 1 ]; then
+    say "dry run: the checkout $HERE would be built into a bundle first (npm and the npm registry), then installed; nothing more can be shown without building it"
+    exit 0
+  fi
   say "building a bundle from the checkout $HERE"
   owner=$(stat -c %U "$HERE")
   as_owner=()
@@ -255,15 +293,17 @@ elif [ -d "$HERE/src" ]; then
   tar -xzf "$built"/camnode-*.tgz -C "$scratch/unpack" --no-same-owner
   mv "$scratch/unpack/camnode" "$stage"
 elif [ -f "$HERE/dist/src/main.js" ] && [ -d "$HERE/node_modules" ]; then
-  # An unpacked bundle.
-  cp -a "$HERE" "$stage"
+  # An unpacked bundle (this script's own release, too, when run from /opt/camnode/current).
+  mkdir -p "$stage"
+  cp -a "$HERE/." "$stage"
   rm -rf "$stage/node_modules/epoll/build"
 else
   die "$HERE is neither a checkout nor an unpacked bundle: give --bundle FILE"
 fi
 chown -R root:root "$stage" 2>/dev/null || true
 version=$("$NODE" -p "require('$stage/package.json').version")
-[[ "$version" =~ ^[0-9A-Za-z.+-]+$ ]] || die "the release's version \"$version\" is not a plain version"
+[[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$ ]] || die "the release's version \"$version\" is not a version (X.Y.Z)"
+[ -z "$bundle" ] || [ "$bundle_version" = "$version" ] || die "--bundle: $(basename "$bundle") holds camnode $version, not $bundle_version"
 
 # The config, read by the release's own loader: the same errors as `camnode run` (exit 2).
 # shellcheck disable=SC2016 # JavaScript, not shell
@@ -292,6 +332,16 @@ socket_dir=$(dirname "$(fact socket)")
 mqtt_key=$(fact mqttKey)
 mqtt_cert=$(fact mqttCert)
 say "config: node $node_id, state in $state_dir, footage in $storage"
+# The paths go into the unit, where a space splits a path and % is a specifier.
+for field in node.stateDir:"$state_dir" storage.path:"$storage" control.socket:"$(fact socket)" upstream.path:"$(fact upstreamDir)" calls.watch:"$(fact callsWatch)" mqtt.key:"$mqtt_key"; do
+  path=${field#*:}
+  [ -n "$path" ] || continue
+  [[ "$path" = /* ]] || die "${field%%:*}: $path must be an absolute path"
+  [[ "$path" =~ ^[A-Za-z0-9/._+-]+$ ]] || die "${field%%:*}: $path: use letters, digits and / . _ + - only (it goes into the systemd unit)"
+done
+# A node that was working before this run gets its release and config back if the new ones fail.
+had_install=0
+if [ -L "$OPT/current" ] && [ -x /usr/bin/camnode ] && [ -f "$ETC/config.yaml" ]; then had_install=1; fi
 
 # --- The camnode user ------------------------------------------------------------------------
 getent group video >/dev/null || act groupadd --system video
@@ -302,7 +352,13 @@ fi
 if [ ! -f /etc/udev/rules.d/99-com.rules ]; then
   printf '%s\n' '# camnode (provisioning/install.sh): the GPIO chips for the gpio group, as Raspberry Pi OS has it.' \
     'SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"' > "$scratch/gpio.rules"
+  before_rule=$changes
   put_file "$scratch/gpio.rules" /etc/udev/rules.d/60-camnode-gpio.rules 644 root:root
+  # At once: check, run as the camnode user below, opens the GPIO chip.
+  if [ "$changes" -gt "$before_rule" ] && [ "$dry" = 0 ] && [ -S /run/udev/control ]; then
+    { udevadm control --reload && udevadm trigger --subsystem-match=gpio --action=change && udevadm settle; } \
+      || say "udev did not reload its rules: the gpio group gets the GPIO chips at the next boot"
+  fi
 fi
 if ! id camnode >/dev/null 2>&1; then
   act useradd --system --user-group --home-dir "$state_dir" --no-create-home --shell /usr/sbin/nologin \
@@ -328,18 +384,26 @@ mountpoint -q "$storage" 2>/dev/null || [ "$(stat -c %d "$storage" 2>/dev/null)"
 # --- /opt/camnode/releases/<version> and current ---------------------------------------------
 # Content compared file by file (the built addon aside): the same release twice changes nothing.
 tree_sum() {
-  (cd "$1" && find . -path ./node_modules/epoll/build -prune -o \( -type f -o -type l \) -print0 | sort -z |
-    while IFS= read -r -d '' f; do
-      if [ -L "$f" ]; then echo "link $(readlink "$f") $f"; else echo "$(sha256sum < "$f" | cut -d' ' -f1) $(stat -c %a "$f") $f"; fi
-    done)
+  # (A few processes for ten thousand files: a Pi forks slowly.)
+  (cd "$1" && {
+    find . -path ./node_modules/epoll/build -prune -o -type l -printf 'link %l %p\n'
+    find . -path ./node_modules/epoll/build -prune -o -type f -printf 'mode %m %p\n'
+    find . -path ./node_modules/epoll/build -prune -o -type f -print0 | xargs -0 -r sha256sum
+  } | sort)
 }
 ensure_dir "$OPT" 755 root:root
 ensure_dir "$OPT/releases" 755 root:root
 release="$OPT/releases/$version"
-if [ -d "$release" ] && [ "$(tree_sum "$stage")" = "$(tree_sum "$release")" ]; then
+staged_sum=$(tree_sum "$stage")
+installed_sum=""
+[ ! -d "$release" ] || installed_sum=$(tree_sum "$release")
+if [ -d "$release" ] && [ "$staged_sum" = "$installed_sum" ]; then
   say "release $version already in place"
 else
-  [ ! -d "$release" ] || say "release $version differs from the one in place: replacing it"
+  if [ -d "$release" ]; then
+    say "release $version differs from the one in place: replacing it; first differences (- in place, + new):"
+    diff <(printf '%s\n' "$installed_sum") <(printf '%s\n' "$staged_sum") | grep '^[<>]' | head -n 5 | sed 's/^</  -/; s/^>/  +/' || true
+  fi
   act rm -rf "$OPT/releases/.$version.new" "$OPT/releases/.$version.old"
   act cp -a "$stage" "$OPT/releases/.$version.new"
   if [ -d "$release" ]; then act mv -T "$release" "$OPT/releases/.$version.old"; fi
@@ -369,6 +433,8 @@ fi
 ensure_link "releases/$version" "$OPT/current"
 
 # --- The command, the launcher, the unit -----------------------------------------------------
+systemd=0
+[ ! -d /run/systemd/system ] || systemd=1
 node_for_wrapper=$NODE
 [ "$NODE_HOME" != "$OPT/node/current" ] || node_for_wrapper="$OPT/node/current/bin/node"
 cat > "$scratch/camnode" <<EOF
@@ -377,28 +443,36 @@ cat > "$scratch/camnode" <<EOF
 exec "$node_for_wrapper" $OPT/current/dist/src/main.js "\$@"
 EOF
 put_file "$scratch/camnode" /usr/bin/camnode 755 root:root
-put_file "$release/device/camnode-launcher" "$OPT/launcher" 755 root:root
+put_file "$stage/device/camnode-launcher" "$OPT/launcher" 755 root:root
 
 before_units=$changes
-put_file "$release/device/camnode.service" "$UNITS/camnode.service" 644 root:root
-# The unit names the default paths; this names the config's own (they must be mounted first,
-# and are the only ones the agent may write besides its runtime folder).
-rw=("$storage" "$state_dir")
-[ "$socket_dir" = /run/camnode ] || rw+=("$socket_dir")
-[ -z "$(fact upstreamDir)" ] || rw+=("$(fact upstreamDir)")
-[ -z "$(fact callsWatch)" ] || rw+=("$(fact callsWatch)")
+put_file "$stage/device/camnode.service" "$UNITS/camnode.service" 644 root:root
+# The unit names the default paths; this names the config's own: storage and state must be
+# mounted first and are required; the others ("-") may be missing without stopping recording
+# (a share not mounted yet stops the upload, not the cameras).
+extra=()
+runtime=()
+case "$socket_dir" in
+  /run/camnode) ;;
+  /run/*) runtime+=("${socket_dir#/run/}") ;;
+  *) extra+=("-$socket_dir") ;;
+esac
+[ -z "$(fact upstreamDir)" ] || extra+=("-$(fact upstreamDir)")
+[ -z "$(fact callsWatch)" ] || extra+=("-$(fact callsWatch)")
 {
   echo "# Written by provisioning/install.sh from /etc/camnode/config.yaml: the config's own paths."
   echo "[Unit]"
   echo "RequiresMountsFor=$storage $state_dir"
   echo "[Service]"
-  echo "ReadWritePaths=${rw[*]}"
+  echo "ReadWritePaths=$storage $state_dir"
+  [ "${#extra[@]}" = 0 ] || echo "ReadWritePaths=${extra[*]}"
+  [ "${#runtime[@]}" = 0 ] || echo "RuntimeDirectory=${runtime[*]}"
 } > "$scratch/paths.conf"
 put_file "$scratch/paths.conf" "$UNITS/camnode.service.d/paths.conf" 644 root:root
-units_changed=$((changes > before_units))
+if [ "$changes" -gt "$before_units" ] && [ "$systemd" = 1 ]; then act systemctl daemon-reload; fi
 before_journald=$changes
-put_file "$release/device/journald-camnode.conf" /etc/systemd/journald.conf.d/camnode.conf 644 root:root
-journald_changed=$((changes > before_journald))
+put_file "$stage/device/journald-camnode.conf" /etc/systemd/journald.conf.d/camnode.conf 644 root:root
+if [ "$changes" -gt "$before_journald" ] && [ "$systemd" = 1 ]; then act systemctl restart systemd-journald; fi
 
 # --- Enrolment: the node's key is made here and never leaves ----------------------------------
 if [ -n "$mqtt_key" ] && [ -n "$mqtt_cert" ]; then
@@ -416,26 +490,32 @@ if [ "$dry" = 1 ]; then
 fi
 
 # --- Check, then start -----------------------------------------------------------------------
+# A restart owed by an earlier run that stopped before making it (a power cut, say).
+pending="$OPT/.restart-pending"
+if [ "$changes" -gt 0 ] && [ "$systemd" = 1 ]; then touch "$pending"; fi
 say "camnode check"
 set +e
 runuser -u camnode -- /usr/bin/camnode check --config "$ETC/config.yaml"
 checked=$?
 set -e
 if [ "$checked" != 0 ]; then
-  say "camnode $version is installed but NOT started: camnode check found a failure (the rows above say what to fix); then run $PROG again"
+  if [ "$had_install" = 1 ] && [ "${#undo[@]}" -gt 0 ]; then
+    # The node was working: the release and config it ran are put back, never left half-changed.
+    put_back
+    rm -f "$pending"
+    if [ "$systemd" = 1 ]; then systemctl daemon-reload; fi
+    say "camnode check failed with the new release or config (the rows above say what to fix): the previous ones are back in place, as they were; fix it and run $PROG again"
+  else
+    say "camnode $version is installed but NOT started: camnode check found a failure (the rows above say what to fix); then run $PROG again"
+  fi
   exit 1
 fi
-if [ -d /run/systemd/system ]; then
-  if [ "$units_changed" = 1 ]; then act systemctl daemon-reload; fi
-  if [ "$journald_changed" = 1 ]; then act systemctl restart systemd-journald; fi
-  if [ -f /etc/udev/rules.d/60-camnode-gpio.rules ] && [ -S /run/udev/control ]; then
-    udevadm control --reload || true
-    udevadm trigger --subsystem-match=gpio || true
-  fi
+if [ "$systemd" = 1 ]; then
   systemctl is-enabled --quiet camnode 2>/dev/null || act systemctl enable camnode
   if ! systemctl is-active --quiet camnode; then act systemctl start camnode
-  elif [ "$changes" -gt 0 ]; then act systemctl restart camnode
+  elif [ -f "$pending" ]; then act systemctl restart camnode
   fi
+  rm -f "$pending"
   say "camnode $version is running: systemctl status camnode; journalctl -u camnode"
 else
   say "systemd is not running here: camnode $version is installed but not started (on the box: systemctl enable --now camnode)"

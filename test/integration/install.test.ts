@@ -180,6 +180,14 @@ describeRoot('provisioning/install.sh in a Debian 12 root', () => {
     expect(damaged.out).toContain(`${NODE_NAME}.tar.xz: SHA-256`);
     expect(existsSync(join(root, 'opt', 'camnode', 'node', NODE_NAME))).toBe(false);
 
+    // A bundle without its .sha256 is taken only with --no-verify.
+    await mkdir(join(root, 'media', 'nosum'));
+    await cp(join(root, 'media', `camnode-${VERSION}-${ARCH}.tgz`), join(root, 'media', 'nosum', `camnode-${VERSION}-${ARCH}.tgz`));
+    const unverified = await install('--config', '/media/config.yaml', '--bundle', `/media/nosum/camnode-${VERSION}-${ARCH}.tgz`, '--dry-run');
+    expect(unverified.code, unverified.out).toBe(2);
+    expect(unverified.out).toContain('.sha256 beside');
+    expect(unverified.out).toContain('--no-verify');
+
     const other = ARCH === 'armhf' ? 'arm64' : 'armhf';
     await cp(join(root, 'media', `camnode-${VERSION}-${ARCH}.tgz`), join(root, 'media', `camnode-${VERSION}-${other}.tgz`));
     const foreign = await install('--config', '/media/config.yaml', '--bundle', `/media/camnode-${VERSION}-${other}.tgz`);
@@ -263,6 +271,41 @@ describeRoot('provisioning/install.sh in a Debian 12 root', () => {
     expect(await modeOf('/var/lib/camnode/node-key.pem')).toMatch(/^600 camnode:camnode$/);
   }, 120_000);
 
+  it('a new config whose check fails on a working node: the previous config and unit are put back', async () => {
+    const before = await snapshot(root);
+    const r = await install('--config', '/media/fleet.yaml', ...bundleArgs());
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/broker\s+fail/);
+    expect(r.out).toContain('the previous ones are back in place');
+    expect(await readFile(join(root, 'etc/camnode/config.yaml'), 'utf8')).toBe(await readFile(join(root, 'media/config.yaml'), 'utf8'));
+    // Everything as it was, but the key enrolment made the first time stays (it is the node's).
+    expect(differences(before, await snapshot(root)).filter((d) => !d.startsWith('/etc/camnode/config.yaml:'))).toEqual([]);
+    expect(await modeOf('/etc/camnode/config.yaml')).toBe('640 root:camnode');
+  }, 600_000);
+
+  it('from a checkout (the online path): the bundle is built in the box with npm and installs the same release', async () => {
+    // The checkout as cloned: its files without node_modules or dist.
+    const files = (await exec('git', ['ls-files', '-co', '--exclude-standard', '-z'], { cwd: ROOT, maxBuffer: 16 << 20 })).stdout.split('\0').filter((f) => f && !f.startsWith('node_modules/') && !f.startsWith('dist/') && existsSync(join(ROOT, f)));
+    const src = join(root, 'media', 'src');
+    for (const f of files) {
+      await mkdir(dirname(join(src, f)), { recursive: true });
+      await cp(join(ROOT, f), join(src, f), { verbatimSymlinks: true });
+    }
+    // The registry this machine's npm uses (the box reaches it as the installer's laptop would),
+    // and the certificates it trusts for it, if it names any.
+    const npmEnv = [`npm_config_registry=${(await exec('npm', ['config', 'get', 'registry'])).stdout.trim()}`];
+    const cafile = (await exec('npm', ['config', 'get', 'cafile'])).stdout.trim();
+    if (cafile && cafile !== 'null' && cafile !== 'undefined' && existsSync(cafile)) {
+      await cp(cafile, join(root, 'media', 'npm-ca.crt'));
+      npmEnv.push('npm_config_cafile=/media/npm-ca.crt');
+    }
+    const r = await inRoot(['env', ...npmEnv, '/media/src/provisioning/install.sh', '--config', '/media/config.yaml'], 900_000);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toContain('building a bundle from the checkout /media/src');
+    expect(r.out).toContain(`release ${VERSION} already in place`);
+    expect(r.out).toContain('nothing changed');
+  }, 900_000);
+
   it('builds onoff\'s addon once a compiler is there, and a further install changes nothing', async () => {
     const apt = await inRoot(['sh', '-c', 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends g++ make python3']);
     expect(apt.code, apt.out).toBe(0);
@@ -279,5 +322,9 @@ describeRoot('provisioning/install.sh in a Debian 12 root', () => {
     expect(again.out).toContain('nothing changed');
     expect(again.out).not.toMatch(/^\+ /m);
     expect(differences(before, await snapshot(root))).toEqual([]);
+    const dry = await install('--config', '/media/config.yaml', ...bundleArgs(), '--dry-run');
+    expect(dry.code, dry.out).toBe(0);
+    expect(dry.out).toContain('dry run: nothing would change');
+    expect(dry.out).not.toMatch(/^would: /m);
   }, 900_000);
 });
