@@ -274,3 +274,4 @@ export function unbuiltSettings(config: Config): string[] {
   if (config.fleet && config.fleet.rollbackAfter !== 2 * 60_000) out.push('fleet.rollbackAfter');
   return out;
 }
+export { upstream as upstreamSchema };

@@ -1,0 +1,122 @@
+// Releases for the fleet (CONTRACT §9 Update): central ops sign each bundle from `npm run bundle`
+// with the district's Ed25519 release key and put it, with its raw 64-byte signature, in the
+// district's own upstream store at `<prefix>/releases/camnode-<version>-<arch>.tgz` (+ `.sig`),
+// where nodes fetch it; a node runs nothing the key did not sign (`fleet.releaseKey`: the public
+// half, base64 of its 32 bytes).
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import type { Config } from '../config/schema.js';
+import { writeFileDurable } from '../platform/durable.js';
+import type { ObjectStore } from '../sync/store.js';
+
+export const RELEASE_ARCHES = ['arm64', 'armhf', 'amd64'] as const;
+export type ReleaseArch = (typeof RELEASE_ARCHES)[number];
+export interface ReleaseName { version: string; arch: ReleaseArch; file: string }
+
+export class ReleaseError extends Error {
+  constructor(message: string, readonly exitCode: 1 | 2 = 2) {
+    super(message);
+    this.name = 'ReleaseError';
+  }
+}
+
+/** `camnode-1.2.0-arm64.tgz` → its version and Debian arch; null for any other name. Pure. */
+export function parseReleaseName(file: string): ReleaseName | null {
+  const m = /^camnode-(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)-(arm64|armhf|amd64)\.tgz$/.exec(file);
+  return m ? { version: m[1]!, arch: m[2] as ReleaseArch, file } : null;
+}
+
+/** Where a release and its signature live in the upstream store. Pure. */
+export function releaseKeys(prefix: string, file: string): { bundle: string; signature: string } {
+  return { bundle: `${prefix}/releases/${file}`, signature: `${prefix}/releases/${file}.sig` };
+}
+
+/** An Ed25519 public key as `fleet.releaseKey` holds it: base64 of its 32 raw bytes. */
+export function releaseKeyBase64(key: KeyObject): string {
+  const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  return spki.subarray(spki.length - 32).toString('base64');
+}
+
+/** The public key of `fleet.releaseKey` as a KeyObject. */
+export function releasePublicKey(base64: string): KeyObject {
+  const raw = Buffer.from(base64, 'base64');
+  if (raw.length !== 32) throw new ReleaseError('fleet.releaseKey: not a base64 Ed25519 public key (32 bytes)');
+  // SubjectPublicKeyInfo for Ed25519: a fixed 12-byte header, then the key.
+  return createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), raw]), format: 'der', type: 'spki' });
+}
+
+export function signRelease(bytes: Uint8Array, privateKey: KeyObject): Buffer {
+  return sign(null, bytes, privateKey);
+}
+
+/** Whether `signature` (raw, 64 bytes) is the release key's over exactly these bytes. */
+export function releaseSignatureValid(bytes: Uint8Array, signature: Uint8Array, releaseKey: string): boolean {
+  if (signature.length !== 64) return false;
+  return verify(null, bytes, releasePublicKey(releaseKey), signature);
+}
+
+/** Reads the district's release key (PKCS#8 PEM, as `release keygen` or `openssl genpkey -algorithm ed25519` writes it). */
+export async function readReleaseKey(path: string): Promise<KeyObject> {
+  const pem = await readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    throw new ReleaseError(`--key: ${path}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+  });
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch {
+    throw new ReleaseError(`--key: ${path} is not a private key in PEM`);
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw new ReleaseError(`--key: ${path} is an ${key.asymmetricKeyType ?? 'unknown'} key; releases are signed with Ed25519`);
+  return key;
+}
+
+/** A new release key: the private half written 0600 (refusing to overwrite one), the public half returned. */
+export async function generateReleaseKey(path: string): Promise<{ publicKey: string }> {
+  if (await stat(path).then(() => true, () => false)) throw new ReleaseError(`--out: ${path} exists; a release key is made once (nodes trust it by fleet.releaseKey)`);
+  const { privateKey } = generateKeyPairSync('ed25519');
+  await writeFileDurable(path, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+  return { publicKey: releaseKeyBase64(privateKey) };
+}
+
+export interface Published { version: string; arch: ReleaseArch; sha256: string; bytes: number; keys: { bundle: string; signature: string }; publicKey: string; where: string }
+
+/**
+ * Signs a bundle (checked first against the `.sha256` beside it, as `npm run bundle` writes it),
+ * writes `<bundle>.sig` beside it, uploads both and reads them back: what a node will fetch
+ * verifies under the key's public half.
+ */
+export async function publishRelease(opts: { bundle: string; key: KeyObject; store: ObjectStore; prefix: string; progress?: (line: string) => void }): Promise<Published> {
+  const say = opts.progress ?? (() => {});
+  const file = basename(opts.bundle);
+  const name = parseReleaseName(file);
+  if (!name) throw new ReleaseError(`${file}: not a bundle name (camnode-<version>-<arch>.tgz, as npm run bundle makes it)`);
+  const bytes = await readFile(opts.bundle).catch((err: NodeJS.ErrnoException) => {
+    throw new ReleaseError(`${opts.bundle}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+  });
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const listed = await readFile(`${opts.bundle}.sha256`, 'utf8').catch(() => null);
+  if (listed !== null) {
+    const want = listed.trim().split(/\s+/)[0];
+    if (want !== sha256) throw new ReleaseError(`${file}: SHA-256 ${sha256} does not match ${file}.sha256 (${want}): a damaged or different file`);
+    say(`${file}: SHA-256 verified against ${file}.sha256`);
+  }
+  const signature = signRelease(bytes, opts.key);
+  const publicKey = releaseKeyBase64(opts.key);
+  await writeFile(`${opts.bundle}.sig`, signature);
+  const keys = releaseKeys(opts.prefix, file);
+  const io = {
+    pace: async () => {}, sent: () => {}, save: async () => {}, fault: () => {}, note: () => {}, signal: new AbortController().signal,
+  };
+  say(`uploading ${keys.bundle} (${bytes.length} bytes) to ${opts.store.describe()}`);
+  await opts.store.upload(keys.bundle, opts.bundle, { bytes: bytes.length, sha256 }, { kind: 'none' }, io);
+  await opts.store.upload(keys.signature, `${opts.bundle}.sig`, { bytes: 64, sha256: createHash('sha256').update(signature).digest('hex') }, { kind: 'none' }, io);
+  // Read back: a node gets exactly what was signed.
+  const [back, backSig] = await Promise.all([opts.store.get(keys.bundle), opts.store.get(keys.signature)]);
+  if (!back || !backSig || !back.equals(bytes) || !releaseSignatureValid(back, backSig, publicKey)) {
+    throw new ReleaseError(`${keys.bundle}: what the store returns does not verify under the release key`, 1);
+  }
+  return { version: name.version, arch: name.arch, sha256, bytes: bytes.length, keys, publicKey, where: opts.store.describe() };
+}
+
+export type UpstreamConfig = Config['upstream'];
