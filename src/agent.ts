@@ -39,7 +39,7 @@ import { AUDIT_LOG_FILE } from './audit/log.js';
 import { fleetModule, type FleetModule } from './modules/fleet.js';
 import { controlModule } from './modules/control.js';
 import { callsModule, type CallsModule } from './modules/calls.js';
-import { configModule } from './modules/config.js';
+import { configModule, type ConfigModule } from './modules/config.js';
 import { loadOrCreateHashKey } from './config/identity.js';
 
 export { countIncidents, type IncidentCounts } from './modules/incidents.js';
@@ -78,6 +78,7 @@ interface Built {
   sync: SyncModule;
   fleet: FleetModule | undefined;
   calls: CallsModule | undefined;
+  config: ConfigModule;
   publicKey: string;
 }
 
@@ -215,7 +216,7 @@ export class Agent {
       state: async () => (await fleet?.publishState()) ?? this.state(),
     });
     for (const m of modules) handlers.register(m.commands ?? {});
-    this.built = { health, recording, incidents, sync, fleet, calls, publicKey: key.publicKeyBase64 };
+    this.built = { health, recording, incidents, sync, fleet, calls, config: configs, publicKey: key.publicKeyBase64 };
 
     // The early ones (the event outbox, the incident book) before the audit log: a state dir
     // found unwritable is reported by the audit log's start, and that fault must reach the fleet.
@@ -293,8 +294,10 @@ export class Agent {
   async state(): Promise<StatePayload> {
     const health = this.built ? await this.built.health.read() : UNKNOWN_HEALTH;
     const now = this.clock.now();
-    return buildState(now, this.status(), { ...health, faults: this.faults.list() }, this.syncStatus(), this.built?.sync.auditHead(),
+    const state = buildState(now, this.status(), { ...health, faults: this.faults.list() }, this.syncStatus(), this.built?.sync.auditHead(),
       { signage: signageView(this.deps.config.policy?.signage, now).status }, this.built?.calls?.state());
+    const config = this.built?.config.identity();
+    return config ? { ...state, configSource: config.source } : state;
   }
 
   /** The fake backend's button (demo: Enter; `run` with button.backend fake: a line on stdin). */

@@ -109,7 +109,8 @@ async function cameraRows(config: Config, deps: CheckDeps, encoder: H264Encoder)
 }
 
 export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<CheckRow[]> {
-  const rows: CheckRow[] = [{ check: 'config', verdict: 'pass', detail: `node ${config.node.id}, ${config.cameras.length} camera(s)` }];
+  // (A pushed config, once pushes exist, is named here as the one in force: CONTRACT §1.)
+  const rows: CheckRow[] = [{ check: 'config', verdict: 'pass', detail: `node ${config.node.id}, ${config.cameras.length} camera(s); source: file` }];
 
   let ffmpegOk = false;
   try {

@@ -50,6 +50,8 @@ export interface StatePayload {
   incidents: { active: number; held: number; unsynced: number; damaged: number };
   /** The policy's attestations (CONTRACT §7); absent from nodes of earlier releases. */
   policy?: { signage: 'ok' | 'missing' | 'overdue' };
+  /** Whether the config in force is the file or a push (CONTRACT §9); absent from earlier releases. */
+  configSource?: 'file' | 'pushed';
   /** The call recordings in the ring (CONTRACT §8); only on a node with `calls` configured. */
   calls?: { files: number; bytes: number; oldest: string | null; waiting: number; rejected: number };
   sync: { queued: number; bytesPending: number; lastError: string | null; current: SyncProgress | null };

@@ -75,6 +75,9 @@ describe('ctl config: get and compare', () => {
     expect((await status())['configSource']).toBe('file');
     const json = await ctlAs('ada', 'config', NODE, '--get', '--json');
     expect(JSON.parse(json.stdout)).toMatchObject({ source: 'file', sha256: sha, config: { node: { id: NODE }, storage: { maxAge: '30d' } } });
+    // The state says whence the config in force came, too.
+    const state = await ctlAs('vera', 'state', NODE, '--json');
+    expect(JSON.parse(state.stdout)).toMatchObject({ configSource: 'file' });
     // ctl nodes shows which config each node runs.
     const nodes = await ctlAs('vera', 'nodes');
     expect(nodes.stdout).toContain(sha!.slice(0, 8));
