@@ -1,9 +1,9 @@
 // Which config is in force, as one value (CONTRACT §9 Config push): `sha256` in the status, in
 // `config get`, in a push's reply and in the config events. It is the SHA-256 of the JCS of the
 // redacted config followed by an HMAC-SHA-256 of its secrets under a key that never leaves the
-// node: two nodes with the same settings and passwords show different values only through that
-// key, a changed password changes the value, and the value gives nobody a way to test guesses
-// of a password without the key.
+// node: a changed password changes the value, and without the key the value gives nobody a way
+// to test guesses of a password offline. (An admin can test a guess online with `compare`; an
+// admin can also change the password outright.)
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,7 +25,7 @@ export interface ConfigInForce {
 export const CONFIG_HASH_KEY_FILE = 'config-hash.key';
 
 /** The secrets of a config by where they stand: each URL's password. */
-export function secretsByPath(config: Pick<Config, 'cameras' | 'mqtt'>): Record<string, string> {
+export function secretsByPath(config: Pick<Config, 'cameras' | 'mqtt' | 'upstream'>): Record<string, string> {
   const out: Record<string, string> = {};
   const add = (path: string, url: string): void => {
     try {
@@ -35,6 +35,7 @@ export function secretsByPath(config: Pick<Config, 'cameras' | 'mqtt'>): Record<
   };
   config.cameras.forEach((c, i) => add(`cameras[${i}].source`, c.source));
   if (config.mqtt) add('mqtt.url', config.mqtt.url);
+  if (config.upstream.endpoint) add('upstream.endpoint', config.upstream.endpoint);
   return out;
 }
 
@@ -43,7 +44,7 @@ const isObject = (v: unknown): v is Doc => typeof v === 'object' && v !== null &
 
 /**
  * A copy with every URL password as `***` (`rtsp://user:***@host/…`): a parsed config or a
- * document as written alike (the same places: each camera's source and the broker's URL).
+ * document as written alike (each camera's source, the broker's URL, an S3 endpoint's).
  */
 export function redactConfig<T>(config: T): T {
   const copy = structuredClone(config) as unknown;
@@ -53,6 +54,8 @@ export function redactConfig<T>(config: T): T {
   }
   const mqtt = copy['mqtt'];
   if (isObject(mqtt) && typeof mqtt['url'] === 'string') mqtt['url'] = redactUrl(mqtt['url']);
+  const upstream = copy['upstream'];
+  if (isObject(upstream) && typeof upstream['endpoint'] === 'string') upstream['endpoint'] = redactUrl(upstream['endpoint']);
   return copy as T;
 }
 

@@ -4,6 +4,7 @@
 // node's identity and where it keeps its state may be omitted or repeated, never changed.
 import { ConfigError, formatPath, parseYamlDocument, validateConfig } from './load.js';
 import type { ConfigInForce } from './identity.js';
+import { configSecrets, scrub } from './redact.js';
 import type { Config } from './schema.js';
 
 type Doc = Record<string, unknown>;
@@ -26,9 +27,18 @@ function at(doc: unknown, path: readonly string[]): unknown {
   return v;
 }
 
-/** `***` for a URL's password (or the whole value) → the value in force; null when there is none. */
-function unmask(sent: string, inForce: string | undefined): string | null {
-  if (sent === MASK) return inForce ?? null;
+/** The password part of a URL exactly as typed (percent-encoding and all); null without one. */
+function typedPassword(url: string): string | null {
+  return /^[a-z][a-z0-9+.-]*:\/\/[^:/@]*:(.*)@[^@]*$/i.exec(url)?.[1] ?? null;
+}
+
+/**
+ * `***` for a URL's password (or the whole value) → the value in force. A password is kept only
+ * for the same scheme, host and port (else an admin could send it to a host of theirs), and only
+ * in the schemes that carry one. A string: the value to use; `{problem}`: why not.
+ */
+function unmask(sent: string, inForce: string | undefined, schemes: readonly string[]): string | { problem: string } {
+  if (sent === MASK) return inForce ?? { problem: 'has none on this node' };
   let url: URL;
   try {
     url = new URL(sent);
@@ -36,13 +46,14 @@ function unmask(sent: string, inForce: string | undefined): string | null {
     return sent;
   }
   if (url.password !== MASK) return sent;
-  if (inForce === undefined) return null;
-  let password = '';
-  try {
-    password = new URL(inForce).password;
-  } catch { /* the value in force is no URL: no password to keep */ }
-  if (!password) return null;
-  // Spliced into the URL as sent: only the password is kept, the rest may change.
+  if (!schemes.includes(url.protocol)) return { problem: `is kept only in ${schemes.map((p) => `${p}//`).join(', ')} URLs` };
+  const password = inForce === undefined ? null : typedPassword(inForce);
+  if (inForce === undefined || password === null) return { problem: 'has none on this node' };
+  const before = new URL(inForce);
+  if (before.protocol !== url.protocol || before.host !== url.host) {
+    return { problem: `is kept only for the same host and port (${before.protocol}//${before.host} on this node): give the password to point it elsewhere` };
+  }
+  // Spliced into the URL as sent, exactly as it was typed: only the password is kept.
   return sent.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):\*\*\*@/i, (_m, head: string) => `${head}:${password}@`);
 }
 
@@ -56,8 +67,9 @@ export function preparePush(text: string, inForce: ConfigInForce): PreparedConfi
     const current = at(inForce.config, path);
     const sent = at(doc, path);
     if (sent === undefined) {
-      if (current === undefined) continue;
       const [section, key] = path;
+      // A section that is there but no mapping is left for validation to name.
+      if (current === undefined || (doc[section] !== undefined && !isObject(doc[section]))) continue;
       const parent = isObject(doc[section]) ? doc[section] : (doc[section] = {});
       (parent as Doc)[key] = current;
     } else if (sent !== current) {
@@ -70,16 +82,16 @@ export function preparePush(text: string, inForce: ConfigInForce): PreparedConfi
     doc['cameras'].forEach((c: unknown, i) => {
       if (!isObject(c) || typeof c['source'] !== 'string' || !c['source'].includes(MASK)) return;
       const id = typeof c['id'] === 'string' ? c['id'] : '';
-      const kept = unmask(c['source'], camerasInForce.get(id));
-      if (kept === null) problems.push(`cameras[${i}].source: "${MASK}" keeps the password in force, but camera ${JSON.stringify(id)} has none on this node`);
-      else c['source'] = kept;
+      const kept = unmask(c['source'], camerasInForce.get(id), ['rtsp:', 'rtsps:']);
+      if (typeof kept === 'string') c['source'] = kept;
+      else problems.push(`cameras[${i}].source: "${MASK}" keeps the password in force of camera ${JSON.stringify(id)}, which ${kept.problem}`);
     });
   }
   const mqtt = doc['mqtt'];
   if (isObject(mqtt) && typeof mqtt['url'] === 'string' && mqtt['url'].includes(MASK)) {
-    const kept = unmask(mqtt['url'], inForce.config.mqtt?.url);
-    if (kept === null) problems.push(`mqtt.url: "${MASK}" keeps the password in force, but there is none on this node`);
-    else mqtt['url'] = kept;
+    const kept = unmask(mqtt['url'], inForce.config.mqtt?.url, ['mqtt:', 'mqtts:', 'ws:', 'wss:']);
+    if (typeof kept === 'string') mqtt['url'] = kept;
+    else problems.push(`mqtt.url: "${MASK}" keeps the broker password in force, which ${kept.problem}`);
   }
 
   let config: Config | undefined;
@@ -89,7 +101,9 @@ export function preparePush(text: string, inForce: ConfigInForce): PreparedConfi
     if (!(err instanceof ConfigError)) throw err;
     problems.push(...err.problems);
   }
-  if (problems.length > 0 || !config) throw new ConfigError(problems);
+  // Whatever the lines quote, never a secret in force (a reply goes to a terminal).
+  const secrets = configSecrets(inForce.config);
+  if (problems.length > 0 || !config) throw new ConfigError(problems.map((line) => scrub(line, secrets)));
   return { config, document: doc };
 }
 

@@ -38,9 +38,13 @@ export function urlSecrets(text: string): string[] {
   return variants([password, decoded, encodeURIComponent(decoded), ...(typed ? [typed] : [])]);
 }
 
-/** The secrets a config holds: camera stream passwords and the broker's. */
-export function configSecrets(config: Pick<Config, 'cameras' | 'mqtt'>): string[] {
-  return variants([...config.cameras.flatMap((c) => urlSecrets(c.source)), ...(config.mqtt ? urlSecrets(config.mqtt.url) : [])]);
+/** The secrets a config holds: camera stream passwords, the broker's, and one in an S3 endpoint URL. */
+export function configSecrets(config: Pick<Config, 'cameras' | 'mqtt'> & { upstream?: Pick<Config['upstream'], 'endpoint'> }): string[] {
+  return variants([
+    ...config.cameras.flatMap((c) => urlSecrets(c.source)),
+    ...(config.mqtt ? urlSecrets(config.mqtt.url) : []),
+    ...(config.upstream?.endpoint ? urlSecrets(config.upstream.endpoint) : []),
+  ]);
 }
 
 function variants(list: string[]): string[] {

@@ -461,7 +461,8 @@ type NodeResult = { node: string; data?: unknown; error?: string };
 
 /**
  * A command to every node whose retained status says online, at once; each answers or is named.
- * Exit 3 if a node did not answer, else 1 if one refused (after every result is printed).
+ * Exit 3 if a node did not answer, else 2 if one refused the arguments as bad, else 1 if one
+ * refused (after every result is printed).
  */
 async function eachOnline(o: Common, cmd: string, payload: Record<string, unknown>, onResult: (r: NodeResult) => void): Promise<NodeResult[]> {
   return withClient(o, async (client) => {
@@ -472,7 +473,9 @@ async function eachOnline(o: Common, cmd: string, payload: Record<string, unknow
     const results = settled.map((r, i): NodeResult => {
       const node = printable(online[i]!);
       if (r.status === 'fulfilled' && r.value.ok) return { node, data: o.json ? r.value.data : printableDeep(r.value.data) };
-      worst = Math.max(worst, r.status === 'rejected' && (r.reason as Error).name === 'NoAnswer' ? 3 : 1);
+      // As for one node: 3 no answer, 2 refused as bad (bad_request), 1 any other refusal.
+      const code = r.status === 'rejected' ? ((r.reason as Error).name === 'NoAnswer' ? 3 : 1) : !r.value.ok && r.value.error.code === 'bad_request' ? 2 : 1;
+      worst = Math.max(worst, code);
       return { node, error: printable(r.status === 'rejected' ? (r.reason as Error).message : `refused: ${r.value.ok ? '' : r.value.error.message}`) };
     });
     for (const r of results) onResult(r);

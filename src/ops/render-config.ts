@@ -27,15 +27,11 @@ export function renderConfigTable(rows: readonly ConfigRow[]): string {
     else if (r.compare) table.push([r.node, '-', r.compare.sha256.slice(0, 12), r.compare.differs.length === 0 ? 'no' : `${r.compare.differs.length}: ${r.compare.differs.slice(0, 3).join(', ')}${r.compare.differs.length > 3 ? ', …' : ''}`]);
     else if (r.get) table.push([r.node, r.get.source, r.get.sha256.slice(0, 12), '-']);
   }
-  // Nodes with the same sha256 run the same config: counted below the table.
-  const shas = new Map<string, number>();
-  for (const r of rows) {
-    const sha = r.get?.sha256 ?? r.compare?.sha256;
-    if (sha) shas.set(sha, (shas.get(sha) ?? 0) + 1);
-  }
   const widths = table[0]!.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
   const lines = table.map((row) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
+  // (Every node's sha256 is its own — its node.id and its hash key differ — so no two are compared.)
   const answered = rows.filter((r) => r.error === undefined).length;
-  lines.push(`${rows.length} node(s) online, ${answered} answered, ${shas.size} distinct config(s)`);
+  const differ = rows.filter((r) => r.compare && r.compare.differs.length > 0).length;
+  lines.push(`${rows.length} node(s) online, ${answered} answered${rows.some((r) => r.compare) ? `, ${differ} differ from the file` : ''}`);
   return lines.join('\n');
 }

@@ -93,7 +93,7 @@ describe('ctl config: get and compare', () => {
 
     const doc = parse(shown) as { storage: Record<string, unknown>; cameras: { id: string; source: string }[] };
     doc.storage['maxAge'] = '7d';
-    doc.cameras[1]!.source = 'rtsp://viewer:***@127.0.0.1:10/stream1';
+    doc.cameras[1]!.source = 'rtsp://viewer:***@127.0.0.1:9/stream2';
     doc.cameras.push({ id: 'lobby', source: 'testsrc', zone: 'seating' } as { id: string; source: string });
     const edited = join(dir, 'edited.yaml');
     await writeFile(edited, stringify(doc));
@@ -116,6 +116,22 @@ describe('ctl config: get and compare', () => {
     expect(lines.some((l) => l.startsWith('cameras[0].zone: "restroom" is a private area'))).toBe(true);
   });
 
+  it('compare never quotes a password in force, whatever the file makes of it', async () => {
+    const shown = (await ctlAs('ada', 'config', NODE)).stdout;
+    const probe = join(dir, 'probe.yaml');
+    // A scheme that carries no password, a host of someone else's, and a source the schema refuses.
+    await writeFile(probe, shown.replace('rtsp://viewer:***@127.0.0.1:9/stream1', 'v4l2://x:***@h'));
+    const a = await ctlAs('ada', 'config', NODE, '--compare', probe);
+    await writeFile(probe, shown.replace('rtsp://viewer:***@127.0.0.1:9/stream1', 'rtsp://viewer:***@203.0.113.9:554/stream1'));
+    const b = await ctlAs('ada', 'config', NODE, '--compare', probe);
+    for (const r of [a, b]) {
+      expect(r.code).toBe(2);
+      expect(`${r.stdout}${r.stderr}`).not.toContain(PASSWORD);
+    }
+    expect(a.stderr).toContain('cameras[1].source: "***" keeps the password in force of camera "desk", which is kept only in rtsp://, rtsps:// URLs');
+    expect(b.stderr).toContain('is kept only for the same host and port (rtsp://127.0.0.1:9 on this node)');
+  });
+
   it('only admin: an ops or viewer principal is refused, by the broker\'s ACL before the node', async () => {
     for (const who of ['otto', 'vera']) {
       const r = await ctlAs(who, 'config', NODE, '--get');
@@ -125,13 +141,21 @@ describe('ctl config: get and compare', () => {
     }
   });
 
-  it('--all: one line per online node, and how many distinct configs', async () => {
+  it('--all: one line per online node; --json keyed by node; a file refused as bad exits 2 as for one node', async () => {
     const r = await ctlAs('ada', 'config', '--all');
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]!.split(/\s+/)).toEqual(['NODE', 'SOURCE', 'SHA256', 'DIFFERS']);
     expect(lines[1]).toMatch(new RegExp(`^${NODE}\\s+file\\s+[0-9a-f]{12}\\s+-$`));
-    expect(lines.at(-1)).toBe('1 node(s) online, 1 answered, 1 distinct config(s)');
+    expect(lines.at(-1)).toBe('1 node(s) online, 1 answered');
+    const json = await ctlAs('ada', 'config', '--all', '--json');
+    expect(JSON.parse(json.stdout)[NODE]).toMatchObject({ source: 'file', sha256: expect.stringMatching(/^[0-9a-f]{64}$/) as unknown });
+    const compared = await ctlAs('ada', 'config', '--all', '--compare', join(dir, 'edited.yaml'));
+    expect(compared.code, compared.stderr).toBe(0);
+    expect(compared.stdout.trim().split('\n').at(-1)).toBe('1 node(s) online, 1 answered, 1 differ from the file');
+    const bad = await ctlAs('ada', 'config', '--all', '--compare', join(dir, 'bad.yaml'));
+    expect(bad.code).toBe(2);
+    expect(bad.stdout).toContain('error: refused: node.id: cannot be changed by a push');
     expect((await ctlAs('ada', 'config', '--all', '--set', join(dir, 'same.yaml'))).code).toBe(2);
   });
 

@@ -103,7 +103,7 @@ describe('npm run release', () => {
     expect(await opensslVerifies(join(dir, 'release-pub.pem'), join(dir, 'from-s3.tgz'), join(dir, 'from-s3.sig'))).toBe(true);
   });
 
-  it('refuses what is wrong, naming it (exit 2): a damaged bundle, a key that is not Ed25519, a bad name, a bad upstream', async () => {
+  it('refuses what is wrong, naming it (exit 2): a damaged, relabelled or unchecked bundle, other bytes under a published name, a key that is not Ed25519 or not the nodes\' key, a bad name, a bad upstream', async () => {
     const cfg = join(dir, 'dir.yaml');
     const damaged = join(dir, 'damaged', NAME);
     await mkdir(join(dir, 'damaged'));
@@ -128,6 +128,36 @@ describe('npm run release', () => {
     expect(b.code).toBe(2);
     expect(b.stderr).toContain('upstream.regoin: unknown key (did you mean "region"?)');
     expect(b.stderr).toContain('upstream.bucket: required for type s3');
+
+    // A bundle renamed to another version, and one without its .sha256 (taken with --no-verify).
+    const relabelled = join(dir, 'relabelled', 'camnode-9.9.9-amd64.tgz');
+    await mkdir(join(dir, 'relabelled'));
+    await writeFile(relabelled, await readFile(bundle));
+    await writeFile(`${relabelled}.sha256`, (await readFile(`${bundle}.sha256`, 'utf8')).replace(NAME, 'camnode-9.9.9-amd64.tgz'));
+    const v = await release('publish', relabelled, '--key', key, '--config', cfg);
+    expect([v.code, v.stderr]).toEqual([2, expect.stringContaining(`the bundle holds camnode ${VERSION}, not 9.9.9`) as unknown]);
+    const bare = join(dir, 'bare', NAME);
+    await mkdir(join(dir, 'bare'));
+    await writeFile(bare, await readFile(bundle));
+    const unverified = await release('publish', bare, '--key', key, '--config', cfg);
+    expect([unverified.code, unverified.stderr]).toEqual([2, expect.stringContaining('--no-verify') as unknown]);
+    expect((await release('publish', bare, '--key', key, '--config', cfg, '--no-verify')).code).toBe(0);
+
+    // Other bytes under a published name: refused, unless --force.
+    const repacked = join(dir, 'repacked', NAME);
+    await mkdir(join(dir, 'repacked', 'x'), { recursive: true });
+    await exec('tar', ['-xzf', bundle, '-C', join(dir, 'repacked', 'x')]);
+    await writeFile(join(dir, 'repacked', 'x', 'camnode', 'EXTRA'), 'x');
+    await exec('tar', ['-czf', repacked, '-C', join(dir, 'repacked', 'x'), 'camnode']);
+    const over = await release('publish', repacked, '--key', key, '--config', cfg, '--no-verify');
+    expect([over.code, over.stderr]).toEqual([2, expect.stringContaining('already published with other bytes') as unknown]);
+    expect((await release('publish', repacked, '--key', key, '--config', cfg, '--no-verify', '--force')).code).toBe(0);
+    expect((await readFile(join(dir, 'share', 'district', 'releases', NAME))).equals(await readFile(repacked))).toBe(true);
+
+    // A config whose fleet.releaseKey is another key's: the nodes would refuse the release.
+    await writeFile(join(dir, 'other-key.yaml'), `${await readFile(cfg, 'utf8')}fleet:\n  releaseKey: ${Buffer.alloc(32, 9).toString('base64')}\n`);
+    const mismatch = await release('publish', bundle, '--key', key, '--config', join(dir, 'other-key.yaml'), '--force');
+    expect([mismatch.code, mismatch.stderr]).toEqual([2, expect.stringContaining('is not fleet.releaseKey') as unknown]);
 
     await writeFile(join(dir, 'none.yaml'), 'node:\n  id: x\n');
     const none = await release('publish', bundle, '--key', key, '--config', join(dir, 'none.yaml'));

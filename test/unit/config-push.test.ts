@@ -94,18 +94,38 @@ describe('a pushed config', () => {
     expect(p.config.mqtt!.url).toBe('mqtts://node:broker-pw@broker.example:8883');
   });
 
-  it('*** keeps only the password: the user, host and path may change; a bare *** keeps the whole value', () => {
-    const text = FILE.replace('rtsp://viewer:s3cret-pass@10.0.0.21:554/stream1', 'rtsp://admin:***@10.0.0.99/stream2')
+  it('*** keeps the password as typed, for the same scheme, host and port; a bare *** keeps the whole value', () => {
+    const text = FILE.replace('rtsp://viewer:s3cret-pass@10.0.0.21:554/stream1', 'rtsp://admin:***@10.0.0.21:554/stream2')
       .replace('rtsp://viewer:other%40pass@10.0.0.22/stream1', '"***"');
     const p = preparePush(text, inForce());
-    expect(p.config.cameras[0]!.source).toBe('rtsp://admin:s3cret-pass@10.0.0.99/stream2');
+    expect(p.config.cameras[0]!.source).toBe('rtsp://admin:s3cret-pass@10.0.0.21:554/stream2');
     expect(p.config.cameras[1]!.source).toBe('rtsp://viewer:other%40pass@10.0.0.22/stream1');
     expect(differingPaths(inForce().config, p.config)).toEqual(['cameras[0].source']);
+    // Typed unencoded (WHATWG URL would re-encode it): back exactly as typed, so nothing differs.
+    const typed = FILE.replace('s3cret-pass', 'pa=ss;w');
+    const round = preparePush(stringify(redactConfig(inForce(typed).document)), inForce(typed));
+    expect(round.config.cameras[0]!.source).toBe('rtsp://viewer:pa=ss;w@10.0.0.21:554/stream1');
+    expect(differingPaths(inForce(typed).config, round.config)).toEqual([]);
+  });
+
+  it('*** never carries a password to another host or port, nor into a scheme without one; no line quotes it', () => {
+    const elsewhere = problems(() => preparePush(FILE.replace('viewer:s3cret-pass@10.0.0.21:554', 'viewer:***@203.0.113.9:554'), inForce()));
+    expect(elsewhere).toEqual(['cameras[0].source: "***" keeps the password in force of camera "entrance", which is kept only for the same host and port (rtsp://10.0.0.21:554 on this node): give the password to point it elsewhere']);
+    const scheme = problems(() => preparePush(FILE.replace('rtsp://viewer:s3cret-pass@10.0.0.21:554/stream1', 'v4l2://x:***@h'), inForce()));
+    expect(scheme[0]).toContain('is kept only in rtsp://, rtsps:// URLs');
+    expect(scheme.join('\n')).not.toContain('s3cret-pass');
+    // A line the schema writes quoting a value the node holds is blanked all the same.
+    const quoted = problems(() => preparePush(FILE.replace('zone: entrance', 'zone: s3cret-pass'), inForce()));
+    expect(quoted.join('\n')).not.toContain('s3cret-pass');
+  });
+
+  it('a section that is no mapping is named by validation, not filled in', () => {
+    expect(problems(() => preparePush(FILE.replace(/node:\n {2}id: koelbel-01\n {2}stateDir: \/var\/lib\/camnode\n/, 'node: 5\n'), inForce()))[0]).toMatch(/^node: /);
   });
 
   it('*** for a camera the node does not have is refused, naming the field', () => {
     const text = FILE.replace('id: desk', 'id: lobby').replace('other%40pass', '***');
-    expect(problems(() => preparePush(text, inForce()))).toEqual(['cameras[1].source: "***" keeps the password in force, but camera "lobby" has none on this node']);
+    expect(problems(() => preparePush(text, inForce()))).toEqual(['cameras[1].source: "***" keeps the password in force of camera "lobby", which has none on this node']);
   });
 
   it('the node\'s own settings may be omitted or repeated, never changed', () => {
