@@ -40,7 +40,7 @@ import { fleetModule, type FleetModule } from './modules/fleet.js';
 import { controlModule } from './modules/control.js';
 import { callsModule, type CallsModule } from './modules/calls.js';
 import { configModule, type ConfigModule } from './modules/config.js';
-import { loadOrCreateHashKey } from './config/identity.js';
+import { loadOrCreateHashKey, type ConfigSource } from './config/identity.js';
 
 export { countIncidents, type IncidentCounts } from './modules/incidents.js';
 
@@ -51,6 +51,8 @@ export interface AgentDeps {
   config: Config;
   /** The config as written (for `config get`); the parsed config stands in when not given. */
   configDocument?: unknown;
+  /** Whence the config: the file (the default) or a committed push (CONTRACT §9). */
+  configSource?: ConfigSource;
   log: Logger;
   clock?: Clock;
   disk?: DiskUsageReader;
@@ -188,7 +190,7 @@ export class Agent {
     });
     const configs = configModule({
       ...base,
-      inForce: { config, document: this.deps.configDocument ?? config, source: 'file' },
+      inForce: { config, document: this.deps.configDocument ?? config, source: this.deps.configSource ?? 'file' },
       // A state dir that cannot be written now: a key for this run only (the sha256 then
       // changes at the next start, as it would with any new key).
       hashKey: await loadOrCreateHashKey(config.node.stateDir).catch((err: unknown) => {

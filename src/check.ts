@@ -39,6 +39,10 @@ export interface CheckDeps {
   mountsPath?: string;
   /** Root of sysfs (tests give a fake tree with a Pi's firmware files). */
   sysfsRoot?: string;
+  /** Whence the config in force (CONTRACT §1): the file, or a committed push. */
+  configSource?: 'file' | 'pushed';
+  /** Why a committed push is not in force, if one is there but does not load. */
+  configFallback?: string;
 }
 
 interface CameraProbe { codec: string; width: number; height: number }
@@ -109,8 +113,10 @@ async function cameraRows(config: Config, deps: CheckDeps, encoder: H264Encoder)
 }
 
 export async function runChecks(config: Config, deps: CheckDeps = {}): Promise<CheckRow[]> {
-  // (A pushed config, once pushes exist, is named here as the one in force: CONTRACT §1.)
-  const rows: CheckRow[] = [{ check: 'config', verdict: 'pass', detail: `node ${config.node.id}, ${config.cameras.length} camera(s); source: file` }];
+  const source = deps.configSource === 'pushed' ? 'pushed by central ops (camnode config reset returns to the file)' : 'file';
+  const rows: CheckRow[] = [deps.configFallback
+    ? { check: 'config', verdict: 'warn', detail: `node ${config.node.id}, ${config.cameras.length} camera(s); ${deps.configFallback}`, fix: 'push a valid config again, or camnode config reset' }
+    : { check: 'config', verdict: 'pass', detail: `node ${config.node.id}, ${config.cameras.length} camera(s); source: ${source}` }];
 
   let ffmpegOk = false;
   try {

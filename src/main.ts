@@ -3,7 +3,8 @@
 // 0 success; 1 runtime failure; 2 bad usage or bad config; 3 timed out.
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { ConfigError, loadConfig, loadConfigWithDocument, resolveConfigPath } from './config/load.js';
+import { ConfigError, resolveConfigPath } from './config/load.js';
+import { loadConfigInForce } from './config/store.js';
 import { configSecrets, scrub } from './config/redact.js';
 import { createLogger } from './platform/logger.js';
 import { MissingToolError } from './platform/ffmpeg.js';
@@ -60,13 +61,15 @@ function pruneIntervalFromEnv(env: NodeJS.ProcessEnv): number | undefined {
 // Each command loads only what it uses: the agent shares a Pi with ffmpeg, and `ctl` is run
 // by hand (the demo's broker, check's prober and the S3 SDK are tens of MB each).
 async function run(opts: { config?: string }): Promise<void> {
-  const { config, document } = loadConfigWithDocument(resolveConfigPath(opts.config));
+  const inForce = loadConfigInForce(resolveConfigPath(opts.config));
+  const { config, document } = inForce;
   secrets = configSecrets(config);
   const { Agent } = await import('./agent.js');
   const log = createLogger({ secrets });
+  if (inForce.fallback) log.warn({ reason: inForce.fallback }, 'the committed pushed config is not used');
   // Footage and state for the camnode user and group only; ffmpeg inherits it (CONTRACT §7).
   process.umask(AGENT_UMASK);
-  const agent = new Agent({ config, configDocument: document, log, pruneIntervalMs: pruneIntervalFromEnv(process.env) });
+  const agent = new Agent({ config, configDocument: document, configSource: inForce.source, log, pruneIntervalMs: pruneIntervalFromEnv(process.env) });
   const controller = new AbortController();
   let stopping = false;
   // systemd's notify protocol, when the unit asks for it (Type=notify, WatchdogSec).
@@ -131,10 +134,11 @@ async function run(opts: { config?: string }): Promise<void> {
 }
 
 async function check(opts: { config?: string }): Promise<void> {
-  const config = loadConfig(resolveConfigPath(opts.config));
+  const inForce = loadConfigInForce(resolveConfigPath(opts.config));
+  const { config } = inForce;
   secrets = configSecrets(config);
   const { runChecks, renderChecks } = await import('./check.js');
-  const rows = await runChecks(config);
+  const rows = await runChecks(config, { configSource: inForce.source, ...(inForce.fallback ? { configFallback: inForce.fallback } : {}) });
   process.stdout.write(`${scrub(renderChecks(rows, process.stdout.isTTY === true && !process.env['NO_COLOR']), secrets)}\n`);
   process.exitCode = rows.some((r) => r.verdict === 'fail') ? 1 : 0;
 }
@@ -156,7 +160,7 @@ program.command('enroll').description('make this node\'s TLS key (kept at mqtt.k
   .option('--config <path>', 'config file (else $CAMNODE_CONFIG, else /etc/camnode/config.yaml)')
   .option('--install-cert <file>', 'the certificate ops signed (fleet-ca.sh node DIR NODE_ID --csr FILE): checked against the key, the node id and the fleet CA, then written to mqtt.cert')
   .action(async (opts: { config?: string; installCert?: string }) => {
-    const config = loadConfig(resolveConfigPath(opts.config));
+    const { config } = loadConfigInForce(resolveConfigPath(opts.config));
     const { enroll, installCert, EnrollError } = await import('./fleet/enroll.js');
     try {
       if (opts.installCert !== undefined) {

@@ -11,6 +11,8 @@ import { parse, stringify } from 'yaml';
 import { baseConfig, runCli, RunningAgent, tempDir, writeConfig, type CliResult } from '../helpers/agent.js';
 import { startMosquitto, stopAllMosquittos, type Mosquitto } from '../helpers/mosquitto.js';
 import { killAgentAndRecorders } from '../helpers/segments.js';
+import { preparePush } from '../../src/config/push.js';
+import { loadConfigInForce, PushedConfigs } from '../../src/config/store.js';
 
 const NODE = 'branch-cfg';
 const PASSWORD = 'Cam-Pass-4417';
@@ -167,5 +169,30 @@ describe('ctl config: get and compare', () => {
     await agent.waitForLog((l) => l.msg === 'connected to the broker', 'connected to the broker again');
     const after = await ctlAs('ada', 'config', NODE, '--json');
     expect((JSON.parse(after.stdout) as { sha256: string }).sha256).toBe(before);
+  });
+
+  it('a committed push is the config in force at the next start, for run and check alike', async () => {
+    const shown = (await ctlAs('ada', 'config', NODE, '--json')).stdout;
+    const { config: document, sha256: fileSha } = JSON.parse(shown) as { config: { storage: Record<string, unknown> }; sha256: string };
+    document.storage['maxAge'] = '7d';
+    // What the node stores for a push it committed (the push itself is not built yet).
+    const inForce = loadConfigInForce(join(dir, 'config.yaml'));
+    const prepared = preparePush(JSON.stringify(document), inForce);
+    const store = new PushedConfigs(join(dir, 'state'));
+    const sha = 'b'.repeat(64);
+    await store.save(prepared.document, sha);
+    await store.commit(sha, Date.now());
+    expect(await agent.stop()).toBe(0);
+    agent = RunningAgent.start(join(dir, 'config.yaml'));
+    await agent.waitForLog((l) => l.msg === 'connected to the broker', 'connected to the broker with the pushed config');
+    const got = JSON.parse((await ctlAs('ada', 'config', NODE, '--json')).stdout) as { source: string; sha256: string; config: { storage: { maxAge: string }; cameras: { source: string }[] } };
+    expect(got.source).toBe('pushed');
+    expect(got.config.storage.maxAge).toBe('7d');
+    expect(got.config.cameras[1]!.source).toBe('rtsp://viewer:***@127.0.0.1:9/stream1');
+    expect(got.sha256).not.toBe(fileSha);
+    expect((await status())['configSource']).toBe('pushed');
+    const check = await runCli(['check', '--config', join(dir, 'config.yaml')], { timeoutMs: 60_000 });
+    expect(check.stdout).toMatch(/config\s+pass\s+node branch-cfg, 2 camera\(s\); source: pushed by central ops/);
+    expect(check.stdout).not.toContain(PASSWORD);
   });
 });
