@@ -140,7 +140,8 @@ describeRoot('metrics exporter over a real fleet', () => {
     }
     for (const node of REAL) {
       expect(value(text, `camnode_node_online{node="${node}"}`)).toBe(1);
-      expect(value(text, `camnode_node_info{node="${node}",version="${VERSION}",config_sha256=""}`)).toBe(1);
+      // A real node says which config it runs (CONTRACT §9 configSha256).
+      expect(text).toMatch(new RegExp(`^camnode_node_info\\{node="${node}",version="${VERSION.replace(/\./g, '\\.')}",config_sha256="[0-9a-f]{64}"\\} 1$`, 'm'));
       expect(value(text, `camnode_storage_quota_bytes{node="${node}"}`)).toBeGreaterThan(0);
     }
   }, 90_000);

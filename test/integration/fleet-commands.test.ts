@@ -136,6 +136,8 @@ describe('retained status and last will', () => {
       online: true, version: VERSION, since: expect.stringMatching(ISO), publicKey: started['publicKey'], commands: 'signed',
       // CONTRACT §7: every key the node used, first used when it was made (this fresh node: at start).
       keys: [{ publicKey: started['publicKey'], firstUsed: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.000Z$/) }],
+      // CONTRACT §9: the config in force.
+      configSha256: expect.stringMatching(/^[0-9a-f]{64}$/), configSource: 'file',
     });
     expect(Buffer.from(started['publicKey'] as string, 'base64')).toHaveLength(32);
 
@@ -243,7 +245,7 @@ describe.each([5, '3.1.1'] as Version[])('every command over MQTT %s', (version)
       health: { load: expect.any(Number), memUsedPct: expect.any(Number), uptimeS: expect.any(Number) },
     });
     // With an upstream the state also names the last audit head signed upstream (CONTRACT §7).
-    expect(Object.keys(data).sort()).toEqual(['audit', 'cameras', 'health', 'incidents', 'policy', 'storage', 'sync', 'ts']);
+    expect(Object.keys(data).sort()).toEqual(['audit', 'cameras', 'configSource', 'health', 'incidents', 'policy', 'storage', 'sync', 'ts']);
     // The policy's signage attestation (CONTRACT §7): this config has none.
     expect(data['policy']).toEqual({ signage: 'missing' });
     const audit = data['audit'] as { logId: string; seq: number; head: string; at: string } | null;

@@ -365,7 +365,7 @@ describe.each([
       for (const m of fromNode()) {
         const kind = m.topic.slice(SUBTREE.length).split('/')[0];
         expect(['status', 'state', 'events', 'reply'], m.topic).toContain(kind);
-        if (kind === 'state') expect(Object.keys(m.body as object).sort(), 'a state document').toEqual(['cameras', 'health', 'incidents', 'policy', 'storage', 'sync', 'ts']);
+        if (kind === 'state') expect(Object.keys(m.body as object).sort(), 'a state document').toEqual(['cameras', 'configSource', 'health', 'incidents', 'policy', 'storage', 'sync', 'ts']);
         if (kind === 'status') expect(m.body).toHaveProperty('online');
       }
       expect(agent.logs.filter((l) => l.msg === 'reply not published'), note).toEqual([]);
