@@ -134,7 +134,7 @@ describe('a bad config is refused with exit 2 and one <path>: <message> line per
     for (const cam of config['cameras']) cam['enabled'] = false;
     const r = await runCli(['check', '--config', await writeText(stringify(config))]);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/^config\s+pass\s+node test-node, 2 camera\(s\)$/m);
+    expect(r.stdout).toMatch(/^config\s+pass\s+node test-node, 2 camera\(s\); source: file$/m);
   });
 
   it.each(cases)('$name (run and check)', async ({ edit, expected }) => {
