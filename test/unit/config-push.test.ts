@@ -157,3 +157,11 @@ describe('a pushed config', () => {
     expect(differingPaths(a, b)).toEqual(['cameras[1]', 'storage.maxAge']);
   });
 });
+
+describe('a hostile pushed config', () => {
+  it('deep nesting, an alias bomb, wrong types and huge values are refused as bad configs, each naming why', () => {
+    for (const text of ['['.repeat(60_000) + ']'.repeat(60_000), `a: ${'{x: '.repeat(30_000)}1${'}'.repeat(30_000)}`, '&a [*a]', '42', 'cameras: 7', `storage: {path: ${'x'.repeat(100_000)}, maxAge: 99999999999999999999d}`]) {
+      expect(problems(() => preparePush(text, inForce())).length, text.slice(0, 20)).toBeGreaterThan(0);
+    }
+  });
+});
