@@ -5,8 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { unbuiltSettings, type Config } from './config/schema.js';
-import { EventBus } from './events.js';
-import { ComponentGroup, type Component } from './lifecycle/component.js';
+import { EventBus, type EventScope } from './events.js';
+import { ComponentGroup } from './lifecycle/component.js';
 import { Faults } from './lifecycle/faults.js';
 import { systemClock, type Clock } from './platform/clock.js';
 import { ClockStatus } from './platform/clock-status.js';
@@ -22,6 +22,7 @@ import { AuditLog } from './audit/log.js';
 import { KeyHistory } from './audit/key-history.js';
 import { loadOrCreateNodeKey } from './audit/keys.js';
 import { CommandHandlers } from './commands/handlers.js';
+import { CommandError } from './commands/protocol.js';
 import type { Incident } from './incidents/incident.js';
 import { buildState, EMPTY_SYNC, UNKNOWN_HEALTH } from './fleet/state.js';
 import { Health } from './fleet/health.js';
@@ -40,7 +41,10 @@ import { fleetModule, type FleetModule } from './modules/fleet.js';
 import { controlModule } from './modules/control.js';
 import { callsModule, type CallsModule } from './modules/calls.js';
 import { configModule, type ConfigModule } from './modules/config.js';
-import { loadOrCreateHashKey, type ConfigSource } from './config/identity.js';
+import { loadOrCreateHashKey, type ConfigInForce, type ConfigSource } from './config/identity.js';
+import { PushedConfigs } from './config/store.js';
+import { planApply } from './deploy/apply-plan.js';
+import { ConfigTrial } from './deploy/config-trial.js';
 
 export { countIncidents, type IncidentCounts } from './modules/incidents.js';
 
@@ -65,6 +69,10 @@ export interface AgentDeps {
   testsrc?: TestPicture;
   /** How often the ring prunes when space is not short (default 30 s). */
   pruneIntervalMs?: number | undefined;
+  /** The node's config file, read again for `config reset` (absent: reset is refused). */
+  loadFile?: () => ConfigInForce;
+  /** A failure that leaves no working config in this process (a rollback that failed): exit, systemd restarts. */
+  onFatal?: (err: unknown) => void;
 }
 
 export interface AgentStatus {
@@ -73,35 +81,74 @@ export interface AgentStatus {
   incidents: IncidentCounts;
 }
 
-interface Built {
+/** What every config shares and keeps across pushes: the node's identity, clock, health, audit log. */
+interface Core {
+  key: Awaited<ReturnType<typeof loadOrCreateNodeKey>>;
+  keyHistory: KeyHistory;
+  clockStatus: ClockStatus;
+  steps: ClockSteps;
   health: Health;
+  audit: AuditLog;
+  hashKey: Uint8Array;
+  trial: ConfigTrial;
+  ffmpeg: string;
+}
+
+/** The ring, the recorders and the call recordings: rebuilt only when the disk, the segment length or the calls change. */
+interface Media {
   recording: RecordingModule;
+  calls: CallsModule | undefined;
+  early: ComponentGroup;
+  main: ComponentGroup;
+}
+
+/** Every other module, with the command table and the transports: rebuilt when their settings change. */
+interface Services {
   incidents: IncidentsModule;
   sync: SyncModule;
   fleet: FleetModule | undefined;
-  calls: CallsModule | undefined;
   config: ConfigModule;
-  publicKey: string;
+  modules: AgentModule[];
+  scope: EventScope;
+  early: ComponentGroup;
+  main: ComponentGroup;
 }
 
 export class Agent {
   readonly events: EventBus;
   private readonly faults: Faults;
-  private built: Built | undefined;
-  private group: ComponentGroup | undefined;
+  private core: Core | undefined;
+  private coreGroup: ComponentGroup | undefined;
+  /** The audit log and the config's trial: after the early modules, before the rest. */
+  private auditGroup: ComponentGroup | undefined;
+  private media: Media | undefined;
+  private services: Services | undefined;
+  /** The config in force: the one started with, then each applied push. */
+  private inForceNow: ConfigInForce;
+  /** An apply that failed half-way: the next one rebuilds everything. */
+  private broken = false;
+  private applying: Promise<void> = Promise.resolve();
   private releaseLock: (() => Promise<void>) | undefined;
   private stopped: Promise<void> | undefined;
+  private signal: AbortSignal | undefined;
   private readonly clock: Clock;
 
   constructor(private readonly deps: AgentDeps) {
     this.clock = deps.clock ?? systemClock;
     this.events = new EventBus(deps.log.child({ component: 'events' }));
     this.faults = new Faults({ clock: this.clock, events: this.events, log: deps.log.child({ component: 'faults' }) });
+    this.inForceNow = { config: deps.config, document: deps.configDocument ?? deps.config, source: deps.configSource ?? 'file' };
+  }
+
+  private get config(): Config {
+    return this.inForceNow.config;
   }
 
   async start(signal: AbortSignal): Promise<void> {
-    const { config, log } = this.deps;
+    const { log } = this.deps;
+    const config = this.config;
     const clock = this.clock;
+    this.signal = signal;
     const version = await ffmpegVersion(this.deps.ffmpegPath);
     if (!versionAtLeast(version, MIN_FFMPEG)) throw new MissingToolError('ffmpeg', `ffmpeg ${version} is too old; camnode needs ${MIN_FFMPEG.join('.')} or newer`);
     // Read-only or forbidden storage stops the start; a full one does not: the ring's first
@@ -112,7 +159,6 @@ export class Agent {
     const stateDir = await probeWritable(config.node.stateDir, 'node.stateDir').catch((err: unknown) => (err as Error).message);
     if (stateDir !== 'ok') log.error({ path: config.node.stateDir, reason: stateDir }, 'node.stateDir cannot be written now: recording goes on; locks wait in memory');
     const segmentsRoot = join(config.storage.path, 'segments');
-    const sealedDir = join(config.storage.path, 'incidents');
     await probeWritable(segmentsRoot);
     const lockFile = join(segmentsRoot, 'agent.pid');
     let lockLater = false;
@@ -130,7 +176,7 @@ export class Agent {
     const unbuilt = unbuiltSettings(config);
     if (unbuilt.length > 0) log.info({ keys: unbuilt }, 'config keys accepted but their features are not built yet: ignored');
 
-    // The core every module shares.
+    // The core every module shares, kept across pushed configs (node.stateDir cannot change).
     const key = await loadOrCreateNodeKey(config.node.stateDir, log.child({ component: 'keys' }));
     const keyHistory = new KeyHistory({ stateDir: config.node.stateDir, key, now: () => clock.now(), log: log.child({ component: 'keys' }) });
     await keyHistory.open();
@@ -142,29 +188,104 @@ export class Agent {
       stateDir: config.node.stateDir, log: log.child({ component: 'audit' }), clock,
       onWritable: (writable, err) => (writable ? this.faults.clear('audit') : this.faults.report('audit', err ?? 'cannot be written')),
     });
-    const base: ModuleBase = { clock, log, events: this.events, faults: this.faults, signal };
-    // Every module's commands are registered before any transport starts.
-    const handlers = new CommandHandlers({ log: log.child({ component: 'commands' }) });
+    // A state dir that cannot be written now: a key for this run only (the sha256 then
+    // changes at the next start, as it would with any new key).
+    const hashKey = await loadOrCreateHashKey(config.node.stateDir).catch((err: unknown) => {
+      log.error({ err }, 'the config hash key cannot be kept in node.stateDir: one for this run only');
+      return randomBytes(32);
+    });
+    const loadFile = this.deps.loadFile;
+    const trial = new ConfigTrial({
+      store: new PushedConfigs(config.node.stateDir), hashKey, clock, events: this.events, log: log.child({ component: 'config' }),
+      target: { inForce: () => this.inForceNow, apply: (next) => this.apply(next), unproven: () => this.unproven() },
+      loadFile: () => {
+        if (!loadFile) throw new CommandError('bad_request', 'config reset: this agent was not started from a config file');
+        return loadFile();
+      },
+      onFatal: (err) => {
+        log.fatal({ err }, 'the previous config could not be applied again');
+        if (this.deps.onFatal) this.deps.onFatal(err);
+        else this.reportFault('config', err);
+      },
+    });
+    this.core = { key, keyHistory, clockStatus, steps, health, audit, hashKey, trial, ffmpeg: version };
 
-    // The modules. The ring learns the incidents' locks through closures: the book is loaded
-    // (it starts early) before the ring's first prune pass.
+    const media = await this.buildMedia(config);
+    this.media = media;
+    const services = await this.buildServices(config, media);
+    this.services = services;
+    // The early ones (the event outbox, the incident book) before the audit log: a state dir
+    // found unwritable is reported by the audit log's start, and that fault must reach the fleet.
+    // The trial after them: a trial left unfinished is reported as rolled back.
+    this.coreGroup = new ComponentGroup([clockStatus, steps, health], log);
+    await this.coreGroup.start(signal);
+    await services.early.start(signal);
+    await media.early.start(signal);
+    this.auditGroup = new ComponentGroup([audit, trial], log);
+    await this.auditGroup.start(signal);
+    await media.main.start(signal);
+    await services.main.start(signal);
+    if (lockLater) {
+      // Another agent that took the storage meanwhile wins (thrown: this one stops).
+      this.releaseLock = await acquireAgentLock(lockFile, this.deps.procRoot).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+        log.error({ err, lockFile }, 'the disk is still full: running without the agent lock file');
+        return undefined;
+      });
+    }
+    log.info({ cameras: media.recording.recorders.length, modules: [...this.mediaModules(media), ...services.modules].map((m) => m.name), storage: config.storage.path, ffmpeg: version, publicKey: key.publicKeyBase64 }, 'agent started');
+  }
+
+  private mediaModules(media: Media): AgentModule[] {
+    return [media.recording, ...(media.calls ? [media.calls] : [])];
+  }
+
+  /** The ring and the recorders (and the calls, which the ring prunes with the video). */
+  private async buildMedia(config: Config): Promise<Media> {
+    const core = this.core!;
+    const base = this.base(this.events);
+    // The ring learns the incidents' locks through closures, from whichever book is in force:
+    // the book is loaded (it starts early) before the ring's first prune pass, and a rebuilt
+    // book replaces the old one only once loaded.
     const extraLocks = this.deps.locks;
     const calls = config.calls ? callsModule({ ...base, calls: config.calls, storagePath: config.storage.path }) : undefined;
-    const recording: RecordingModule = await recordingModule({
+    const recording = await recordingModule({
       ...base,
       storage: config.storage, recording: config.recording, cameras: config.cameras,
       pins: {
-        lockedRanges: () => (extraLocks ? [...incidents.book.lockedRanges(), ...extraLocks.lockedRanges()] : incidents.book.lockedRanges()),
-        heldOutsideRing: () => incidents.sealedBytes() + (calls?.rejectedBytes() ?? 0),
-        promisedBytes: () => incidents.promisedBytes(),
+        lockedRanges: () => {
+          const book = this.services!.incidents.book.lockedRanges();
+          return extraLocks ? [...book, ...extraLocks.lockedRanges()] : book;
+        },
+        heldOutsideRing: () => this.services!.incidents.sealedBytes() + (calls?.rejectedBytes() ?? 0),
+        promisedBytes: () => this.services!.incidents.promisedBytes(),
       },
-      audit,
-      clockSynced: () => clockStatus.synced(),
-      steps,
+      audit: core.audit,
+      clockSynced: () => core.clockStatus.synced(),
+      steps: core.steps,
       disk: this.deps.disk, ffmpegPath: this.deps.ffmpegPath, deviceRoot: this.deps.deviceRoot, testsrc: this.deps.testsrc,
       pruneIntervalMs: this.deps.pruneIntervalMs,
       calls: calls?.index.shelf(),
     });
+    const modules = [recording, ...(calls ? [calls] : [])];
+    return {
+      recording, calls,
+      early: new ComponentGroup(modules.flatMap((m) => [...(m.early ?? [])]), this.deps.log),
+      main: new ComponentGroup(modules.flatMap((m) => [...m.components]), this.deps.log),
+    };
+  }
+
+  /** Every module but recording, each from its slice of the config, with its own event scope. */
+  private async buildServices(config: Config, media: Media): Promise<Services> {
+    const core = this.core!;
+    const { log } = this.deps;
+    const scope = this.events.scope();
+    const base = this.base(scope);
+    const { recording, calls } = media;
+    const { audit, key, keyHistory, clockStatus, steps } = core;
+    const sealedDir = join(config.storage.path, 'incidents');
+    // Every module's commands are registered before any transport starts.
+    const handlers = new CommandHandlers({ log: log.child({ component: 'commands' }) });
     const incidents: IncidentsModule = await incidentsModule({
       ...base,
       node: config.node, incident: config.incident, button: config.button,
@@ -188,16 +309,7 @@ export class Agent {
       configuredCameras: config.cameras.map((c) => c.id), segmentSeconds: config.recording.segmentSeconds, calls: calls !== undefined,
       writing: (camera) => recording.writing(camera), ffmpegPath: this.deps.ffmpegPath,
     });
-    const configs = configModule({
-      ...base,
-      inForce: { config, document: this.deps.configDocument ?? config, source: this.deps.configSource ?? 'file' },
-      // A state dir that cannot be written now: a key for this run only (the sha256 then
-      // changes at the next start, as it would with any new key).
-      hashKey: await loadOrCreateHashKey(config.node.stateDir).catch((err: unknown) => {
-        log.error({ err }, 'the config hash key cannot be kept in node.stateDir: one for this run only');
-        return randomBytes(32);
-      }),
-    });
+    const configs = configModule({ ...base, inForce: () => this.inForceNow, hashKey: core.hashKey, trial: core.trial });
     const sync = syncModule({ ...base, config, book: incidents.book, damaged: incidents.damaged, sealedDir, keyHistory, audit, key });
     const fleet = config.mqtt
       ? fleetModule({
@@ -211,39 +323,103 @@ export class Agent {
       ...base, node: config.node, policy: config.policy, upstream: config.upstream.type, footage: () => footage.footage(), book: incidents.book,
       auditLogPath: join(config.node.stateDir, AUDIT_LOG_FILE), clockSynced: () => clockStatus.synced(), segmentSeconds: config.recording.segmentSeconds,
     });
-    const modules: AgentModule[] = [recording, incidents, ...(calls ? [calls] : []), footage, report, configs, sync, ...(fleet ? [fleet] : []), control];
-
+    const modules: AgentModule[] = [incidents, footage, report, configs, sync, ...(fleet ? [fleet] : []), control];
     handlers.register({
       ping: async () => ({ version: VERSION }),
-      state: async () => (await fleet?.publishState()) ?? this.state(),
+      state: async () => (await this.services?.fleet?.publishState()) ?? this.state(),
     });
-    for (const m of modules) handlers.register(m.commands ?? {});
-    this.built = { health, recording, incidents, sync, fleet, calls, config: configs, publicKey: key.publicKeyBase64 };
+    for (const m of [...this.mediaModules(media), ...modules]) handlers.register(m.commands ?? {});
+    return {
+      incidents, sync, fleet, config: configs, modules, scope,
+      early: new ComponentGroup(modules.flatMap((m) => [...(m.early ?? [])]), log),
+      main: new ComponentGroup(modules.flatMap((m) => [...m.components]), log),
+    };
+  }
 
-    // The early ones (the event outbox, the incident book) before the audit log: a state dir
-    // found unwritable is reported by the audit log's start, and that fault must reach the fleet.
-    const components: Component[] = [
-      clockStatus, steps, health,
-      ...modules.flatMap((m) => m.early ?? []),
-      audit,
-      ...modules.flatMap((m) => m.components),
-    ];
-    this.group = new ComponentGroup(components, log);
-    await this.group.start(signal);
-    if (lockLater) {
-      // Another agent that took the storage meanwhile wins (thrown: this one stops).
-      this.releaseLock = await acquireAgentLock(lockFile, this.deps.procRoot).catch((err: unknown) => {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-        log.error({ err, lockFile }, 'the disk is still full: running without the agent lock file');
-        return undefined;
-      });
+  private base(events: EventBus): ModuleBase {
+    return { clock: this.clock, log: this.deps.log, events, faults: this.faults, signal: this.signal! };
+  }
+
+  /**
+   * Applies a config (a push on trial, or the previous one again), module by module
+   * (deploy/apply-plan.ts): unchanged cameras keep recording; the services are rebuilt when
+   * their settings changed; the ring and every recorder only when the disk, the segment length
+   * or the calls did. One apply at a time.
+   */
+  apply(next: ConfigInForce): Promise<void> {
+    const run = this.applying.then(() => this.applyNow(next));
+    this.applying = run.catch(() => {});
+    return run;
+  }
+
+  private async applyNow(next: ConfigInForce): Promise<void> {
+    const signal = this.signal!;
+    const plan = planApply(this.config, next.config);
+    if (this.broken) Object.assign(plan, { media: true, services: true });
+    this.deps.log.info({ changed: plan.changed, media: plan.media, services: plan.services, cameras: plan.cameras }, 'applying a config');
+    this.inForceNow = next;
+    this.broken = true;
+    let media = this.media!;
+    const old = this.services!;
+    if (plan.services) {
+      // What is emitted while the services are down reaches the new ones (the event outbox).
+      this.events.hold();
+      await old.main.stop();
     }
-    log.info({ cameras: recording.recorders.length, modules: modules.map((m) => m.name), storage: config.storage.path, ffmpeg: version, publicKey: key.publicKeyBase64 }, 'agent started');
+    if (plan.media) {
+      await media.main.stop();
+      await media.early.stop();
+    }
+    if (plan.services) {
+      await old.early.stop();
+      old.scope.close();
+    }
+    if (plan.media) {
+      media = await this.buildMedia(next.config);
+      this.media = media;
+    } else {
+      await media.recording.applyCameras(plan.cameras, next.config.cameras);
+      if (plan.ringLimits) await media.recording.setLimits(next.config.storage);
+    }
+    let services = old;
+    if (plan.services) {
+      services = await this.buildServices(next.config, media);
+      await services.early.start(signal);
+      // The new book is loaded: from now on the ring's locks are its.
+      this.services = services;
+      this.events.release(services.scope);
+    }
+    if (plan.media) {
+      await media.early.start(signal);
+      await media.main.start(signal);
+    }
+    if (plan.services) await services.main.start(signal);
+    this.broken = false;
+  }
+
+  /**
+   * Whether the config in force has proved itself (CONTRACT §9): every enabled camera records
+   * and the broker link is up. Null when it has; else what is missing.
+   */
+  unproven(): string | null {
+    const media = this.media;
+    if (!media) return 'not started';
+    const down = media.recording.cameraStatuses().filter((c) => c.state !== 'disabled' && c.state !== 'recording');
+    const missing = down.map((c) => `camera ${c.id} is ${c.state}${c.lastError ? ` (${c.lastError})` : ''}`);
+    const fleet = this.services?.fleet;
+    if (fleet && !fleet.connected()) missing.push('the broker link is down');
+    return missing.length > 0 ? missing.join('; ') : null;
   }
 
   stop(): Promise<void> {
     this.stopped ??= (async () => {
-      await this.group?.stop();
+      await this.applying;
+      await this.services?.main.stop();
+      await this.media?.main.stop();
+      await this.auditGroup?.stop();
+      await this.media?.early.stop();
+      await this.services?.early.stop();
+      await this.coreGroup?.stop();
       await this.releaseLock?.();
       this.deps.log.info('agent stopped');
     })();
@@ -255,7 +431,7 @@ export class Agent {
    * camera's last segment stays playable; the rest of the state is not trusted any more.
    */
   async stopRecorders(): Promise<void> {
-    await Promise.allSettled((this.built?.recording.recorders ?? []).map((r) => r.stop()));
+    await Promise.allSettled((this.media?.recording.recorders ?? []).map((r) => r.stop()));
   }
 
   /**
@@ -264,7 +440,7 @@ export class Agent {
    * restarting a dead camera is healthy. Null: healthy.
    */
   wedged(): string | null {
-    const ring = this.built?.recording.ring;
+    const ring = this.media?.recording.ring;
     const pruneMs = ring?.pruneRunningForMs() ?? 0;
     return pruneMs > WEDGED_PRUNE_MS ? `ring: a prune pass has run for ${Math.round(pruneMs / 1000)} s (the media disk does not answer?)` : null;
   }
@@ -275,41 +451,49 @@ export class Agent {
   }
 
   status(): AgentStatus {
-    const b = this.built;
-    if (!b) return { cameras: [], storage: undefined, incidents: { active: 0, held: 0, unsynced: 0, damaged: 0 } };
-    return { cameras: b.recording.cameraStatuses(), storage: b.recording.ring.stats(), incidents: b.incidents.counts() };
+    const media = this.media;
+    if (!media || !this.services) return { cameras: [], storage: undefined, incidents: { active: 0, held: 0, unsynced: 0, damaged: 0 } };
+    return { cameras: media.recording.cameraStatuses(), storage: media.recording.ring.stats(), incidents: this.services.incidents.counts() };
   }
 
   incidents(): Incident[] {
-    return this.built?.incidents.book.list() ?? [];
+    return this.services?.incidents.book.list() ?? [];
   }
 
   publicKey(): string | undefined {
-    return this.built?.publicKey;
+    return this.core?.key.publicKeyBase64;
   }
 
   syncStatus(): StatePayload['sync'] {
-    return this.built?.sync.status() ?? EMPTY_SYNC;
+    return this.services?.sync.status() ?? EMPTY_SYNC;
   }
 
   /** The state document of CONTRACT §3. */
   async state(): Promise<StatePayload> {
-    const health = this.built ? await this.built.health.read() : UNKNOWN_HEALTH;
+    const health = this.core ? await this.core.health.read() : UNKNOWN_HEALTH;
     const now = this.clock.now();
-    const state = buildState(now, this.status(), { ...health, faults: this.faults.list() }, this.syncStatus(), this.built?.sync.auditHead(),
-      { signage: signageView(this.deps.config.policy?.signage, now).status }, this.built?.calls?.state());
-    const config = this.built?.config.identity();
-    return config ? { ...state, configSource: config.source } : state;
+    const state = buildState(now, this.status(), { ...health, faults: this.faults.list() }, this.syncStatus(), this.services?.sync.auditHead(),
+      { signage: signageView(this.config.policy?.signage, now).status }, this.media?.calls?.state());
+    if (!this.core) return state;
+    const trial = this.core.trial.current();
+    const restarted = this.media?.recording.restarted() ?? [];
+    return {
+      ...state,
+      configSource: this.inForceNow.source,
+      ...(trial ? { configTrial: trial } : {}),
+      ...(restarted.length > 0 ? { restartedCameras: restarted } : {}),
+    };
   }
 
   /** The fake backend's button (demo: Enter; `run` with button.backend fake: a line on stdin). */
   fakeButton(): { press(): boolean } | null {
-    return this.built?.incidents.fakeButton() ?? null;
+    // The button is rebuilt with the services: a press goes to the one in force.
+    return this.services?.incidents.fakeButton() ? { press: () => this.services?.incidents.fakeButton()?.press() ?? false } : null;
   }
 
   /** Whether the status LED is lit now (the demo draws it). */
   ledLit(): boolean {
-    return this.built?.incidents.ledLit() ?? false;
+    return this.services?.incidents.ledLit() ?? false;
   }
 
   private async stopOrphans(segmentsRoot: string): Promise<void> {

@@ -32,12 +32,22 @@ export interface AgentEvents {
   /** A spool file that is not audio, set aside in calls/rejected/ as `name` (CONTRACT §8). */
   'calls.rejected': { file: string; reason: string; name: string };
   'segment.finished': { camera: string; seq: number; startMs: number; durationMs: number; bytes: number };
+  /** A pushed config (or `config reset`) proved itself within its trial: in force from now on (CONTRACT §9). */
+  'config.committed': { sha256: string; source: 'file' | 'pushed' };
+  /** A pushed config (or reset) did not prove itself: the previous one is back in force (CONTRACT §9). */
+  'config.rolledBack': { sha256: string; reason: string };
 }
 
 type Listener<T> = (payload: T) => void;
 
+interface Held { seq: number; type: keyof AgentEvents; payload: unknown }
+
 export class EventBus {
   private readonly listeners = new Map<keyof AgentEvents, Set<Listener<never>>>();
+  /** Every emit's number: a scope replays what was emitted before its listeners existed. */
+  private seq = 0;
+  private held: Held[] | null = null;
+
   constructor(private readonly log: Logger) {}
 
   on<K extends keyof AgentEvents>(type: K, listener: Listener<AgentEvents[K]>): () => void {
@@ -48,12 +58,77 @@ export class EventBus {
   }
 
   emit<K extends keyof AgentEvents>(type: K, payload: AgentEvents[K]): void {
-    for (const listener of this.listeners.get(type) ?? []) {
-      try {
-        (listener as Listener<AgentEvents[K]>)(payload);
-      } catch (err) {
-        this.log.error({ err, event: type }, 'event listener failed');
-      }
+    this.seq += 1;
+    this.held?.push({ seq: this.seq, type, payload });
+    for (const listener of this.listeners.get(type) ?? []) this.deliver(type, listener as Listener<AgentEvents[K]>, payload);
+  }
+
+  /**
+   * Listeners that go together (a set of modules rebuilt when a pushed config is applied):
+   * `close()` removes them all. Events emitted while the bus was held and before a listener of
+   * the scope existed are replayed to it by `release(scope)` — none is lost in the rebuild.
+   */
+  scope(): EventScope {
+    return new EventScope(this, this.log);
+  }
+
+  /** From now on, every emit is kept for the next scope (see `release`). */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  /** Ends the hold: each kept event goes to the scope's listeners that did not exist when it was emitted. */
+  release(scope: EventScope): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const e of held) scope.replay(e.seq, e.type, e.payload);
+  }
+
+  /** The number of the last emit. */
+  lastSeq(): number {
+    return this.seq;
+  }
+
+  deliver<K extends keyof AgentEvents>(type: K, listener: Listener<AgentEvents[K]>, payload: AgentEvents[K]): void {
+    try {
+      listener(payload);
+    } catch (err) {
+      this.log.error({ err, event: type }, 'event listener failed');
     }
+  }
+}
+
+/** A bus for a set of modules: emits go to the whole bus, listeners are removed together. */
+export class EventScope extends EventBus {
+  private readonly mine: { type: keyof AgentEvents; listener: Listener<never>; since: number; off: () => void }[] = [];
+
+  constructor(private readonly root: EventBus, log: Logger) {
+    super(log);
+  }
+
+  override on<K extends keyof AgentEvents>(type: K, listener: Listener<AgentEvents[K]>): () => void {
+    const off = this.root.on(type, listener);
+    const entry = { type, listener: listener as Listener<never>, since: this.root.lastSeq(), off };
+    this.mine.push(entry);
+    return () => {
+      off();
+      const i = this.mine.indexOf(entry);
+      if (i >= 0) this.mine.splice(i, 1);
+    };
+  }
+
+  override emit<K extends keyof AgentEvents>(type: K, payload: AgentEvents[K]): void {
+    this.root.emit(type, payload);
+  }
+
+  /** Delivers a held event to each listener of this scope registered after it was emitted. */
+  replay(seq: number, type: keyof AgentEvents, payload: unknown): void {
+    for (const m of this.mine) {
+      if (m.type === type && m.since >= seq) this.root.deliver(type, m.listener as Listener<unknown>, payload as never);
+    }
+  }
+
+  close(): void {
+    for (const m of this.mine.splice(0)) m.off();
   }
 }

@@ -3,7 +3,7 @@
 // 0 success; 1 runtime failure; 2 bad usage or bad config; 3 timed out.
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { ConfigError, resolveConfigPath } from './config/load.js';
+import { ConfigError, loadConfigWithDocument, resolveConfigPath } from './config/load.js';
 import { loadConfigInForce } from './config/store.js';
 import { configSecrets, scrub } from './config/redact.js';
 import { createLogger } from './platform/logger.js';
@@ -69,7 +69,14 @@ async function run(opts: { config?: string }): Promise<void> {
   if (inForce.fallback) log.warn({ reason: inForce.fallback }, 'the committed pushed config is not used');
   // Footage and state for the camnode user and group only; ffmpeg inherits it (CONTRACT §7).
   process.umask(AGENT_UMASK);
-  const agent = new Agent({ config, configDocument: document, configSource: inForce.source, log, pruneIntervalMs: pruneIntervalFromEnv(process.env) });
+  const agent = new Agent({
+    config, configDocument: document, configSource: inForce.source, log, pruneIntervalMs: pruneIntervalFromEnv(process.env),
+    // `config reset` returns to the file as it reads then.
+    loadFile: () => ({ ...loadConfigWithDocument(inForce.path), source: 'file' }),
+    // No config known to work in this process: the recorders stop gracefully, systemd restarts
+    // the agent on the config committed (the trial file says it was rolled back).
+    onFatal: () => void agent.stopRecorders().finally(() => process.exit(70)),
+  });
   const controller = new AbortController();
   let stopping = false;
   // systemd's notify protocol, when the unit asks for it (Type=notify, WatchdogSec).
@@ -195,6 +202,8 @@ const withExitOverride = (cmd: Command): Command => {
 // `camnode report` on the node is `camnode ctl report --local`: the running agent answers it over
 // its control socket (CONTRACT §7).
 if (process.argv[2] === 'report') process.argv.splice(2, 1, 'ctl', 'report', '--local');
+// `camnode config reset` is `camnode ctl config --local --reset`: back to the file, through a trial (CONTRACT §9).
+if (process.argv[2] === 'config' && process.argv[3] === 'reset') process.argv.splice(2, 2, 'ctl', 'config', '--local', '--reset');
 // The ops side (ctl, its rendering, its MQTT client) is loaded only for `camnode ctl`: the agent
 // never carries it.
 if (process.argv[2] === 'ctl') {
@@ -203,6 +212,10 @@ if (process.argv[2] === 'ctl') {
 } else {
   program.command('ctl').description('operations on nodes (CONTRACT §3 commands); `camnode ctl --help` lists them')
     .allowUnknownOption().allowExcessArguments().action(() => {});
+  program.command('config').description('`camnode config reset`: return to the config file from a pushed config, through the same trial (`--config PATH`, `--socket PATH`, `--json`)')
+    .allowUnknownOption().allowExcessArguments().action(() => {
+      throw new CliExit(2, 'camnode config: the only form is `camnode config reset [--config PATH]`');
+    });
   program.command('report').description('the retention report of this node: what it kept and deleted, and why (`camnode report --help`: --since, --format text|json|html, -o FILE)')
     .allowUnknownOption().allowExcessArguments().action(() => {});
 }

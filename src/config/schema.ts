@@ -239,7 +239,7 @@ export const configSchema = z.strictObject({
   mqtt: mqtt.optional().describe('The fleet link. Omitted: no fleet link.'),
   control: control.prefault({}).describe('Local commands.'),
   upstream: upstream.prefault({}).describe('Where sealed incidents are synced. Omitted: type none.'),
-  fleet: fleet.optional().describe('Who may command this node, and how pushed configs and updates prove themselves (rollbackAfter and releaseKey: not built yet, ignored).'),
+  fleet: fleet.optional().describe('Who may command this node, and how pushed configs and updates prove themselves (releaseKey: updates are not built yet, ignored).'),
   audit: audit.optional().describe('The audit log leaving the node (with an upstream): chunks, and a signed head every headInterval.'),
   policy: policy.optional().describe('The district policy\'s attestations (signage), shown in check, the state and the report.'),
   calls: calls.optional().describe('The phone system\'s call recordings, kept under the same retention (CONTRACT §8).'),
@@ -271,7 +271,6 @@ export type CameraConfig = Config['cameras'][number];
 export function unbuiltSettings(config: Config): string[] {
   const out: string[] = [];
   if (config.fleet?.releaseKey !== undefined) out.push('fleet.releaseKey');
-  if (config.fleet && config.fleet.rollbackAfter !== 2 * 60_000) out.push('fleet.rollbackAfter');
   return out;
 }
 export { upstream as upstreamSchema };

@@ -52,6 +52,10 @@ export interface StatePayload {
   policy?: { signage: 'ok' | 'missing' | 'overdue' };
   /** Whether the config in force is the file or a push (CONTRACT §9); absent from earlier releases. */
   configSource?: 'file' | 'pushed';
+  /** A pushed config (or a reset) on trial now (CONTRACT §9): its sha256 and when it is rolled back unless proven. */
+  configTrial?: { sha256: string; until: string };
+  /** Cameras a pushed config restarted in this run, and each one's gap (null until its first new segment). */
+  restartedCameras?: { camera: string; at: string; gapMs: number | null }[];
   /** The call recordings in the ring (CONTRACT §8); only on a node with `calls` configured. */
   calls?: { files: number; bytes: number; oldest: string | null; waiting: number; rejected: number };
   sync: { queued: number; bytesPending: number; lastError: string | null; current: SyncProgress | null };
@@ -70,7 +74,7 @@ export interface StatePayload {
 export type EventType =
   | 'incident.locked' | 'incident.extended' | 'incident.sealed' | 'incident.synced' | 'incident.disposed' | 'incident.damaged' | 'incident.disclosed'
   | 'camera.down' | 'camera.up' | 'storage.pressure' | 'storage.full' | 'sync.failed' | 'button.pressed'
-  | 'component.failed' | 'component.recovered' | 'calls.rejected';
+  | 'component.failed' | 'component.recovered' | 'calls.rejected' | 'config.committed' | 'config.rolledBack';
 
 export interface EventPayload {
   id: number;

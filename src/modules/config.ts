@@ -1,16 +1,20 @@
 // The config in force, to central ops (CONTRACT §9 Config push): `config {get}` shows it with
 // its secrets as `***`, where it came from and its sha256; `config {compare}` names the paths at
-// which a candidate differs, validated exactly as a push would be. Pushing (`yaml`) and `reset`
-// are answered as not available here until the trial that applies them exists.
+// which a candidate differs, validated exactly as a push would be; `config {yaml}` and
+// `config {reset}` start a trial (deploy/config-trial.ts) and answer at once.
 import { CommandError } from '../commands/protocol.js';
 import type { CommandTable } from '../commands/handlers.js';
 import { ConfigError } from '../config/load.js';
 import { configSha256, redactConfig, type ConfigInForce, type ConfigSource } from '../config/identity.js';
 import { differingPaths, preparePush } from '../config/push.js';
 import type { AgentModule, ModuleBase } from './module.js';
+import type { ConfigTrial } from '../deploy/config-trial.js';
 
 export interface ConfigModuleDeps extends ModuleBase {
-  inForce: ConfigInForce;
+  /** The config in force now (a push changes it). */
+  inForce(): ConfigInForce;
+  /** Where pushes and resets are tried (deploy/config-trial.ts). */
+  trial: Pick<ConfigTrial, 'push' | 'reset'>;
   /** The node-local key of the config's sha256 (config/identity.ts). */
   hashKey: Uint8Array;
 }
@@ -28,11 +32,18 @@ function refused(err: unknown): never {
 }
 
 export function configModule(deps: ConfigModuleDeps): ConfigModule {
-  const { inForce, hashKey } = deps;
-  const sha256 = configSha256(inForce.config, hashKey);
-  const identity = (): ConfigIdentity => ({ sha256, source: inForce.source });
+  const { hashKey, trial } = deps;
+  // Its sha256, once per config in force (every status carries it).
+  let known: { inForce: ConfigInForce; sha256: string } | undefined;
+  const identity = (): ConfigIdentity => {
+    const inForce = deps.inForce();
+    if (known?.inForce !== inForce) known = { inForce, sha256: configSha256(inForce.config, hashKey) };
+    return { sha256: known.sha256, source: inForce.source };
+  };
   const commands: CommandTable = {
     config: async (a) => {
+      const inForce = deps.inForce();
+      const { sha256 } = identity();
       if (a.get) return { config: redactConfig(inForce.document), source: inForce.source, sha256 };
       if (a.compare !== undefined) {
         let candidate;
@@ -43,7 +54,11 @@ export function configModule(deps: ConfigModuleDeps): ConfigModule {
         }
         return { differs: differingPaths(inForce.config, candidate.config), sha256, candidateSha256: configSha256(candidate.config, hashKey) };
       }
-      throw new CommandError('bad_request', 'config: pushing a config and reset are not available on this node yet (get and compare are)');
+      try {
+        return a.reset ? await trial.reset() : await trial.push(a.yaml ?? '');
+      } catch (err) {
+        refused(err);
+      }
     },
   };
   return { name: 'config', components: [], commands, identity };

@@ -21,7 +21,7 @@ import type { AgentModule, ModuleBase } from './module.js';
 export const FLEET_EVENTS = [
   'incident.locked', 'incident.extended', 'incident.sealed', 'incident.synced', 'incident.disposed', 'incident.damaged',
   'incident.disclosed', 'camera.down', 'camera.up', 'storage.full', 'sync.failed', 'button.pressed',
-  'component.failed', 'component.recovered', 'calls.rejected',
+  'component.failed', 'component.recovered', 'calls.rejected', 'config.committed', 'config.rolledBack',
 ] as const satisfies readonly (keyof AgentEvents & EventType)[];
 
 export interface FleetDeps extends ModuleBase {
@@ -43,6 +43,8 @@ export interface FleetDeps extends ModuleBase {
 export interface FleetModule extends AgentModule {
   /** Publishes the state now (the `state` command); undefined while the link is down. */
   publishState(): Promise<StatePayload | undefined>;
+  /** Whether the broker link is up now (a pushed config proves itself with it). */
+  connected(): boolean;
 }
 
 export function fleetModule(deps: FleetDeps): FleetModule {
@@ -98,5 +100,6 @@ export function fleetModule(deps: FleetDeps): FleetModule {
     early: [outbox, forwarder],
     components: [refusals, link],
     publishState: async () => link.current()?.publishState(),
+    connected: () => link.current()?.connected() ?? false,
   };
 }

@@ -14,6 +14,8 @@ import { CameraRecorder, type CameraStatus } from '../recorder/camera-recorder.j
 import { SnapshotError, takeSnapshot } from '../recorder/snapshot.js';
 import type { LockedRange } from '../store/eviction.js';
 import { Ring, type CallShelf } from '../store/ring.js';
+import type { Component } from '../lifecycle/component.js';
+import type { CameraPlan } from '../deploy/apply-plan.js';
 import type { AgentModule, ModuleBase } from './module.js';
 
 /** A synthetic camera picture (the demo keeps it small). */
@@ -84,12 +86,21 @@ export interface RecordingModule extends AgentModule {
   writing(camera: string): boolean;
   /** When a camera was down, as far as this run saw. */
   downIntervals(camera: string): readonly { startMs: number; endMs: number }[];
+  /** Carries out a pushed config's camera plan (deploy/apply-plan.ts). */
+  applyCameras(plan: CameraPlan, cameras: Config['cameras']): Promise<void>;
+  /** A pushed config's new ring limits. */
+  setLimits(storage: Config['storage']): Promise<void>;
+  /** The cameras a pushed config restarted in this run, and each one's gap once known. */
+  restarted(): CameraRestart[];
 }
 
+/** A camera restarted by a pushed config (CONTRACT §9): gapMs is null until its first new segment. */
+export interface CameraRestart { camera: string; at: string; gapMs: number | null }
+
 export async function recordingModule(deps: RecordingDeps): Promise<RecordingModule> {
-  const { storage, recording, cameras, log, clock, events } = deps;
+  const { storage, recording, log, clock, events } = deps;
   const ffmpegPath = deps.ffmpegPath ? { ffmpegPath: deps.ffmpegPath } : {};
-  const recorders: CameraRecorder[] = [];
+  const recorders = new Map<string, CameraRecorder>();
   const ring = new Ring({
     options: {
       storagePath: storage.path,
@@ -104,7 +115,7 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
     events,
     disk: deps.disk ?? diskUsage,
     locks: deps.pins,
-    inProgressFiles: () => recorders.map((r) => r.currentFile()).filter((f): f is string => f !== null),
+    inProgressFiles: () => [...recorders.values()].map((r) => r.currentFile()).filter((f): f is string => f !== null),
     heldOutsideRing: () => deps.pins.heldOutsideRing(),
     promisedBytes: () => deps.pins.promisedBytes(),
     clockSynced: deps.clockSynced,
@@ -117,15 +128,12 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
 
   const encoder = chooseH264Encoder(await deviceModel(deps.deviceRoot));
   const testsrc = deps.testsrc;
-  for (const camera of cameras) {
-    if (!camera.enabled) {
-      log.info({ camera: camera.id }, 'camera disabled in config');
-      continue;
-    }
+  let cameras = deps.cameras;
+  const recorderOf = (camera: Config['cameras'][number]): CameraRecorder => {
     const source = parseSource(camera.source);
     if (typeof source === 'string') throw new Error(`cameras.${camera.id}.source: ${source}`); // validated already
     if (source.kind === 'v4l2' || source.kind === 'testsrc') log.info({ camera: camera.id, encoder }, 'camera is encoded on this machine');
-    recorders.push(new CameraRecorder({
+    return new CameraRecorder({
       camera: camera.id,
       buildArgs: (outputPattern) => buildRecorderArgs({
         source, outputPattern, segmentSeconds: recording.segmentSeconds, rtspTimeoutMs: 5_000, encoder,
@@ -138,8 +146,34 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
       log: log.child({ component: 'recorder', camera: camera.id }),
       events,
       ...ffmpegPath,
-    }));
+    });
+  };
+  for (const camera of cameras) {
+    if (!camera.enabled) log.info({ camera: camera.id }, 'camera disabled in config');
+    else recorders.set(camera.id, recorderOf(camera));
   }
+  // Started and stopped together; a pushed config adds, removes and restarts single ones.
+  let recordersStarted = false;
+  const recorderSet: Component = {
+    name: 'recorders',
+    async start() {
+      for (const r of recorders.values()) await r.start();
+      recordersStarted = true;
+    },
+    async stop() {
+      recordersStarted = false;
+      await Promise.allSettled([...recorders.values()].map((r) => r.stop()));
+    },
+  };
+
+  // Each restarted camera's gap: from the end of its last segment before the restart to the
+  // start of its first one after (CONTRACT §9: "a restarted one has a short gap, listed").
+  const restarts = new Map<string, { camera: string; at: string; fromMs: number | null }>();
+  const gapOf = (r: { camera: string; fromMs: number | null }): number | null => {
+    if (r.fromMs === null) return null;
+    const first = ring.segmentsBetween(r.camera, r.fromMs, Number.MAX_SAFE_INTEGER)[0];
+    return first ? Math.max(0, first.startMs - r.fromMs) : null;
+  };
 
   // One snapshot per camera at a time: each is an ffmpeg of its own on a Pi already recording.
   const snapshotting = new Set<string>();
@@ -166,24 +200,47 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
   events.on('camera.down', ({ camera }) => outages.down(camera));
   events.on('camera.up', ({ camera }) => outages.up(camera));
 
+  const statusOf = (camera: string): CameraStatus | undefined => recorders.get(camera)?.status();
   return {
     name: 'recording',
-    components: [ring, ...recorders],
+    components: [ring, recorderSet],
     commands: { snapshot },
     ring,
-    recorders,
+    get recorders() { return [...recorders.values()]; },
     cameraStatuses() {
-      const running = new Map(recorders.map((r) => [r.status().id, r.status()]));
-      return cameras.map((c): CameraStatus => running.get(c.id)
+      return cameras.map((c): CameraStatus => statusOf(c.id)
         ?? { id: c.id, state: 'disabled', lastSegmentAt: null, kbps: null, restarts: 0, lastError: null });
     },
     kbps(camera) {
-      return recorders.find((r) => r.status().id === camera)?.status().kbps ?? 0;
+      return statusOf(camera)?.kbps ?? 0;
     },
     downIntervals: (camera) => outages.of(camera),
     writing(camera) {
-      const recorder = recorders.find((r) => r.status().id === camera);
+      const recorder = recorders.get(camera);
       return recorder !== undefined && recorder.status().state === 'recording' && recorder.currentFile() !== null;
     },
+    async applyCameras(plan, next) {
+      const byId = new Map(next.map((c) => [c.id, c]));
+      // Stopped first, each to the end: never two recorders for one camera.
+      const at = new Date(clock.now()).toISOString();
+      await Promise.allSettled([...plan.stop, ...plan.restart].map(async (id) => {
+        const r = recorders.get(id);
+        recorders.delete(id);
+        await r?.stop();
+        // Its last segment is in the ring now: the gap starts where it ends.
+        if (plan.restart.includes(id)) restarts.set(id, { camera: id, at, fromMs: ring.newestEndOf(id) });
+      }));
+      cameras = next;
+      for (const id of [...plan.restart, ...plan.start]) {
+        const r = recorderOf(byId.get(id)!);
+        recorders.set(id, r);
+        if (recordersStarted) await r.start();
+      }
+      log.info({ ...plan }, 'cameras applied from the config');
+    },
+    setLimits(next) {
+      return ring.setLimits({ maxUsePercent: next.maxUsePercent, reserveBytes: next.reserve, maxBytes: next.maxBytes, maxAgeMs: next.maxAge });
+    },
+    restarted: () => [...restarts.values()].map((r) => ({ camera: r.camera, at: r.at, gapMs: gapOf(r) })),
   };
 }

@@ -16,7 +16,7 @@ import type { BrokerOptions, FleetClient } from './client.js';
 import { nodeRow, renderEvent, renderNodes, renderState, sortRows } from './render.js';
 import type { ReplyPayload, StatePayload } from '../fleet/topics.js';
 import { renderFootage, type FootageData } from './timeline.js';
-import type { ConfigCompareReply, ConfigGetReply, ConfigRow } from './render-config.js';
+import type { ConfigCompareReply, ConfigGetReply, ConfigRow, TrialReply } from './render-config.js';
 import { formatLocalAndUtc, parseUserTime, TimeInputError } from './times.js';
 
 /** A node of an earlier release says `released` for what is now `disposed`. */
@@ -437,12 +437,13 @@ export function ctlCommand(): Command {
       print(o, data, () => `${data.queued} incident(s) queued for upload`);
     });
 
-  withBroker(ctl.command('config').description('the config in force on a node: get it (secrets as ***), compare a file with it, or push one (admin, signed; CONTRACT §9)'))
+  withLocal(ctl.command('config').description('the config in force on a node: get it (secrets as ***), compare a file with it, push one, or return to the file (admin, signed; CONTRACT §9)'))
     .argument('[node]')
     .option('--all', 'every online node, one line each (with --get or --compare)')
     .option('--get', 'the config in force as YAML, its source and sha256 (the default)')
     .option('--compare <file>', 'the paths at which FILE differs from the config in force (validated as a push would be)')
     .option('--set <file>', 'push FILE to the node: applied on trial, then committed or rolled back')
+    .option('--reset', 'return to the node\'s config file, through the same trial (`camnode config reset` on the node)')
     .action(configCommand);
 
   withLocal(ctl.command('ping').description('is the agent there?'))
@@ -501,12 +502,13 @@ async function lockAll(o: Common, payload: Record<string, unknown>, line: (node:
 }
 
 /** `ctl config`: get, compare or push (CONTRACT §9 Config push); --all for get and compare. */
-async function configCommand(nodeArg: string | undefined, o: Common & { all?: boolean; get?: boolean; compare?: string; set?: string }): Promise<void> {
-  const { renderConfigCompare, renderConfigGet, renderConfigTable } = await import('./render-config.js');
-  if ([o.get, o.compare, o.set].filter((v) => v !== undefined && v !== false).length > 1) throw new CtlExit(2, 'give one of --get, --compare FILE, --set FILE');
-  if (o.all && nodeArg !== undefined) throw new CtlExit(2, '--all takes no NODE');
-  if (!o.all && nodeArg === undefined) throw new CtlExit(2, 'expected NODE or --all');
-  if (o.all && o.set !== undefined) throw new CtlExit(2, '--set pushes to one node at a time; roll a config out node by node (docs/fleet-ops.md)');
+async function configCommand(nodeArg: string | undefined, o: Common & { all?: boolean; get?: boolean; compare?: string; set?: string; reset?: boolean }): Promise<void> {
+  const { renderConfigCompare, renderConfigGet, renderConfigTable, renderTrial } = await import('./render-config.js');
+  if ([o.get, o.compare, o.set, o.reset].filter((v) => v !== undefined && v !== false).length > 1) throw new CtlExit(2, 'give one of --get, --compare FILE, --set FILE, --reset');
+  if (o.all && (nodeArg !== undefined || o.local)) throw new CtlExit(2, '--all takes no NODE');
+  if (o.local && nodeArg !== undefined) throw new CtlExit(2, '--local stands in place of NODE');
+  if (!o.all && !o.local && nodeArg === undefined) throw new CtlExit(2, 'expected NODE or --all');
+  if (o.all && (o.set !== undefined || o.reset)) throw new CtlExit(2, `${o.reset ? '--reset' : '--set'} goes to one node at a time; roll a config out node by node (docs/fleet-ops.md)`);
   const file = o.compare ?? o.set;
   let text = '';
   if (file !== undefined) {
@@ -514,7 +516,7 @@ async function configCommand(nodeArg: string | undefined, o: Common & { all?: bo
       throw new CtlExit(2, `${o.compare !== undefined ? '--compare' : '--set'}: ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
     });
   }
-  const payload = o.compare !== undefined ? { compare: text } : o.set !== undefined ? { yaml: text } : { get: true };
+  const payload = o.compare !== undefined ? { compare: text } : o.set !== undefined ? { yaml: text } : o.reset ? { reset: true } : { get: true };
   if (o.all) {
     const rows: ConfigRow[] = [];
     try {
@@ -527,10 +529,10 @@ async function configCommand(nodeArg: string | undefined, o: Common & { all?: bo
     }
     return;
   }
-  const node = nodeArg!;
-  const data = await request(o, node, 'config', payload);
+  const node = nodeArg ?? 'this node';
+  const data = await request(o, nodeArg, 'config', payload);
   if (o.compare !== undefined) print(o, data, () => renderConfigCompare(printable(node), printable(o.compare!), data as ConfigCompareReply));
-  else if (o.set !== undefined) print(o, data, () => `${printable(node)}: config ${(data as { sha256: string }).sha256} on trial until ${(data as { trialUntil: string }).trialUntil}; watch for config.committed or config.rolledBack (ctl watch ${printable(node)})`);
+  else if (o.set !== undefined || o.reset) print(o, data, () => renderTrial(printable(node), data as TrialReply, o.local ? 'camnode ctl state --local' : `camnode ctl watch ${printable(node)}`));
   else print(o, data, () => renderConfigGet(printable(node), data as ConfigGetReply));
 }
 

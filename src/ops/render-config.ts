@@ -17,6 +17,14 @@ export function renderConfigCompare(node: string, file: string, d: ConfigCompare
   return [`${node}: ${file} differs from the config in force at ${d.differs.length} path(s):`, ...d.differs.map((p) => `  ${p}`)].join('\n');
 }
 
+/** The reply to a push or a reset (CONTRACT §9): a trial, or nothing to change. */
+export interface TrialReply { sha256: string; trialUntil: string | null; unchanged?: true }
+
+export function renderTrial(node: string, d: TrialReply, follow: string): string {
+  if (d.trialUntil === null) return `${node}: config ${d.sha256} is already the one in force; nothing to try`;
+  return `${node}: config ${d.sha256} on trial until ${d.trialUntil}; it is committed once every enabled camera records and the broker link is up, else rolled back (config.committed or config.rolledBack: ${follow})`;
+}
+
 export type ConfigRow = { node: string; get?: ConfigGetReply; compare?: ConfigCompareReply; error?: string };
 
 /** `ctl config --all`: one line per online node. */

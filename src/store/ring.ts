@@ -177,6 +177,15 @@ export class Ring implements Component {
     if (this.stampsDirty) await this.saveStamps().catch((err: unknown) => this.deps.log.warn({ err }, 'clock.json not saved at stop'));
   }
 
+  /**
+   * New limits from a pushed config (CONTRACT §9): the next pass plans with them; one is asked
+   * for now, so a smaller quota frees its room at once.
+   */
+  setLimits(limits: Pick<RingOptions, 'maxUsePercent' | 'reserveBytes' | 'maxBytes' | 'maxAgeMs'>): Promise<void> {
+    this.deps.options = { ...this.deps.options, ...limits };
+    return this.requestPrune();
+  }
+
   /** Resolves once no unlink is in flight: from then on every lock in force is honoured. */
   async unlinkSettled(): Promise<void> {
     await this.unlinking?.catch(() => {});

@@ -201,7 +201,7 @@ describe('keys of the second batch (CONTRACT §2, new): parsed and validated bef
 
   it('says which are set but not built yet (ignored with one log line at start); defaults are not listed', () => {
     expect(unbuiltSettings(validateConfig(full))).toEqual([
-      'fleet.releaseKey', 'fleet.rollbackAfter',
+      'fleet.releaseKey',
     ]);
     expect(unbuiltSettings(validateConfig({ ...minimal, mqtt: { url: 'mqtt://h' }, fleet: { ca: '/ca.crt', crl: '/crl.pem' } }))).toEqual([]);
   });
