@@ -131,6 +131,22 @@ export class RunningBenchAgent {
     return this.tailText;
   }
 
+  private readonly waiters = new Set<(entry: Record<string, unknown>, at: number) => void>();
+
+  /** The next log line matching `pred`, and when it arrived (performance.now()). */
+  waitForLog(pred: (entry: Record<string, unknown>) => boolean, what: string, timeoutMs: number): Promise<{ entry: Record<string, unknown>; at: number }> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.waiters.delete(waiter); reject(new Error(`no log line "${what}" within ${timeoutMs / 1000} s: ${this.tailText}`)); }, timeoutMs);
+      const waiter = (entry: Record<string, unknown>, at: number): void => {
+        if (!pred(entry)) return;
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+        resolve({ entry, at });
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
   static async start(configPath: string, dir: string, cameras: number, timeoutMs: number): Promise<RunningBenchAgent> {
     const proc = spawn(process.execPath, [CLI, 'run', '--config', configPath], {
       env: { ...process.env, CAMNODE_LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true,
@@ -140,11 +156,16 @@ export class RunningBenchAgent {
     let listening = false;
     createInterface({ input: proc.stderr! }).on('line', (line) => {
       agent.tailText = (agent.tailText + line + '\n').slice(-3000);
+      const at = performance.now();
+      let entry: { msg?: string; camera?: string };
       try {
-        const entry = JSON.parse(line) as { msg?: string; camera?: string };
-        if (entry.msg === 'recording' && entry.camera) recording.add(entry.camera);
-        if (entry.msg === 'control socket listening') listening = true;
-      } catch { /* not a log line */ }
+        entry = JSON.parse(line) as { msg?: string; camera?: string };
+      } catch {
+        return; // not a log line
+      }
+      if (entry.msg === 'recording' && entry.camera) recording.add(entry.camera);
+      if (entry.msg === 'control socket listening') listening = true;
+      for (const w of [...agent.waiters]) w(entry, at);
     });
     const deadline = Date.now() + timeoutMs;
     while (recording.size < cameras || !listening) {

@@ -321,6 +321,7 @@ facts=$("$NODE" --input-type=module -e '
     mqttKey: c.mqtt?.key ?? "", mqttCert: c.mqtt?.cert ?? "",
     upstreamDir: c.upstream?.type === "dir" ? c.upstream.path : "",
     callsWatch: c.calls && !c.calls.keepSource ? c.calls.watch : "",
+    releaseKey: c.fleet?.releaseKey ?? "",
   };
   for (const [k, v] of Object.entries(facts)) console.log(`${k}=${v}`);
 ' "$stage/dist/src/config/load.js" "$config") || die "--config: $config is not a valid camnode config (the lines above say which field)"
@@ -444,6 +445,21 @@ exec "$node_for_wrapper" $OPT/current/dist/src/main.js "\$@"
 EOF
 put_file "$scratch/camnode" /usr/bin/camnode 755 root:root
 put_file "$stage/device/camnode-launcher" "$OPT/launcher" 755 root:root
+put_file "$stage/device/camnode-update-helper" "$OPT/update-helper" 755 root:root
+# The release key the root helper verifies updates with (fleet.releaseKey as PEM), root's own:
+# an agent that was taken over cannot change what the helper trusts.
+if [ -n "$(fact releaseKey)" ]; then
+  # shellcheck disable=SC2016 # JavaScript, not shell
+  "$NODE" -e '
+    const { createPublicKey } = require("node:crypto");
+    const raw = Buffer.from(process.argv[1], "base64");
+    const der = Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), raw]);
+    process.stdout.write(createPublicKey({ key: der, format: "der", type: "spki" }).export({ type: "spki", format: "pem" }));
+  ' "$(fact releaseKey)" > "$scratch/release-key.pem"
+  put_file "$scratch/release-key.pem" "$OPT/release-key.pem" 644 root:root
+else
+  say "fleet.releaseKey is not set: this node takes no updates from central ops (ctl update); install releases with this script"
+fi
 
 before_units=$changes
 put_file "$stage/device/camnode.service" "$UNITS/camnode.service" 644 root:root
@@ -464,11 +480,16 @@ esac
   echo "[Unit]"
   echo "RequiresMountsFor=$storage $state_dir"
   echo "[Service]"
+  echo "Environment=CAMNODE_STATE_DIR=$state_dir"
   echo "ReadWritePaths=$storage $state_dir"
   [ "${#extra[@]}" = 0 ] || echo "ReadWritePaths=${extra[*]}"
   [ "${#runtime[@]}" = 0 ] || echo "RuntimeDirectory=${runtime[*]}"
 } > "$scratch/paths.conf"
 put_file "$scratch/paths.conf" "$UNITS/camnode.service.d/paths.conf" 644 root:root
+for unit in camnode-update.path camnode-update.service; do
+  sed "s|@STATE_DIR@|$state_dir|g" "$stage/device/$unit" > "$scratch/$unit"
+  put_file "$scratch/$unit" "$UNITS/$unit" 644 root:root
+done
 if [ "$changes" -gt "$before_units" ] && [ "$systemd" = 1 ]; then act systemctl daemon-reload; fi
 before_journald=$changes
 put_file "$stage/device/journald-camnode.conf" /etc/systemd/journald.conf.d/camnode.conf 644 root:root
@@ -512,6 +533,8 @@ if [ "$checked" != 0 ]; then
 fi
 if [ "$systemd" = 1 ]; then
   systemctl is-enabled --quiet camnode 2>/dev/null || act systemctl enable camnode
+  systemctl is-enabled --quiet camnode-update.path 2>/dev/null || act systemctl enable camnode-update.path
+  systemctl is-active --quiet camnode-update.path || act systemctl start camnode-update.path
   if ! systemctl is-active --quiet camnode; then act systemctl start camnode
   elif [ -f "$pending" ]; then act systemctl restart camnode
   fi

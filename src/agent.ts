@@ -8,7 +8,7 @@ import { unbuiltSettings, type Config } from './config/schema.js';
 import { EventBus, type EventScope } from './events.js';
 import { ComponentGroup } from './lifecycle/component.js';
 import { Faults } from './lifecycle/faults.js';
-import { systemClock, type Clock } from './platform/clock.js';
+import { iso, systemClock, type Clock } from './platform/clock.js';
 import { ClockStatus } from './platform/clock-status.js';
 import { ClockSteps } from './platform/clock-steps.js';
 import type { DiskUsageReader } from './platform/disk.js';
@@ -45,6 +45,9 @@ import { loadOrCreateHashKey, type ConfigInForce, type ConfigSource } from './co
 import { PushedConfigs } from './config/store.js';
 import { planApply } from './deploy/apply-plan.js';
 import { ConfigTrial } from './deploy/config-trial.js';
+import { Updates } from './deploy/update.js';
+import { updateModule } from './modules/update.js';
+import { createStore } from './sync/target.js';
 
 export { countIncidents, type IncidentCounts } from './modules/incidents.js';
 
@@ -73,6 +76,8 @@ export interface AgentDeps {
   loadFile?: () => ConfigInForce;
   /** A failure that leaves no working config in this process (a rollback that failed): exit, systemd restarts. */
   onFatal?: (err: unknown) => void;
+  /** A new release that did not prove itself in time: stop and exit, the launcher rolls back (CONTRACT §9). */
+  onUpdateMissed?: (reason: string) => void;
 }
 
 export interface AgentStatus {
@@ -91,6 +96,7 @@ interface Core {
   audit: AuditLog;
   hashKey: Uint8Array;
   trial: ConfigTrial;
+  updates: Updates;
   ffmpeg: string;
 }
 
@@ -98,6 +104,7 @@ interface Core {
 interface Media {
   recording: RecordingModule;
   calls: CallsModule | undefined;
+  scope: EventScope;
   early: ComponentGroup;
   main: ComponentGroup;
 }
@@ -196,7 +203,7 @@ export class Agent {
     });
     const loadFile = this.deps.loadFile;
     const trial = new ConfigTrial({
-      store: new PushedConfigs(config.node.stateDir), hashKey, clock, events: this.events, log: log.child({ component: 'config' }),
+      store: new PushedConfigs(config.node.stateDir), audit, hashKey, clock, events: this.events, log: log.child({ component: 'config' }),
       target: { inForce: () => this.inForceNow, apply: (next) => this.apply(next), unproven: () => this.unproven() },
       loadFile: () => {
         if (!loadFile) throw new CommandError('bad_request', 'config reset: this agent was not started from a config file');
@@ -208,7 +215,16 @@ export class Agent {
         else this.reportFault('config', err);
       },
     });
-    this.core = { key, keyHistory, clockStatus, steps, health, audit, hashKey, trial, ffmpeg: version };
+    const updates = new Updates({
+      stateDir: config.node.stateDir, version: VERSION, config: () => this.config, audit, clock, events: this.events, log: log.child({ component: 'update' }),
+      store: async (c) => (await createStore(c))?.store ?? null,
+      unproven: () => this.unproven(),
+      onMissed: (reason) => {
+        if (this.deps.onUpdateMissed) this.deps.onUpdateMissed(reason);
+        else this.reportFault('update', reason);
+      },
+    });
+    this.core = { key, keyHistory, clockStatus, steps, health, audit, hashKey, trial, updates, ffmpeg: version };
 
     const media = await this.buildMedia(config);
     this.media = media;
@@ -221,7 +237,7 @@ export class Agent {
     await this.coreGroup.start(signal);
     await services.early.start(signal);
     await media.early.start(signal);
-    this.auditGroup = new ComponentGroup([audit, trial], log);
+    this.auditGroup = new ComponentGroup([audit, trial, updates], log);
     await this.auditGroup.start(signal);
     await media.main.start(signal);
     await services.main.start(signal);
@@ -243,7 +259,8 @@ export class Agent {
   /** The ring and the recorders (and the calls, which the ring prunes with the video). */
   private async buildMedia(config: Config): Promise<Media> {
     const core = this.core!;
-    const base = this.base(this.events);
+    const scope = this.events.scope();
+    const base = this.base(scope);
     // The ring learns the incidents' locks through closures, from whichever book is in force:
     // the book is loaded (it starts early) before the ring's first prune pass, and a rebuilt
     // book replaces the old one only once loaded.
@@ -269,7 +286,7 @@ export class Agent {
     });
     const modules = [recording, ...(calls ? [calls] : [])];
     return {
-      recording, calls,
+      recording, calls, scope,
       early: new ComponentGroup(modules.flatMap((m) => [...(m.early ?? [])]), this.deps.log),
       main: new ComponentGroup(modules.flatMap((m) => [...m.components]), this.deps.log),
     };
@@ -323,7 +340,7 @@ export class Agent {
       ...base, node: config.node, policy: config.policy, upstream: config.upstream.type, footage: () => footage.footage(), book: incidents.book,
       auditLogPath: join(config.node.stateDir, AUDIT_LOG_FILE), clockSynced: () => clockStatus.synced(), segmentSeconds: config.recording.segmentSeconds,
     });
-    const modules: AgentModule[] = [incidents, footage, report, configs, sync, ...(fleet ? [fleet] : []), control];
+    const modules: AgentModule[] = [incidents, footage, report, configs, updateModule({ updates: core.updates }), sync, ...(fleet ? [fleet] : []), control];
     handlers.register({
       ping: async () => ({ version: VERSION }),
       state: async () => (await this.services?.fleet?.publishState()) ?? this.state(),
@@ -369,6 +386,7 @@ export class Agent {
     if (plan.media) {
       await media.main.stop();
       await media.early.stop();
+      media.scope.close();
     }
     if (plan.services) {
       await old.early.stop();
@@ -391,7 +409,10 @@ export class Agent {
     }
     if (plan.media) {
       await media.early.start(signal);
+      const at = iso(this.clock.now());
       await media.main.start(signal);
+      // The new ring has read the old segments (same disk): each gap starts at its camera's newest.
+      media.recording.markRestarted(plan.cameras.restart, at);
     }
     if (plan.services) await services.main.start(signal);
     this.broken = false;
@@ -476,10 +497,12 @@ export class Agent {
       { signage: signageView(this.config.policy?.signage, now).status }, this.media?.calls?.state());
     if (!this.core) return state;
     const trial = this.core.trial.current();
+    const update = this.core.updates.current();
     const restarted = this.media?.recording.restarted() ?? [];
     return {
       ...state,
       configSource: this.inForceNow.source,
+      ...(update ? { updateTrial: update } : {}),
       ...(trial ? { configTrial: trial } : {}),
       ...(restarted.length > 0 ? { restartedCameras: restarted } : {}),
     };

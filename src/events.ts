@@ -36,6 +36,10 @@ export interface AgentEvents {
   'config.committed': { sha256: string; source: 'file' | 'pushed' };
   /** A pushed config (or reset) did not prove itself: the previous one is back in force (CONTRACT §9). */
   'config.rolledBack': { sha256: string; reason: string };
+  /** A new release proved itself (CONTRACT §9 Update): it stays. */
+  'update.committed': { version: string; previous: string };
+  /** A new release did not prove itself (or did not start): the launcher switched back (CONTRACT §9). */
+  'update.rolledBack': { version: string; reason: string };
 }
 
 type Listener<T> = (payload: T) => void;

@@ -76,6 +76,14 @@ async function run(opts: { config?: string }): Promise<void> {
     // No config known to work in this process: the recorders stop gracefully, systemd restarts
     // the agent on the config committed (the trial file says it was rolled back).
     onFatal: () => void agent.stopRecorders().finally(() => process.exit(70)),
+    // A new release that did not prove itself: stop cleanly and exit 1; the launcher switches
+    // back at the next start (CONTRACT §9 Update).
+    onUpdateMissed: () => {
+      if (stopping) return;
+      stopping = true;
+      controller.abort();
+      agent.stop().finally(() => process.exit(1));
+    },
   });
   const controller = new AbortController();
   let stopping = false;

@@ -58,6 +58,10 @@ export interface AuditPayloads {
   refused: { from: string; to: string; count: number; reasons: Record<string, number> };
   /** Footage a prune pass deletes, written before its unlinks: one entry per reason, contiguous runs per camera. */
   delete: { reason: DeleteReason; cameras: Record<string, DeletedRun[]> };
+  /** A pushed config (or a reset) put on trial, then committed or rolled back (CONTRACT §9): paths only, never values. */
+  config: { step: 'trial' | 'committed' | 'rolledBack'; sha256: string; source: 'file' | 'pushed'; previousSha256?: string; differs?: string[]; reason?: string; by?: string; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string };
+  /** A release asked for (fetched and verified), then committed or rolled back (CONTRACT §9). */
+  update: { step: 'requested' | 'committed' | 'rolledBack'; version: string; previous?: string; sha256?: string; reason?: string; by?: string; onBehalfOf?: string; signer?: TriggerSigner | null; jws?: string };
   /**
    * A wall-clock step seen by the agent (NTP's first sync after boot, an operator's date), and
    * the windows of the incidents still locking, moved into the new time base (recovery sets them).

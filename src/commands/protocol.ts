@@ -126,6 +126,8 @@ export const commandArgs = {
     reset: z.literal(true).optional(),
   }).refine((a) => [a.get, a.compare, a.yaml, a.reset].filter((v) => v !== undefined).length === 1,
     'give exactly one of get: true, compare: <yaml>, yaml: <yaml>, reset: true'),
+  // CONTRACT §9 Update: the release to fetch, check and install.
+  update: z.strictObject({ version: z.string().max(40).regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?$/, 'must be a version such as 1.2.0') }),
   incidents: z.strictObject({}),
   incident: z.strictObject({ incident: incidentId }),
   report: z.strictObject({ since: since.optional() }),

@@ -10,7 +10,8 @@ import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CommandError } from '../commands/protocol.js';
 import { configSha256, type ConfigInForce } from '../config/identity.js';
-import { preparePush } from '../config/push.js';
+import { differingPaths, preparePush } from '../config/push.js';
+import type { AuditLog, AuditPayloads } from '../audit/log.js';
 import type { PushedConfigs } from '../config/store.js';
 import type { EventBus } from '../events.js';
 import type { Component } from '../lifecycle/component.js';
@@ -28,8 +29,13 @@ export interface TrialTarget {
   unproven(): string | null;
 }
 
+/** Who asked, for the audit entry (CONTRACT §7 Who): a signer's CN, a typed name, the JWS. */
+export type Asker = Pick<AuditPayloads['config'], 'by' | 'onBehalfOf' | 'signer' | 'jws'>;
+
 export interface ConfigTrialDeps {
   store: PushedConfigs;
+  /** Each trial, commit and rollback is an audit entry: what changed retention is on the record. */
+  audit: Pick<AuditLog, 'append'>;
   target: TrialTarget;
   hashKey: Uint8Array;
   /** The node's config file, parsed (for `config reset`); throws a ConfigError when it does not validate. */
@@ -47,6 +53,8 @@ export interface ConfigTrialDeps {
 export interface TrialStarted { sha256: string; trialUntil: string | null; unchanged?: true }
 
 interface Running { sha256: string; until: number; previous: ConfigInForce; next: ConfigInForce; commit: () => Promise<void> }
+
+const quietly = (p: Promise<unknown>, log: Logger): void => void p.catch((err: unknown) => log.error({ err }, 'the audit entry of the config cannot be written'));
 
 interface TrialRecord { sha256: string; previousSha256: string; until: string }
 
@@ -74,6 +82,7 @@ export class ConfigTrial implements Component {
     const sha256 = typeof left.sha256 === 'string' ? left.sha256 : 'unknown';
     const reason = 'the agent stopped during the trial: the previous config is in force';
     this.deps.log.warn({ sha256, reason }, 'config rolled back');
+    quietly(this.deps.audit.append('config', { step: 'rolledBack', sha256, source: this.deps.target.inForce().source, reason }), this.deps.log);
     this.deps.events.emit('config.rolledBack', { sha256, reason });
     await this.forget();
   }
@@ -89,23 +98,23 @@ export class ConfigTrial implements Component {
   }
 
   /** `config {yaml}`: validated exactly as `camnode run` would (a ConfigError when not), then tried. */
-  async push(yaml: string): Promise<TrialStarted> {
+  async push(yaml: string, who: Asker = {}): Promise<TrialStarted> {
     this.refuseDuringTrial();
     const inForce = this.deps.target.inForce();
     const candidate = preparePush(yaml, inForce);
     const sha256 = configSha256(candidate.config, this.deps.hashKey);
     if (sha256 === configSha256(inForce.config, this.deps.hashKey)) return { sha256, trialUntil: null, unchanged: true };
     await this.deps.store.save(candidate.document, sha256);
-    return this.begin({ ...candidate, source: 'pushed' }, sha256, () => this.deps.store.commit(sha256, this.deps.clock.now()));
+    return this.begin({ ...candidate, source: 'pushed' }, sha256, () => this.deps.store.commit(sha256, this.deps.clock.now()), who);
   }
 
   /** `config reset`: back to the file, through the same trial. */
-  async reset(): Promise<TrialStarted> {
+  async reset(who: Asker = {}): Promise<TrialStarted> {
     this.refuseDuringTrial();
     const inForce = this.deps.target.inForce();
     if (inForce.source === 'file') return { sha256: configSha256(inForce.config, this.deps.hashKey), trialUntil: null, unchanged: true };
     const file = this.deps.loadFile();
-    return this.begin(file, configSha256(file.config, this.deps.hashKey), () => this.deps.store.reset());
+    return this.begin(file, configSha256(file.config, this.deps.hashKey), () => this.deps.store.reset(), who);
   }
 
   private refuseDuringTrial(): void {
@@ -113,14 +122,17 @@ export class ConfigTrial implements Component {
     if (r) throw new CommandError('conflict', `config ${r.sha256.slice(0, 12)} is on trial until ${new Date(r.until).toISOString()}; push again once it is committed or rolled back`);
   }
 
-  private async begin(next: ConfigInForce, sha256: string, commit: () => Promise<void>): Promise<TrialStarted> {
+  private async begin(next: ConfigInForce, sha256: string, commit: () => Promise<void>, who: Asker): Promise<TrialStarted> {
     const previous = this.deps.target.inForce();
+    const previousSha256 = configSha256(previous.config, this.deps.hashKey);
     const until = this.deps.clock.now() + (previous.config.fleet?.rollbackAfter ?? 120_000);
     const running: Running = { sha256, until, previous, next, commit };
     this.running = running;
     try {
+      // On the record before anything changes (a push that cannot be audited is refused).
+      await this.deps.audit.append('config', { step: 'trial', sha256, source: next.source, previousSha256, differs: differingPaths(previous.config, next.config), ...who });
       await mkdirsDurable(this.deps.store.dir);
-      const record: TrialRecord = { sha256, previousSha256: configSha256(previous.config, this.deps.hashKey), until: new Date(until).toISOString() };
+      const record: TrialRecord = { sha256, previousSha256, until: new Date(until).toISOString() };
       await writeFileDurable(this.file, `${JSON.stringify(record)}\n`);
     } catch (err) {
       this.running = undefined;
@@ -169,6 +181,7 @@ export class ConfigTrial implements Component {
     await this.forget();
     this.running = undefined;
     this.deps.log.info({ sha256: r.sha256, source: r.next.source }, 'config committed');
+    quietly(this.deps.audit.append('config', { step: 'committed', sha256: r.sha256, source: r.next.source }), this.deps.log);
     this.deps.events.emit('config.committed', { sha256: r.sha256, source: r.next.source });
   }
 
@@ -182,6 +195,7 @@ export class ConfigTrial implements Component {
     }
     await this.forget();
     this.running = undefined;
+    quietly(this.deps.audit.append('config', { step: 'rolledBack', sha256: r.sha256, source: r.previous.source, reason }), this.deps.log);
     this.deps.events.emit('config.rolledBack', { sha256: r.sha256, reason });
   }
 

@@ -54,6 +54,8 @@ export interface StatePayload {
   configSource?: 'file' | 'pushed';
   /** A pushed config (or a reset) on trial now (CONTRACT §9): its sha256 and when it is rolled back unless proven. */
   configTrial?: { sha256: string; until: string };
+  /** A new release on trial (CONTRACT §9 Update): committed once proven, else the launcher switches back to `previous`. */
+  updateTrial?: { version: string; previous: string };
   /** Cameras a pushed config restarted in this run, and each one's gap (null until its first new segment). */
   restartedCameras?: { camera: string; at: string; gapMs: number | null }[];
   /** The call recordings in the ring (CONTRACT §8); only on a node with `calls` configured. */
@@ -74,7 +76,8 @@ export interface StatePayload {
 export type EventType =
   | 'incident.locked' | 'incident.extended' | 'incident.sealed' | 'incident.synced' | 'incident.disposed' | 'incident.damaged' | 'incident.disclosed'
   | 'camera.down' | 'camera.up' | 'storage.pressure' | 'storage.full' | 'sync.failed' | 'button.pressed'
-  | 'component.failed' | 'component.recovered' | 'calls.rejected' | 'config.committed' | 'config.rolledBack';
+  | 'component.failed' | 'component.recovered' | 'calls.rejected' | 'config.committed' | 'config.rolledBack'
+  | 'update.committed' | 'update.rolledBack';
 
 export interface EventPayload {
   id: number;

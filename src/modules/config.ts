@@ -3,7 +3,7 @@
 // which a candidate differs, validated exactly as a push would be; `config {yaml}` and
 // `config {reset}` start a trial (deploy/config-trial.ts) and answer at once.
 import { CommandError } from '../commands/protocol.js';
-import type { CommandTable } from '../commands/handlers.js';
+import { whoAsks, type CommandTable } from '../commands/handlers.js';
 import { ConfigError } from '../config/load.js';
 import { configSha256, redactConfig, type ConfigInForce, type ConfigSource } from '../config/identity.js';
 import { differingPaths, preparePush } from '../config/push.js';
@@ -41,7 +41,7 @@ export function configModule(deps: ConfigModuleDeps): ConfigModule {
     return { sha256: known.sha256, source: inForce.source };
   };
   const commands: CommandTable = {
-    config: async (a) => {
+    config: async (a, ctx) => {
       const inForce = deps.inForce();
       const { sha256 } = identity();
       if (a.get) return { config: redactConfig(inForce.document), source: inForce.source, sha256 };
@@ -55,7 +55,8 @@ export function configModule(deps: ConfigModuleDeps): ConfigModule {
         return { differs: differingPaths(inForce.config, candidate.config), sha256, candidateSha256: configSha256(candidate.config, hashKey) };
       }
       try {
-        return a.reset ? await trial.reset() : await trial.push(a.yaml ?? '');
+        const who = { ...whoAsks(ctx, undefined, false), ...(ctx.jws ? { jws: ctx.jws } : {}) };
+        return a.reset ? await trial.reset(who) : await trial.push(a.yaml ?? '', who);
       } catch (err) {
         refused(err);
       }

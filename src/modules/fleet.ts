@@ -22,6 +22,7 @@ export const FLEET_EVENTS = [
   'incident.locked', 'incident.extended', 'incident.sealed', 'incident.synced', 'incident.disposed', 'incident.damaged',
   'incident.disclosed', 'camera.down', 'camera.up', 'storage.full', 'sync.failed', 'button.pressed',
   'component.failed', 'component.recovered', 'calls.rejected', 'config.committed', 'config.rolledBack',
+  'update.committed', 'update.rolledBack',
 ] as const satisfies readonly (keyof AgentEvents & EventType)[];
 
 export interface FleetDeps extends ModuleBase {

@@ -92,6 +92,8 @@ export interface RecordingModule extends AgentModule {
   setLimits(storage: Config['storage']): Promise<void>;
   /** The cameras a pushed config restarted in this run, and each one's gap once known. */
   restarted(): CameraRestart[];
+  /** Cameras restarted by rebuilding the whole module (a new ring): their gaps are measured from the ring's newest segments. */
+  markRestarted(cameras: readonly string[], at: string): void;
 }
 
 /** A camera restarted by a pushed config (CONTRACT §9): gapMs is null until its first new segment. */
@@ -242,5 +244,8 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
       return ring.setLimits({ maxUsePercent: next.maxUsePercent, reserveBytes: next.reserve, maxBytes: next.maxBytes, maxAgeMs: next.maxAge });
     },
     restarted: () => [...restarts.values()].map((r) => ({ camera: r.camera, at: r.at, gapMs: gapOf(r) })),
+    markRestarted(ids, at) {
+      for (const id of ids) restarts.set(id, { camera: id, at, fromMs: ring.newestEndOf(id) });
+    },
   };
 }

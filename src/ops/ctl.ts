@@ -446,6 +446,14 @@ export function ctlCommand(): Command {
     .option('--reset', 'return to the node\'s config file, through the same trial (`camnode config reset` on the node)')
     .action(configCommand);
 
+  withBroker(ctl.command('update').description('nodes fetch a published release, check its signature, install it on trial, and commit or roll back (admin, signed; CONTRACT §9)'))
+    .argument('[node]')
+    .option('--all', 'every online node')
+    .requiredOption('--version <version>', 'the release to run, as published with `npm run release -- publish`')
+    .option('--canary <n>', 'with --all: these many nodes (by name) first; the rest only once all of them committed')
+    .option('--wait <duration>', 'how long to wait for each node\'s outcome after it fetched the release', '10m')
+    .action(updateCommand);
+
   withLocal(ctl.command('ping').description('is the agent there?'))
     .argument('[node]')
     .action(async (nodeArg: string | undefined, o: Common) => {
@@ -534,6 +542,39 @@ async function configCommand(nodeArg: string | undefined, o: Common & { all?: bo
   if (o.compare !== undefined) print(o, data, () => renderConfigCompare(printable(node), printable(o.compare!), data as ConfigCompareReply));
   else if (o.set !== undefined || o.reset) print(o, data, () => renderTrial(printable(node), data as TrialReply, o.local ? 'camnode ctl state --local' : `camnode ctl watch ${printable(node)}`));
   else print(o, data, () => renderConfigGet(printable(node), data as ConfigGetReply));
+}
+
+/** `ctl update`: one node, or every online node in waves (ops/rollout.ts); exit 0 only if all committed. */
+async function updateCommand(nodeArg: string | undefined, o: Common & { all?: boolean; version: string; canary?: string; wait: string }): Promise<void> {
+  if (o.all === (nodeArg !== undefined)) throw new CtlExit(2, o.all ? '--all takes no NODE' : 'expected NODE or --all');
+  const canary = o.canary === undefined ? 0 : Number(o.canary);
+  if (!Number.isInteger(canary) || canary < 0) throw new CtlExit(2, `--canary: not a number of nodes: ${o.canary}`);
+  if (canary > 0 && !o.all) throw new CtlExit(2, '--canary goes with --all');
+  const waitMs = parseDuration(o.wait);
+  if (waitMs === null || waitMs <= 0) throw new CtlExit(2, `--wait: not a duration: ${o.wait}`);
+  const { rollOut } = await import('./rollout.js');
+  // A node answers once it has fetched and checked the bundle (megabytes from the store).
+  const replyMs = Math.max(timeoutMs(o), 120_000);
+  const outcomes = await withClient({ ...o, timeout: `${replyMs}ms` }, async (client) => {
+    const views = await client.nodes();
+    const nodes = (o.all ? views.filter((v) => v.status?.online) : views.filter((v) => v.node === nodeArg).map((v) => v))
+      .map((v) => ({ node: v.node, version: v.status?.version }));
+    if (!o.all && nodes.length === 0) nodes.push({ node: nodeArg!, version: undefined });
+    if (nodes.length === 0) throw new CtlExit(1, 'no node is online');
+    return rollOut({
+      nodes, version: o.version, canary, waitMs,
+      request: (node, args) => client.request(node, 'update', args),
+      watch: (onEvent) => client.watch(undefined, onEvent),
+      onWave: (wave, isCanary) => { if (!o.json && o.all) process.stdout.write(`${isCanary ? 'canaries' : 'nodes'}: ${wave.map(printable).join(' ')}\n`); },
+      onOutcome: (r) => { if (!o.json) process.stdout.write(`${printable(r.node)}: ${r.outcome}${r.detail ? ` (${printable(r.detail)})` : ''}\n`); },
+    });
+  });
+  if (o.json) process.stdout.write(`${JSON.stringify(Object.fromEntries(outcomes.map((r) => [r.node, { outcome: r.outcome, detail: r.detail }])), null, 2)}\n`);
+  const failed = outcomes.filter((r) => r.outcome !== 'committed' && r.outcome !== 'already');
+  if (failed.length === 0) return;
+  const worst = failed.some((r) => r.outcome === 'refused' && r.detail.startsWith('bad_request')) ? 2
+    : failed.every((r) => r.outcome === 'no answer' || r.outcome === 'timed out') ? 3 : 1;
+  throw new CtlExit(worst, `${failed.length} of ${outcomes.length} node(s) did not commit camnode ${o.version} (each is named above)`);
 }
 
 /** `ctl report` and `camnode report`: asks the node, renders, prints or writes the file. */

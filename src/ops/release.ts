@@ -3,7 +3,7 @@
 // district's own upstream store at `<prefix>/releases/camnode-<version>-<arch>.tgz` (+ `.sig`),
 // where nodes fetch it; a node runs nothing the key did not sign (`fleet.releaseKey`: the public
 // half, base64 of its 32 bytes).
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
@@ -11,54 +11,11 @@ import { promisify } from 'node:util';
 import type { Config } from '../config/schema.js';
 import { fsyncDir } from '../platform/durable.js';
 import type { ObjectStore } from '../sync/store.js';
+import { parseReleaseName, ReleaseError, releaseKeyBase64, releaseKeys, releaseSignatureValid, signRelease, type ReleaseArch } from '../deploy/release-keys.js';
 
-export const RELEASE_ARCHES = ['arm64', 'armhf', 'amd64'] as const;
-export type ReleaseArch = (typeof RELEASE_ARCHES)[number];
-export interface ReleaseName { version: string; arch: ReleaseArch; file: string }
+export { ReleaseError };
 
 const exec = promisify(execFile);
-
-export class ReleaseError extends Error {
-  constructor(message: string, readonly exitCode: 1 | 2 = 2) {
-    super(message);
-    this.name = 'ReleaseError';
-  }
-}
-
-/** `camnode-1.2.0-arm64.tgz` → its version and Debian arch; null for any other name. Pure. */
-export function parseReleaseName(file: string): ReleaseName | null {
-  const m = /^camnode-(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)-(arm64|armhf|amd64)\.tgz$/.exec(file);
-  return m ? { version: m[1]!, arch: m[2] as ReleaseArch, file } : null;
-}
-
-/** Where a release and its signature live in the upstream store. Pure. */
-export function releaseKeys(prefix: string, file: string): { bundle: string; signature: string } {
-  return { bundle: `${prefix}/releases/${file}`, signature: `${prefix}/releases/${file}.sig` };
-}
-
-/** An Ed25519 public key as `fleet.releaseKey` holds it: base64 of its 32 raw bytes. */
-export function releaseKeyBase64(key: KeyObject): string {
-  const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
-  return spki.subarray(spki.length - 32).toString('base64');
-}
-
-/** The public key of `fleet.releaseKey` as a KeyObject. */
-export function releasePublicKey(base64: string): KeyObject {
-  const raw = Buffer.from(base64, 'base64');
-  if (raw.length !== 32) throw new ReleaseError('fleet.releaseKey: not a base64 Ed25519 public key (32 bytes)');
-  // SubjectPublicKeyInfo for Ed25519: a fixed 12-byte header, then the key.
-  return createPublicKey({ key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), raw]), format: 'der', type: 'spki' });
-}
-
-export function signRelease(bytes: Uint8Array, privateKey: KeyObject): Buffer {
-  return sign(null, bytes, privateKey);
-}
-
-/** Whether `signature` (raw, 64 bytes) is the release key's over exactly these bytes. */
-export function releaseSignatureValid(bytes: Uint8Array, signature: Uint8Array, releaseKey: string): boolean {
-  if (signature.length !== 64) return false;
-  return verify(null, bytes, releasePublicKey(releaseKey), signature);
-}
 
 /** Reads the district's release key (PKCS#8 PEM, as `release keygen` or `openssl genpkey -algorithm ed25519` writes it). */
 export async function readReleaseKey(path: string): Promise<KeyObject> {

@@ -132,11 +132,13 @@ export class Ring implements Component {
   private usedAtPass = 0;
   private readonly lastByCamera = new Map<string, Segment>();
 
+  private readonly offStep: () => void;
+
   constructor(private readonly deps: RingDeps) {
     this.root = join(deps.options.storagePath, 'segments');
     this.steps = deps.steps ?? new ClockSteps({ clock: deps.clock, stateDir: this.root, log: deps.log });
     // Before start the index is not built: start() takes in the steps it missed.
-    this.steps.onStep((deltaMs, step) => { if (this.started) this.applyStep(deltaMs, step.n); });
+    this.offStep = this.steps.onStep((deltaMs, step) => { if (this.started) this.applyStep(deltaMs, step.n); });
   }
 
   async start(): Promise<void> {
@@ -171,6 +173,8 @@ export class Ring implements Component {
   }
 
   async stop(): Promise<void> {
+    // A ring rebuilt by a pushed config leaves the shared watcher of steps to the new one.
+    this.offStep();
     clearInterval(this.timer);
     this.timer = undefined;
     await this.pruning;

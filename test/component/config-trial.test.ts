@@ -44,6 +44,8 @@ interface Rig {
   failApply: { next: boolean };
   fatal: unknown[];
   hashKey: Uint8Array;
+  /** The audit entries written, in order. */
+  audited: { type: string; payload: Record<string, unknown> }[];
   inForce(): ConfigInForce;
 }
 
@@ -59,8 +61,10 @@ async function rig(start: ConfigInForce = parsed(doc(['entrance']))): Promise<Ri
   const fatal: unknown[] = [];
   const store = new PushedConfigs(dir);
   const hashKey = randomBytes(32);
+  const audited: Rig['audited'] = [];
   const trial = new ConfigTrial({
-    store, hashKey, clock, events: bus, log: silentLogger(), checkEveryMs: 5,
+    store, hashKey,
+    audit: { append: async (type, payload) => { audited.push({ type, payload: payload as Record<string, unknown> }); return { seq: audited.length, hash: 'h' }; } }, clock, events: bus, log: silentLogger(), checkEveryMs: 5,
     target: {
       inForce: () => current,
       apply: async (next) => {
@@ -74,15 +78,19 @@ async function rig(start: ConfigInForce = parsed(doc(['entrance']))): Promise<Ri
     onFatal: (err) => fatal.push(err),
   });
   await trial.start();
-  return { trial, clock, applied, events, store, missing, failApply, fatal, hashKey, inForce: () => current };
+  return { trial, clock, applied, events, store, missing, failApply, fatal, hashKey, audited, inForce: () => current };
 }
 
 describe('ConfigTrial', () => {
   it('answers at once with the sha256 and the deadline, applies after, commits once proven', async () => {
     const r = await rig();
     r.missing.now = 'camera lobby is connecting';
-    const reply = await r.trial.push(stringify(doc(['entrance', 'lobby'])));
+    const reply = await r.trial.push(stringify(doc(['entrance', 'lobby'])), { by: 'ops:ada', jws: 'e.y.j' });
     expect(reply.trialUntil).toBe(new Date(r.clock.now() + 120_000).toISOString());
+    // On the record before anything changed: who, what (paths only), from which config.
+    expect(r.audited).toEqual([{ type: 'config', payload: {
+      step: 'trial', sha256: reply.sha256, source: 'pushed', previousSha256: configSha256(r.inForce().config, r.hashKey), differs: ['cameras[1]'], by: 'ops:ada', jws: 'e.y.j',
+    } }]);
     expect(r.applied).toHaveLength(0);
     expect(JSON.parse(await readFile(join(r.store.dir, TRIAL_FILE), 'utf8'))).toMatchObject({ sha256: reply.sha256 });
     expect(r.trial.current()).toEqual({ sha256: reply.sha256, until: reply.trialUntil });
@@ -95,6 +103,7 @@ describe('ConfigTrial', () => {
     r.missing.now = null;
     await waitFor(() => r.events.length === 1, 'committed');
     expect(r.events[0]).toEqual({ type: 'config.committed', payload: { sha256: reply.sha256, source: 'pushed' } });
+    expect(r.audited[1]).toEqual({ type: 'config', payload: { step: 'committed', sha256: reply.sha256, source: 'pushed' } });
     expect(r.store.committed()).toMatchObject({ sha256: reply.sha256 });
     expect((await stat(join(r.store.dir, `${reply.sha256}.json`))).mode & 0o777).toBe(0o600);
     await expect(stat(join(r.store.dir, TRIAL_FILE))).rejects.toThrow(/ENOENT/);
@@ -121,6 +130,8 @@ describe('ConfigTrial', () => {
     await waitFor(() => before.events.length === 1, 'rolled back');
     expect(before.events[0]).toEqual({ type: 'config.rolledBack', payload: { sha256: reply.sha256, reason: 'not proven within fleet.rollbackAfter: camera attic is error (Connection refused)' } });
     expect(before.applied[1]).toBe(first);
+    expect(before.audited.map((a) => a.payload['step'])).toEqual(['trial', 'rolledBack']);
+    expect(before.audited[1]!.payload).toMatchObject({ sha256: reply.sha256, source: 'file', reason: expect.stringContaining('camera attic is error') as unknown });
     expect(before.store.committed()).toBeNull();
     await expect(stat(join(before.store.dir, TRIAL_FILE))).rejects.toThrow(/ENOENT/);
     // Another push may be tried now.

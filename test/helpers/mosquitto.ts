@@ -16,6 +16,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import mqtt from 'mqtt';
 
 const run = promisify(execFile);
 const FLEET_CA = fileURLToPath(new URL('../../provisioning/fleet-ca.sh', import.meta.url));
@@ -100,6 +101,18 @@ export async function startMosquitto(opts: MosquittoOptions): Promise<Mosquitto>
 }
 
 /** For afterAll: stop every broker still running and delete its files. */
+/** A node's retained status as the broker holds it, read as `principal` (e.g. `ops:vera`). */
+export async function retainedStatus(broker: Mosquitto, node: string, principal: string): Promise<Record<string, unknown>> {
+  const client = await mqtt.connectAsync(broker.url, { ...broker.tls(principal), reconnectPeriod: 0 });
+  try {
+    const got = new Promise<Record<string, unknown>>((resolve) => client.on('message', (_t, p) => resolve(JSON.parse(p.toString()) as Record<string, unknown>)));
+    await client.subscribeAsync(`camnode/${node}/status`, { qos: 1 });
+    return await got;
+  } finally {
+    await client.endAsync(true);
+  }
+}
+
 export async function stopAllMosquittos(): Promise<void> {
   const all = [...running];
   running.clear();

@@ -5,11 +5,10 @@
 // validated as a push would be, `***` keeping the password in force; only admin may.
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { baseConfig, runCli, RunningAgent, tempDir, writeConfig, type CliResult } from '../helpers/agent.js';
-import { startMosquitto, stopAllMosquittos, type Mosquitto } from '../helpers/mosquitto.js';
+import { retainedStatus, startMosquitto, stopAllMosquittos, type Mosquitto } from '../helpers/mosquitto.js';
 import { killAgentAndRecorders } from '../helpers/segments.js';
 import { preparePush } from '../../src/config/push.js';
 import { loadConfigInForce, PushedConfigs } from '../../src/config/store.js';
@@ -27,15 +26,8 @@ function ctlAs(name: string, ...args: string[]): Promise<CliResult> {
 }
 
 /** The node's retained status, as the broker holds it. */
-async function status(): Promise<Record<string, unknown>> {
-  const client = await mqtt.connectAsync(broker.url, { ...broker.tls('ops:vera'), reconnectPeriod: 0 });
-  try {
-    const got = new Promise<Record<string, unknown>>((resolve) => client.on('message', (_t, p) => resolve(JSON.parse(p.toString()) as Record<string, unknown>)));
-    await client.subscribeAsync(`camnode/${NODE}/status`, { qos: 1 });
-    return await got;
-  } finally {
-    await client.endAsync(true);
-  }
+function status(): Promise<Record<string, unknown>> {
+  return retainedStatus(broker, NODE, 'ops:vera');
 }
 
 beforeAll(async () => {

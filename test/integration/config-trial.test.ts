@@ -244,6 +244,29 @@ describe('config push on trial', () => {
     expect((await configInForce()).sha256).toBe(before.sha256);
   }, 90_000);
 
+  it('the segment length: the ring and every recorder are rebuilt, each camera\'s gap listed; never two recorders for one camera', async () => {
+    const doc = (await configInForce()).config as { recording?: Record<string, unknown> };
+    doc.recording = { ...doc.recording, segmentSeconds: 2 };
+    const before = { entrance: await recorderOf('entrance'), desk: await recorderOf('desk') };
+    const pushedAt = Date.now();
+    const sha = await push(doc, 'segment-2s.yaml');
+    await eventFor('config.committed', sha);
+    for (const camera of ['entrance', 'desk']) {
+      await segmentsAfter(camera, pushedAt, 1);
+      const now = await recorderOf(camera);
+      expect(now, camera).toHaveLength(1);
+      expect(now, camera).not.toEqual(before[camera as 'entrance' | 'desk']);
+    }
+    const restarted = await waitFor(async () => {
+      const list = (await state())['restartedCameras'] as { camera: string; gapMs: number | null }[] | undefined;
+      return list && ['entrance', 'desk'].every((c) => list.some((r) => r.camera === c && r.gapMs !== null)) ? list : undefined;
+    }, 'both cameras\' gaps in the state');
+    for (const r of restarted) expect(await holes(r.camera, pushedAt - 3_000, Date.now()), r.camera).toContain(r.gapMs);
+    // 2-s segments from now on.
+    const last = (await listSegments(storage, 'entrance')).at(-1)!;
+    expect(last.durationMs).toBeGreaterThan(1_500);
+  }, 90_000);
+
   it('camnode config reset returns to the file through a trial', async () => {
     const file = parse(await readFile(configPath, 'utf8')) as { cameras: unknown[] };
     const r = await runCli(['config', 'reset', '--config', configPath, '--json']);

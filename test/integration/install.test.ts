@@ -244,6 +244,13 @@ describeRoot('provisioning/install.sh in a Debian 12 root', () => {
     const verify = await exec('systemd-analyze', ['verify', `--root=${root}`, '/etc/systemd/system/camnode.service']).then(
       (ok) => `${ok.stdout}${ok.stderr}`, (err: { stdout?: string; stderr?: string }) => `failed: ${err.stdout ?? ''}${err.stderr ?? ''}`);
     expect(verify).toBe('');
+    // The root helper of updates and its path unit, with the config's state dir.
+    expect(await modeOf('/opt/camnode/update-helper')).toBe('755 root:root');
+    expect(await readFile(join(root, 'etc/systemd/system/camnode-update.path'), 'utf8')).toContain('PathExists=/var/lib/camnode/updates/request.env');
+    expect(await readFile(join(root, 'etc/systemd/system/camnode.service.d/paths.conf'), 'utf8')).toContain('Environment=CAMNODE_STATE_DIR=/var/lib/camnode');
+    const verifyUpdate = await exec('systemd-analyze', ['verify', `--root=${root}`, '/etc/systemd/system/camnode-update.path', '/etc/systemd/system/camnode-update.service']).then(
+      (ok) => `${ok.stdout}${ok.stderr}`, (err: { stdout?: string; stderr?: string }) => `failed: ${err.stdout ?? ''}${err.stderr ?? ''}`);
+    expect(verifyUpdate).toBe('');
   }, 600_000);
 
   it('records from the installed release as the camnode user', async () => {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { releaseSignatureValid } from '../../src/ops/release.js';
+import { releaseSignatureValid } from '../../src/deploy/release-keys.js';
 import { VERSION } from '../../src/version.js';
 import { tempDir } from '../helpers/agent.js';
 import { disposeAllS3rvers, s3Upstream, startS3rver, writeS3Credentials, type S3Server } from '../helpers/s3.js';

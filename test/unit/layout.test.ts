@@ -83,6 +83,6 @@ describe('layout', () => {
     for (const m of ['recordingModule', 'incidentsModule', 'syncModule', 'fleetModule', 'controlModule']) expect(agent).toContain(`${m}(`);
     // No component is constructed in the composition root beyond the shared core (the config's trial among it).
     const built = [...new Set([...agent.matchAll(/new ([A-Z]\w+)\(/g)].map((m) => m[1]!))].filter((n) => !n.endsWith('Error') && n !== 'Set').sort();
-    expect(built).toEqual(['AuditLog', 'ClockStatus', 'ClockSteps', 'CommandHandlers', 'ComponentGroup', 'ConfigTrial', 'EventBus', 'Faults', 'Health', 'KeyHistory', 'PushedConfigs']);
+    expect(built).toEqual(['AuditLog', 'ClockStatus', 'ClockSteps', 'CommandHandlers', 'ComponentGroup', 'ConfigTrial', 'EventBus', 'Faults', 'Health', 'KeyHistory', 'PushedConfigs', 'Updates']);
   });
 });

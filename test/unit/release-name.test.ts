@@ -1,7 +1,7 @@
 // Release names and keys (CONTRACT §9 Update). Pure.
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseReleaseName, releaseKeyBase64, releaseKeys, releaseSignatureValid, signRelease } from '../../src/ops/release.js';
+import { parseReleaseName, releaseKeyBase64, releaseKeys, releaseSignatureValid, signRelease } from '../../src/deploy/release-keys.js';
 
 describe('release names', () => {
   it('takes camnode-<version>-<arch>.tgz with a Debian arch, and nothing else', () => {
