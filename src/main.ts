@@ -162,6 +162,8 @@ const program = new Command()
   .name('camnode')
   .description('Records branch cameras into a ring buffer sized to the disk.')
   .version(VERSION)
+  // `camnode --version` is the program's; `camnode ctl update --version V` is the command's own.
+  .enablePositionalOptions()
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 

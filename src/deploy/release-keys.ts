@@ -27,7 +27,7 @@ export function releaseKeys(prefix: string, file: string): { bundle: string; sig
 
 /** An Ed25519 public key as `fleet.releaseKey` holds it: base64 of its 32 raw bytes. */
 export function releaseKeyBase64(key: KeyObject): string {
-  const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  const spki = (key.type === 'public' ? key : createPublicKey(key)).export({ type: 'spki', format: 'der' });
   return spki.subarray(spki.length - 32).toString('base64');
 }
 

@@ -108,7 +108,12 @@ function helper(fault?: string): { code: number | null; out: string } {
 async function update(version: string, fault?: string): Promise<{ ctl: CliResult; helper: { code: number | null; out: string } }> {
   const running = ctl('update', NODE, '--version', version, '--wait', '90s');
   const request = join(stateDir, 'updates', 'request.env');
-  await waitFor(async () => (await stat(request).catch(() => null)) !== null, `the request for ${version}`, 120_000);
+  let ended: CliResult | undefined;
+  void running.then((r) => { ended = r; });
+  await waitFor(async () => {
+    if (ended) throw new Error(`ctl update ended before the node asked the helper: ${ended.code} ${ended.stdout} ${ended.stderr}`);
+    return (await stat(request).catch(() => null)) !== null;
+  }, `the request for ${version}`, 120_000);
   const h = helper(fault);
   return { ctl: await (fault ? Promise.race([running, sleep(3_000).then(() => ({ code: null, stdout: '', stderr: 'still waiting' }))]) : running), helper: h };
 }
