@@ -134,6 +134,8 @@ export class Agent {
   private inForceNow: ConfigInForce;
   /** An apply that failed half-way: the next one rebuilds everything. */
   private broken = false;
+  /** Set by stop(): no apply starts any more (a trial's rollback waits for the next start). */
+  private stopping = false;
   private applying: Promise<void> = Promise.resolve();
   private releaseLock: (() => Promise<void>) | undefined;
   private stopped: Promise<void> | undefined;
@@ -370,52 +372,68 @@ export class Agent {
   }
 
   private async applyNow(next: ConfigInForce): Promise<void> {
+    if (this.stopping) throw new Error('the agent is stopping');
     const signal = this.signal!;
     const plan = planApply(this.config, next.config);
     if (this.broken) Object.assign(plan, { media: true, services: true });
+    // Locks the book holds in memory only (node.stateDir cannot be written now) live in that
+    // book alone: a rebuild would drop them. Such a config waits (its trial rolls back, saying why).
+    const unwritten = this.services?.incidents.book.undurable() ?? [];
+    if ((plan.services || plan.media) && unwritten.length > 0) {
+      throw new Error(`incident(s) ${unwritten.join(', ')} are locked in memory only (node.stateDir cannot be written): a config that rebuilds the incident book waits until they are written`);
+    }
     this.deps.log.info({ changed: plan.changed, media: plan.media, services: plan.services, cameras: plan.cameras }, 'applying a config');
     this.inForceNow = next;
     this.broken = true;
     let media = this.media!;
     const old = this.services!;
-    if (plan.services) {
-      // What is emitted while the services are down reaches the new ones (the event outbox).
-      this.events.hold();
-      await old.main.stop();
-    }
-    if (plan.media) {
-      await media.main.stop();
-      await media.early.stop();
-      media.scope.close();
-    }
-    if (plan.services) {
-      await old.early.stop();
-      old.scope.close();
-    }
-    if (plan.media) {
-      media = await this.buildMedia(next.config);
-      this.media = media;
-    } else {
-      await media.recording.applyCameras(plan.cameras, next.config.cameras);
-      if (plan.ringLimits) await media.recording.setLimits(next.config.storage);
-    }
     let services = old;
-    if (plan.services) {
-      services = await this.buildServices(next.config, media);
-      await services.early.start(signal);
-      // The new book is loaded: from now on the ring's locks are its.
-      this.services = services;
-      this.events.release(services.scope);
+    try {
+      if (plan.services) await old.main.stop();
+      if (plan.media) {
+        await media.main.stop();
+        await media.early.stop();
+        media.scope.close();
+      }
+      if (plan.services) {
+        // From here until the new services listen, what is emitted is held for them (the old
+        // event forwarder stops listening in this very tick, so nothing goes to both).
+        this.events.hold();
+        await old.early.stop();
+        old.scope.close();
+      }
+      if (plan.media) {
+        media = await this.buildMedia(next.config);
+        this.media = media;
+      } else {
+        await media.recording.applyCameras(plan.cameras, next.config.cameras);
+        if (plan.ringLimits) await media.recording.setLimits(next.config.storage);
+      }
+      if (plan.services) {
+        services = await this.buildServices(next.config, media);
+        await services.early.start(signal);
+        // The new book is loaded: from now on the ring's locks are its.
+        this.services = services;
+      }
+      if (plan.media) {
+        await media.early.start(signal);
+        const at = iso(this.clock.now());
+        await media.main.start(signal);
+        // The new ring has read the old segments (same disk): each gap starts at its camera's newest.
+        media.recording.markRestarted(plan.cameras.restart, at);
+      }
+      if (plan.services) {
+        await services.main.start(signal);
+        // Every listener of the new services exists now: each gets what it missed.
+        this.events.release(services.scope);
+      }
+      this.broken = false;
+    } catch (err) {
+      // Half-built services leave no listener behind; what was held waits for the next build
+      // (the trial's rollback rebuilds everything).
+      if (services !== old) services.scope.close();
+      throw err;
     }
-    if (plan.media) {
-      await media.early.start(signal);
-      const at = iso(this.clock.now());
-      await media.main.start(signal);
-      // The new ring has read the old segments (same disk): each gap starts at its camera's newest.
-      media.recording.markRestarted(plan.cameras.restart, at);
-    }
-    if (plan.services) await services.main.start(signal);
-    this.broken = false;
   }
 
   /**
@@ -434,7 +452,15 @@ export class Agent {
 
   stop(): Promise<void> {
     this.stopped ??= (async () => {
-      await this.applying;
+      this.stopping = true;
+      // No trial acts any more; one left unfinished is rolled back at the next start.
+      await this.core?.trial.stop();
+      await this.core?.updates.stop();
+      let applying: Promise<void> | undefined;
+      while (applying !== this.applying) {
+        applying = this.applying;
+        await applying;
+      }
       await this.services?.main.stop();
       await this.media?.main.stop();
       await this.auditGroup?.stop();

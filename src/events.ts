@@ -46,6 +46,9 @@ type Listener<T> = (payload: T) => void;
 
 interface Held { seq: number; type: keyof AgentEvents; payload: unknown }
 
+/** Events held while a pushed config rebuilds the services (seconds): far more than that ever emits. */
+const MAX_HELD = 10_000;
+
 export class EventBus {
   private readonly listeners = new Map<keyof AgentEvents, Set<Listener<never>>>();
   /** Every emit's number: a scope replays what was emitted before its listeners existed. */
@@ -63,7 +66,11 @@ export class EventBus {
 
   emit<K extends keyof AgentEvents>(type: K, payload: AgentEvents[K]): void {
     this.seq += 1;
-    this.held?.push({ seq: this.seq, type, payload });
+    if (this.held) {
+      // Bounded: a rebuild that never completes must not hold the process's memory.
+      if (this.held.length >= MAX_HELD) this.held.shift();
+      this.held.push({ seq: this.seq, type, payload });
+    }
     for (const listener of this.listeners.get(type) ?? []) this.deliver(type, listener as Listener<AgentEvents[K]>, payload);
   }
 

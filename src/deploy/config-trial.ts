@@ -63,6 +63,7 @@ export class ConfigTrial implements Component {
   private running: Running | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private preparing = false;
 
   constructor(private readonly deps: ConfigTrialDeps) {}
 
@@ -80,6 +81,15 @@ export class ConfigTrial implements Component {
       left = {};
     }
     const sha256 = typeof left.sha256 === 'string' ? left.sha256 : 'unknown';
+    const inForce = this.deps.target.inForce();
+    if (sha256 === configSha256(inForce.config, this.deps.hashKey)) {
+      // Committed just before a stop: the file naming the trial was not removed yet.
+      this.deps.log.info({ sha256, source: inForce.source }, 'config committed');
+      quietly(this.deps.audit.append('config', { step: 'committed', sha256, source: inForce.source }), this.deps.log);
+      this.deps.events.emit('config.committed', { sha256, source: inForce.source });
+      await this.forget();
+      return;
+    }
     const reason = 'the agent stopped during the trial: the previous config is in force';
     this.deps.log.warn({ sha256, reason }, 'config rolled back');
     quietly(this.deps.audit.append('config', { step: 'rolledBack', sha256, source: this.deps.target.inForce().source, reason }), this.deps.log);
@@ -99,27 +109,37 @@ export class ConfigTrial implements Component {
 
   /** `config {yaml}`: validated exactly as `camnode run` would (a ConfigError when not), then tried. */
   async push(yaml: string, who: Asker = {}): Promise<TrialStarted> {
-    this.refuseDuringTrial();
-    const inForce = this.deps.target.inForce();
-    const candidate = preparePush(yaml, inForce);
-    const sha256 = configSha256(candidate.config, this.deps.hashKey);
-    if (sha256 === configSha256(inForce.config, this.deps.hashKey)) return { sha256, trialUntil: null, unchanged: true };
-    await this.deps.store.save(candidate.document, sha256);
-    return this.begin({ ...candidate, source: 'pushed' }, sha256, () => this.deps.store.commit(sha256, this.deps.clock.now()), who);
+    return this.claimed(async () => {
+      const inForce = this.deps.target.inForce();
+      const candidate = preparePush(yaml, inForce);
+      const sha256 = configSha256(candidate.config, this.deps.hashKey);
+      if (sha256 === configSha256(inForce.config, this.deps.hashKey)) return { sha256, trialUntil: null, unchanged: true };
+      await this.deps.store.save(candidate.document, sha256);
+      return this.begin({ ...candidate, source: 'pushed' }, sha256, () => this.deps.store.commit(sha256, this.deps.clock.now()), who);
+    });
   }
 
   /** `config reset`: back to the file, through the same trial. */
   async reset(who: Asker = {}): Promise<TrialStarted> {
-    this.refuseDuringTrial();
-    const inForce = this.deps.target.inForce();
-    if (inForce.source === 'file') return { sha256: configSha256(inForce.config, this.deps.hashKey), trialUntil: null, unchanged: true };
-    const file = this.deps.loadFile();
-    return this.begin(file, configSha256(file.config, this.deps.hashKey), () => this.deps.store.reset(), who);
+    return this.claimed(async () => {
+      const inForce = this.deps.target.inForce();
+      if (inForce.source === 'file') return { sha256: configSha256(inForce.config, this.deps.hashKey), trialUntil: null, unchanged: true };
+      const file = this.deps.loadFile();
+      return this.begin(file, configSha256(file.config, this.deps.hashKey), () => this.deps.store.reset(), who);
+    });
   }
 
-  private refuseDuringTrial(): void {
+  /** One push or reset at a time, claimed before the first await: a second one is a conflict. */
+  private async claimed(work: () => Promise<TrialStarted>): Promise<TrialStarted> {
     const r = this.running;
     if (r) throw new CommandError('conflict', `config ${r.sha256.slice(0, 12)} is on trial until ${new Date(r.until).toISOString()}; push again once it is committed or rolled back`);
+    if (this.preparing) throw new CommandError('conflict', 'another config is being pushed now; push again once it is on trial');
+    this.preparing = true;
+    try {
+      return await work();
+    } finally {
+      this.preparing = false;
+    }
   }
 
   private async begin(next: ConfigInForce, sha256: string, commit: () => Promise<void>, who: Asker): Promise<TrialStarted> {
@@ -145,6 +165,7 @@ export class ConfigTrial implements Component {
   }
 
   private async run(r: Running): Promise<void> {
+    if (this.stopped) return;
     try {
       await this.deps.target.apply(r.next);
     } catch (err) {
@@ -186,11 +207,13 @@ export class ConfigTrial implements Component {
   }
 
   private async rollBack(r: Running, reason: string): Promise<void> {
+    // Stopping: the trial file stays, and the next start (on the committed config) reports it.
+    if (this.stopped) return;
     this.deps.log.warn({ sha256: r.sha256, reason }, 'config rolled back');
     try {
       await this.deps.target.apply(r.previous);
     } catch (err) {
-      this.deps.onFatal(err);
+      if (!this.stopped) this.deps.onFatal(err);
       return;
     }
     await this.forget();

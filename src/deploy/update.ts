@@ -121,6 +121,10 @@ export class Updates implements Component {
   async start(): Promise<void> {
     const record = await this.read();
     if (!record || await this.reportRollback(record)) return;
+    if (record.state === 'committed' && !record.reported && record.version === this.deps.version) {
+      await this.reportCommit(record);
+      return;
+    }
     const { log, version } = this.deps;
     if (record.state !== 'trial') return;
     if (record.version !== version) {
@@ -194,8 +198,9 @@ export class Updates implements Component {
   }
 
   private async commit(record: UpdateRecord): Promise<void> {
+    const committed: UpdateRecord = { ...record, state: 'committed', reported: false };
     try {
-      await this.write({ ...record, state: 'committed', reported: true });
+      await this.write(committed);
     } catch (err) {
       // Not committed: the launcher will count this start as failed; say why.
       this.deps.log.error({ err }, 'the update proved itself but update.json cannot be written');
@@ -203,9 +208,15 @@ export class Updates implements Component {
       return;
     }
     this.trial = undefined;
+    await this.reportCommit(committed);
+  }
+
+  /** A commit not reported yet (a stop may come between the two writes): `update.committed`, once. */
+  private async reportCommit(record: UpdateRecord): Promise<void> {
     this.deps.log.info({ version: record.version, previous: record.previous }, 'update committed');
     this.audit({ step: 'committed', version: record.version, previous: record.previous });
     this.deps.events.emit('update.committed', { version: record.version, previous: record.previous });
+    await this.write({ ...record, reported: true }).catch((err: unknown) => this.deps.log.warn({ err }, 'update.json cannot be written'));
   }
 
   private audit(entry: AuditPayloads['update']): void {

@@ -82,9 +82,12 @@ export class IncidentBook implements Component {
   /** Clock entries not yet in the audit log (the windows they moved are in the book in memory). */
   private clockOwed: AuditPayloads['clock'][] = [];
 
+  private readonly offStep: (() => void) | undefined;
+
   constructor(private readonly deps: IncidentBookDeps) {
-    // Before start the book is not loaded: start() takes in the steps it missed.
-    deps.steps?.onStep((deltaMs, step) => { if (this.db) this.stepped(deltaMs, step.n, true); });
+    // Before start the book is not loaded: start() takes in the steps it missed. A stopped book
+    // (one a pushed config replaced) takes none: the new one does.
+    this.offStep = deps.steps?.onStep((deltaMs, step) => { if (this.db && !this.stopped) this.stepped(deltaMs, step.n, true); });
   }
 
   get path(): string {
@@ -129,6 +132,7 @@ export class IncidentBook implements Component {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.offStep?.();
     clearTimeout(this.owedRetry);
     this.owedRetry = undefined;
     await this.queue.catch(() => {});

@@ -65,7 +65,8 @@ export class CameraRecorder implements Component {
   private child: ChildProcessWithoutNullStreams | undefined;
   private exited: Promise<void> | undefined;
   private stopping = false;
-  private runCounter = 0;
+  /** Per process, not per recorder: a camera restarted by a pushed config never reuses a run's file names. */
+  private static runCounter = 0;
   private run = '';
   private dir = '';
   private nextIndex = 0;
@@ -135,7 +136,7 @@ export class CameraRecorder implements Component {
 
   private spawnRun(): void {
     const { log, clock } = this.deps;
-    this.run = `${process.pid.toString(36)}${(this.runCounter++).toString(36)}`;
+    this.run = `${process.pid.toString(36)}${(CameraRecorder.runCounter++).toString(36)}`;
     this.nextIndex = 0;
     this.runSegments = 0;
     this.runStartedMono = clock.monotonic();

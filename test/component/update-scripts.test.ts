@@ -168,6 +168,25 @@ describe('the root helper installs only what the release key signed', () => {
     if (!message.startsWith('the request')) expect(await readRecord()).toMatchObject({ version: '1.2.0', state: 'rolledBack', reason: expect.stringContaining('the root helper refused it') as unknown });
   });
 
+  it('takes no link the camnode user left: not for the bundle, not for the record\'s temp file', async () => {
+    const file = await stage('1.2.0');
+    const real = join(dir, 'elsewhere.tgz');
+    await writeFile(real, await readFile(join(state, 'updates', file)));
+    await rm(join(state, 'updates', file));
+    await symlink(real, join(state, 'updates', file));
+    const r = helper();
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('or its .sig is missing (or not a plain file)');
+    // A link where an old temp name used to be changes nothing outside the state dir.
+    const target = join(dir, 'precious');
+    await writeFile(target, 'keep me\n');
+    await symlink(target, join(state, 'update.json.tmp'));
+    await stage('1.2.0');
+    expect(helper().code).toBe(0);
+    expect(await readFile(target, 'utf8')).toBe('keep me\n');
+    expect(await readRecord()).toMatchObject({ version: '1.2.0', state: 'trial' });
+  });
+
   it('killed at each step: a whole release stays current, and running it again completes the update', async () => {
     for (const fault of ['unpacked', 'recorded', 'switched']) {
       await stage('1.2.0');
