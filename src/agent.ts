@@ -47,6 +47,7 @@ import { planApply } from './deploy/apply-plan.js';
 import { ConfigTrial } from './deploy/config-trial.js';
 import { Updates } from './deploy/update.js';
 import { updateModule } from './modules/update.js';
+import { panelModule, type PanelModule } from './modules/panel.js';
 import { createStore } from './sync/target.js';
 
 export { countIncidents, type IncidentCounts } from './modules/incidents.js';
@@ -130,6 +131,8 @@ export class Agent {
   private auditGroup: ComponentGroup | undefined;
   private media: Media | undefined;
   private services: Services | undefined;
+  /** The panic button and its LED: kept across pushes that leave `button` as it is. */
+  private panel: { module: PanelModule; group: ComponentGroup } | undefined;
   /** The config in force: the one started with, then each applied push. */
   private inForceNow: ConfigInForce;
   /** An apply that failed half-way: the next one rebuilds everything. */
@@ -230,6 +233,7 @@ export class Agent {
 
     const media = await this.buildMedia(config);
     this.media = media;
+    this.panel = await this.buildPanel(config);
     const services = await this.buildServices(config, media);
     this.services = services;
     // The early ones (the event outbox, the incident book) before the audit log: a state dir
@@ -242,6 +246,7 @@ export class Agent {
     this.auditGroup = new ComponentGroup([audit, trial, updates], log);
     await this.auditGroup.start(signal);
     await media.main.start(signal);
+    await this.panel.group.start(signal);
     await services.main.start(signal);
     if (lockLater) {
       // Another agent that took the storage meanwhile wins (thrown: this one stops).
@@ -256,6 +261,20 @@ export class Agent {
 
   private mediaModules(media: Media): AgentModule[] {
     return [media.recording, ...(media.calls ? [media.calls] : [])];
+  }
+
+  /** The panic button and its LED, from `button`. */
+  private async buildPanel(config: Config): Promise<{ module: PanelModule; group: ComponentGroup }> {
+    const steps = this.core!.steps;
+    const module = await panelModule({
+      ...this.base(this.events), button: config.button,
+      healthy: () => this.wedged() === null && (this.media?.recording.cameraStatuses().some((c) => c.state === 'recording') ?? false),
+      triggerTime: () => {
+        steps.check();
+        return { atMs: this.clock.now(), step: steps.stepCount() };
+      },
+    });
+    return { module, group: new ComponentGroup([...module.components], this.deps.log) };
   }
 
   /** The ring and the recorders (and the calls, which the ring prunes with the video). */
@@ -307,11 +326,10 @@ export class Agent {
     const handlers = new CommandHandlers({ log: log.child({ component: 'commands' }) });
     const incidents: IncidentsModule = await incidentsModule({
       ...base,
-      node: config.node, incident: config.incident, button: config.button,
+      node: config.node, incident: config.incident, panel: this.panel!.module,
       enabledCameras: config.cameras.filter((c) => c.enabled).map((c) => c.id),
       configuredCameras: config.cameras.map((c) => c.id),
       calls,
-      healthy: () => this.wedged() === null && recording.cameraStatuses().some((c) => c.state === 'recording'),
       writing: (camera) => recording.writing(camera),
       sealedDir, segmentSeconds: config.recording.segmentSeconds,
       disposeNeedsSync: config.upstream.type !== 'none',
@@ -390,6 +408,8 @@ export class Agent {
     let services = old;
     try {
       if (plan.services) await old.main.stop();
+      const panelChanged = plan.changed.includes('button');
+      if (panelChanged) await this.panel!.group.stop();
       if (plan.media) {
         await media.main.stop();
         await media.early.stop();
@@ -409,6 +429,7 @@ export class Agent {
         await media.recording.applyCameras(plan.cameras, next.config.cameras);
         if (plan.ringLimits) await media.recording.setLimits(next.config.storage);
       }
+      if (panelChanged) this.panel = await this.buildPanel(next.config);
       if (plan.services) {
         services = await this.buildServices(next.config, media);
         await services.early.start(signal);
@@ -422,6 +443,7 @@ export class Agent {
         // The new ring has read the old segments (same disk): each gap starts at its camera's newest.
         media.recording.markRestarted(plan.cameras.restart, at);
       }
+      if (panelChanged) await this.panel!.group.start(signal);
       if (plan.services) {
         await services.main.start(signal);
         // Every listener of the new services exists now: each gets what it missed.
@@ -462,6 +484,7 @@ export class Agent {
         await applying;
       }
       await this.services?.main.stop();
+      await this.panel?.group.stop();
       await this.media?.main.stop();
       await this.auditGroup?.stop();
       await this.media?.early.stop();
@@ -536,13 +559,13 @@ export class Agent {
 
   /** The fake backend's button (demo: Enter; `run` with button.backend fake: a line on stdin). */
   fakeButton(): { press(): boolean } | null {
-    // The button is rebuilt with the services: a press goes to the one in force.
-    return this.services?.incidents.fakeButton() ? { press: () => this.services?.incidents.fakeButton()?.press() ?? false } : null;
+    // The panel may be rebuilt by a push that changes `button`: a press goes to the one in force.
+    return this.panel?.module.fake ? { press: () => this.panel?.module.fake?.press() ?? false } : null;
   }
 
   /** Whether the status LED is lit now (the demo draws it). */
   ledLit(): boolean {
-    return this.services?.incidents.ledLit() ?? false;
+    return this.panel?.module.led.isOn() ?? false;
   }
 
   private async stopOrphans(segmentsRoot: string): Promise<void> {

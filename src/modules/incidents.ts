@@ -1,14 +1,14 @@
 // Incidents: the book of locks (essential: the ring must know every lock before it prunes), the
-// sealer, and the panic button with its LED, which lock without any network. Built from
-// `incident`, `button` and the node's identity; the sealer, the button and the LED are
-// supervised, so a failing one is reported and retried while the cameras keep recording.
+// sealer, and what a press of the panic button does (lock without any network; the button and
+// its LED are the panel's, modules/panel.ts). Built from `incident` and the node's identity; the
+// sealer is supervised, so a failing one is reported and retried while the cameras keep recording.
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { AUDIT_LOG_FILE, type AuditLog } from '../audit/log.js';
 import type { NodeKey } from '../audit/keys.js';
-import { createButton, type ButtonSetup } from '../button/index.js';
-import type { DebouncedButton, Led } from '../button/index.js';
+import type { Panel } from './panel.js';
+import type { Component } from '../lifecycle/component.js';
 import { whoAsks, type RequestContext } from '../commands/handlers.js';
 import { CommandError } from '../commands/protocol.js';
 import { BookError, IncidentBook } from '../incidents/book.js';
@@ -35,7 +35,8 @@ import type { AgentModule, ModuleBase } from './module.js';
 export interface IncidentsDeps extends ModuleBase {
   node: Config['node'];
   incident: Config['incident'];
-  button: Config['button'];
+  /** The panic button and its LED (they outlive this module: presses wait while it is rebuilt). */
+  panel: Panel;
   /** Cameras a lock takes by default. */
   enabledCameras: readonly string[];
   /** storage.path/incidents */
@@ -47,8 +48,6 @@ export interface IncidentsDeps extends ModuleBase {
   ring: Pick<Ring, 'segmentsBetween' | 'pathOf' | 'clockOf' | 'unlinkSettled' | 'cameraIds' | 'newestEndOf' | 'bytesLockedBy' | 'stats'>;
   /** Every configured camera, disabled ones too (a hold may name them). */
   configuredCameras: readonly string[];
-  /** Whether the agent records (a camera records, nothing essential wedged): the LED's heartbeat. */
-  healthy?: () => boolean;
   /** The call recordings, when `calls` is configured: a hold or lock may name them (CONTRACT §8). */
   calls?: { settledFor(startMs: number, endMs: number): boolean } | undefined;
   /** Whether a camera's recorder is writing a segment now (its footage reaches the present). */
@@ -161,9 +160,6 @@ export interface IncidentsModule extends AgentModule {
   sealedBytes(): number;
   /** Bytes the open incident will still lock: its cameras' bitrates over the rest of its window. */
   promisedBytes(): number;
-  /** The fake backend's button (demo: Enter; `run` with button.backend fake: a line on stdin). */
-  fakeButton(): { press(): boolean } | null;
-  ledLit(): boolean;
 }
 
 export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsModule> {
@@ -204,15 +200,12 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
   });
   events.on('incident.disposed', () => void sealer.current()?.measureHeld());
 
-  const setup: ButtonSetup = await createButton(deps.button, { log, clock, healthy: deps.healthy });
-  const button = new Supervised<DebouncedButton>({ name: 'button', faults, log, build: () => setup.button, problem: (b) => b.problem() });
-  const led = new Supervised<Led>({ name: 'led', faults, log, build: () => setup.led });
+  const { panel } = deps;
   // A press locks at once, on this machine only: nothing here waits on a network. The LED is
   // solid until the lock is durable, then confirms — or flashes the error if it could not be.
-  setup.button.onPress(() => {
-    const { atMs, step } = book.triggerTime();
+  const onPress = ({ atMs, step }: { atMs: number; step: number }): void => {
     events.emit('button.pressed', { at: new Date(atMs).toISOString() });
-    setup.led.during(async () => {
+    panel.led.during(async () => {
       const made = await book.lock({ atMs, step, via: 'button' });
       // An unlink the pruner had already begun cannot be called back: confirm only after it.
       await deps.ring.unlinkSettled();
@@ -229,7 +222,14 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       },
       (err: unknown) => log.error({ err }, 'panic button: the lock could NOT be made durable'),
     );
-  });
+  };
+  // Listening once the book is loaded and the sealer up; presses meanwhile wait in the panel.
+  let detach: (() => void) | undefined;
+  const presses: Component = {
+    name: 'presses',
+    async start() { detach = panel.presses.attach(onPress); },
+    async stop() { detach?.(); },
+  };
 
   const pinned = pinnedShare({
     maxLockedPercent: incident.maxLockedPercent,
@@ -304,7 +304,7 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
     name: 'incidents',
     // The book starts early: the ring's first prune pass must already see every lock.
     early: [book, damaged],
-    components: [sealer, led, button],
+    components: [sealer, presses],
     commands: {
       lock: async (a, ctx) => {
         // With a range it is a hold (CONTRACT §6), the same thing.
@@ -385,7 +385,5 @@ export async function incidentsModule(deps: IncidentsDeps): Promise<IncidentsMod
       for (const [camera, endMs] of until) bytes += (deps.kbps(camera) * 125) * ((endMs - now) / 1000);
       return Math.round(bytes);
     },
-    fakeButton: () => setup.fake,
-    ledLit: () => setup.led.isOn(),
   };
 }

@@ -63,7 +63,7 @@ async function openNode(dir: string, clock: ManualClock, steps: StepSource, size
   const incidents = await incidentsModule({
     clock, log, events, faults: new Faults({ clock, events, log }), signal: new AbortController().signal,
     node: { id: 'n', stateDir }, incident: { preRoll: 60_000, postRoll: 60_000, maxLength: 3_600_000, maxHold: 86_400_000, maxLockedPercent: 100 },
-    button: { backend: 'none', activeLow: true, debounce: 50, heartbeat: true } as never,
+    panel: { presses: { attach: () => () => {} }, led: { during: (work) => work(), isOn: () => false }, fake: null },
     enabledCameras: ['cam'], configuredCameras: ['cam'], writing: () => false,
     sealedDir: join(dir, 'incidents'), segmentSeconds: 1, disposeNeedsSync: false,
     ring, audit, key: await loadOrCreateNodeKey(stateDir), steps,
