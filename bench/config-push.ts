@@ -1,5 +1,5 @@
 // Config push to committed (CONTRACT §9 Config push) on a 4-camera node: `camnode run` (its own
-// process, info logs) recording 4 RTSP cameras (one GStreamer server, `-c copy`, 2 s segments);
+// process, info logs) recording 4 RTSP cameras (a GStreamer server each, `-c copy`, 2 s segments);
 // config pushes sent as `ctl config --set` sends them (`config {yaml}` over MQTT, through a
 // private Mosquitto; unsigned: the node takes unsigned commands with mqtt.requireSignedCommands
 // false, which measures the push and not the signature), each timed from publishing the request
@@ -27,13 +27,15 @@ import { startBroker } from './fleet-lib.js';
 import { machine, machineMarkdown, median, numberArg, sleep, startRtspCamera, verdict, writeResults } from './lib.js';
 
 const ROUNDS = Math.max(1, Math.floor(numberArg('--rounds', 5)));
-const STREAM = { pattern: 'ball', width: 1280, height: 720, fps: 15, bitrateKbps: 2000 };
+// One server per camera (a camera that reconnects must not disturb the others' streams), small
+// enough that five encode on this machine beside the agent.
+const STREAM = { pattern: 'ball', width: 640, height: 360, fps: 10, bitrateKbps: 800 };
 const CAMERAS = ['cam-1', 'cam-2', 'cam-3', 'cam-4'];
 /** Goals: a camera change proven within two segments and a connect; its gap within two segments. */
 const TARGET_COMMIT_S = 6;
 const TARGET_GAP_S = 4;
 
-type Kind = 'camera' | 'ring' | 'services' | 'add-remove' | 'segment-length';
+type Kind = 'camera' | 'ring' | 'services' | 'add' | 'remove' | 'segment-length';
 interface Push { kind: Kind; commitS: number; gapsMs: number[]; replaced: string[] }
 
 /** The ffmpeg of each camera now (its output names the camera's folder). */
@@ -52,7 +54,8 @@ async function recorders(storage: string): Promise<Map<string, number>> {
 async function main(): Promise<number> {
   const m = machine();
   const dir = mkdtempSync(join(tmpdir(), 'camnode-bench-push-'));
-  const camera = await startRtspCamera(STREAM);
+  const servers = await Promise.all([...CAMERAS, 'cam-5'].map(() => startRtspCamera(STREAM)));
+  const urlOf = (i: number): string => servers[i]!.url;
   const broker = await startBroker();
   const storage = join(dir, 'storage');
   const socket = join(dir, 'control.sock');
@@ -60,7 +63,7 @@ async function main(): Promise<number> {
     node: { id: 'bench', stateDir: join(dir, 'state') },
     storage: { path: storage, maxBytes: '2GB', maxAge: '30d' },
     recording: { segmentSeconds: 2 },
-    cameras: CAMERAS.map((id) => ({ id, source: camera.url, zone: 'entrance' })),
+    cameras: CAMERAS.map((id, i) => ({ id, source: urlOf(i), zone: 'entrance' })),
     incident: { preRoll: '2m' },
     button: { backend: 'none' },
     control: { socket },
@@ -69,9 +72,17 @@ async function main(): Promise<number> {
   };
   const configPath = join(dir, 'config.yaml');
   writeFileSync(configPath, stringify(doc));
-  console.log(`config-push: ${ROUNDS} rounds of 5 kinds of push to camnode run recording ${CAMERAS.length} RTSP cameras (${STREAM.width}x${STREAM.height}@${STREAM.fps}, copy, 2 s segments)`);
+  console.log(`config-push: ${ROUNDS} rounds of 6 kinds of push to camnode run recording ${CAMERAS.length} RTSP cameras (${STREAM.width}x${STREAM.height}@${STREAM.fps}, copy, 2 s segments)`);
   const agent = await RunningBenchAgent.start(configPath, dir, CAMERAS.length, 60_000);
-  const client = await ControlClient.open(socket);
+  // A fresh connection per question: a push that rebuilds the services re-opens the socket.
+  const state = async <T>(): Promise<T> => {
+    const client = await ControlClient.open(socket);
+    try {
+      return (await client.request('state', {})).reply.data as T;
+    } finally {
+      client.close();
+    }
+  };
   const fleet = await FleetClient.connect({ url: broker.url, protocolVersion: 5, prefix: 'camnode', timeoutMs: 30_000 });
   const pushes: Push[] = [];
   try {
@@ -81,15 +92,15 @@ async function main(): Promise<number> {
       ['camera', (r) => { current.cameras[0]!.zone = r % 2 === 0 ? 'collections' : 'entrance'; }, ['cam-1']],
       ['ring', (r) => { current.storage.maxAge = r % 2 === 0 ? '20d' : '30d'; }, []],
       ['services', (r) => { current.incident.preRoll = r % 2 === 0 ? '3m' : '2m'; }, []],
-      ['add-remove', () => { current.cameras.push({ id: 'cam-5', source: camera.url, zone: 'seating' }); }, []],
-      ['add-remove', () => { current.cameras.pop(); }, []],
+      ['add', () => { current.cameras.push({ id: 'cam-5', source: urlOf(4), zone: 'seating' }); }, []],
+      ['remove', () => { current.cameras.pop(); }, []],
       ['segment-length', (r) => { current.recording.segmentSeconds = r % 2 === 0 ? 3 : 2; }, CAMERAS],
     ];
     for (let round = 0; round < ROUNDS; round++) {
       for (const [kind, edit, restarting] of edits) {
         const before = await recorders(storage);
         const restartsBefore = new Map<string, string>();
-        const state0 = (await client.request('state', {})).reply.data as { restartedCameras?: { camera: string; at: string }[] };
+        const state0 = await state<{ restartedCameras?: { camera: string; at: string }[] }>();
         for (const r of state0.restartedCameras ?? []) restartsBefore.set(r.camera, r.at);
         edit(round);
         const committed = agent.waitForLog((e) => e['msg'] === 'config committed' || e['msg'] === 'config rolled back', 'config committed', 150_000);
@@ -103,7 +114,7 @@ async function main(): Promise<number> {
         const gapsMs: number[] = [];
         for (const id of restarting) {
           for (let i = 0; i < 100; i++) {
-            const s = (await client.request('state', {})).reply.data as { restartedCameras?: { camera: string; at: string; gapMs: number | null }[] };
+            const s = await state<{ restartedCameras?: { camera: string; at: string; gapMs: number | null }[] }>();
             const r = s.restartedCameras?.find((x) => x.camera === id && x.at !== restartsBefore.get(id));
             if (r && r.gapMs !== null) { gapsMs.push(r.gapMs); break; }
             await sleep(200);
@@ -117,15 +128,14 @@ async function main(): Promise<number> {
       }
     }
   } finally {
-    client.close();
     await fleet.close();
     await agent.stop(30_000);
-    await camera.stop();
+    for (const server of servers) await server.stop();
     await broker.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 
-  const kinds: Kind[] = ['camera', 'ring', 'services', 'add-remove', 'segment-length'];
+  const kinds: Kind[] = ['camera', 'ring', 'services', 'add', 'remove', 'segment-length'];
   const rows = kinds.map((kind) => {
     const ps = pushes.filter((p) => p.kind === kind);
     const commits = ps.map((p) => p.commitS);
@@ -139,7 +149,8 @@ async function main(): Promise<number> {
     camera: 'one camera\'s zone (it restarts)',
     ring: 'storage.maxAge (in place)',
     services: 'incident.preRoll (services rebuilt)',
-    'add-remove': 'a fifth camera added / removed (services rebuilt)',
+    add: 'a fifth camera added (services rebuilt; it must record)',
+    remove: 'the fifth camera removed (services rebuilt)',
     'segment-length': 'recording.segmentSeconds 2 ↔ 3 (ring and all 4 recorders rebuilt)',
   };
   const table = [
@@ -152,7 +163,7 @@ async function main(): Promise<number> {
   const path = writeResults('config-push', [
     '# Config push to committed, on a 4-camera node',
     '',
-    `Measured: \`camnode run\` (its own process, info logs) recording ${CAMERAS.length} cameras from one GStreamer RTSP server ` +
+    `Measured: \`camnode run\` (its own process, info logs) recording ${CAMERAS.length} cameras, each from a GStreamer RTSP server of its own ` +
     `(${STREAM.width}x${STREAM.height}@${STREAM.fps} ${STREAM.pattern}, ${STREAM.bitrateKbps} kbit/s, \`-c copy\`, 2 s segments). ` +
     'Pushes sent as `config {yaml}` over MQTT through a private Mosquitto on this machine (unsigned: `mqtt.requireSignedCommands: false`), ' +
     'each timed from publishing the request to the agent\'s `config committed` log line (the commit: every enabled camera records — ' +
