@@ -126,6 +126,9 @@ export class RunningBenchAgent {
     return this.recording.size;
   }
 
+  /** Bytes it wrote to stderr (its log: the journal under systemd). */
+  stderrBytes = 0;
+
   /** The last lines it logged, for an error message. */
   tail(): string {
     return this.tailText;
@@ -156,6 +159,7 @@ export class RunningBenchAgent {
     let listening = false;
     createInterface({ input: proc.stderr! }).on('line', (line) => {
       agent.tailText = (agent.tailText + line + '\n').slice(-3000);
+      agent.stderrBytes += Buffer.byteLength(line) + 1;
       const at = performance.now();
       let entry: { msg?: string; camera?: string };
       try {

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 // A name with arguments runs that benchmark again in another variant.
-const BENCHMARKS = ['agent-overhead', 'scan', 'pruning', 'lock-latency', 'seal', 'seal --encrypt', 'ctl-nodes', 'ping', 'telemetry-cpu', 'sync-link', 'still', 'footage', 'hold-latency', 'audit-upstream', 'report', 'calls-scan', 'exporter', 'config-push'];
+const BENCHMARKS = ['agent-overhead', 'scan', 'pruning', 'lock-latency', 'seal', 'seal --encrypt', 'ctl-nodes', 'ping', 'telemetry-cpu', 'sync-link', 'still', 'footage', 'hold-latency', 'audit-upstream', 'report', 'calls-scan', 'exporter', 'config-push', 'sd-wear', 'sd-wear --busy'];
 
 function run(name: string): Promise<number | null> {
   const [file, ...args] = name.split(' ');
