@@ -2,6 +2,7 @@
 // and the reply shapes.
 import { z } from 'zod';
 import { parseDuration } from '../config/units.js';
+import { VERSION_RE } from '../deploy/release-keys.js';
 
 /** A requester's text, cut short for replies and logs (a key name can be 250 kB long). */
 export function clip(text: string, max = 200): string {
@@ -127,7 +128,7 @@ export const commandArgs = {
   }).refine((a) => [a.get, a.compare, a.yaml, a.reset].filter((v) => v !== undefined).length === 1,
     'give exactly one of get: true, compare: <yaml>, yaml: <yaml>, reset: true'),
   // CONTRACT §9 Update: the release to fetch, check and install.
-  update: z.strictObject({ version: z.string().max(40).regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?$/, 'must be a version such as 1.2.0') }),
+  update: z.strictObject({ version: z.string().max(40).regex(VERSION_RE, 'must be a version such as 1.2.0') }),
   incidents: z.strictObject({}),
   incident: z.strictObject({ incident: incidentId }),
   report: z.strictObject({ since: since.optional() }),

@@ -15,7 +15,8 @@ import type { AuditLog, AuditPayloads } from '../audit/log.js';
 import type { PushedConfigs } from '../config/store.js';
 import type { EventBus } from '../events.js';
 import type { Component } from '../lifecycle/component.js';
-import type { Clock } from '../platform/clock.js';
+import { iso, type Clock } from '../platform/clock.js';
+import { proveWithin } from './prove.js';
 import { fsyncDir, mkdirsDurable, writeFileDurable } from '../platform/durable.js';
 import type { Logger } from '../platform/logger.js';
 
@@ -61,7 +62,7 @@ interface TrialRecord { sha256: string; previousSha256: string; until: string }
 export class ConfigTrial implements Component {
   readonly name = 'config-trial';
   private running: Running | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private cancelWatch: (() => void) | undefined;
   private stopped = false;
   private preparing = false;
 
@@ -99,12 +100,12 @@ export class ConfigTrial implements Component {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
+    this.cancelWatch?.();
   }
 
   /** The trial under way, for the state. */
   current(): { sha256: string; until: string } | null {
-    return this.running ? { sha256: this.running.sha256, until: new Date(this.running.until).toISOString() } : null;
+    return this.running ? { sha256: this.running.sha256, until: iso(this.running.until) } : null;
   }
 
   /** `config {yaml}`: validated exactly as `camnode run` would (a ConfigError when not), then tried. */
@@ -132,7 +133,7 @@ export class ConfigTrial implements Component {
   /** One push or reset at a time, claimed before the first await: a second one is a conflict. */
   private async claimed(work: () => Promise<TrialStarted>): Promise<TrialStarted> {
     const r = this.running;
-    if (r) throw new CommandError('conflict', `config ${r.sha256.slice(0, 12)} is on trial until ${new Date(r.until).toISOString()}; push again once it is committed or rolled back`);
+    if (r) throw new CommandError('conflict', `config ${r.sha256.slice(0, 12)} is on trial until ${iso(r.until)}; push again once it is committed or rolled back`);
     if (this.preparing) throw new CommandError('conflict', 'another config is being pushed now; push again once it is on trial');
     this.preparing = true;
     try {
@@ -152,16 +153,16 @@ export class ConfigTrial implements Component {
       // On the record before anything changes (a push that cannot be audited is refused).
       await this.deps.audit.append('config', { step: 'trial', sha256, source: next.source, previousSha256, differs: differingPaths(previous.config, next.config), ...who });
       await mkdirsDurable(this.deps.store.dir);
-      const record: TrialRecord = { sha256, previousSha256, until: new Date(until).toISOString() };
+      const record: TrialRecord = { sha256, previousSha256, until: iso(until) };
       await writeFileDurable(this.file, `${JSON.stringify(record)}\n`);
     } catch (err) {
       this.running = undefined;
       throw err;
     }
-    this.deps.log.info({ sha256, until: new Date(until).toISOString(), source: next.source }, 'config on trial');
+    this.deps.log.info({ sha256, until: iso(until), source: next.source }, 'config on trial');
     // Applied once the reply is on its way: the link that carries it may be rebuilt.
     setImmediate(() => void this.run(running));
-    return { sha256, trialUntil: new Date(until).toISOString() };
+    return { sha256, trialUntil: iso(until) };
   }
 
   private async run(r: Running): Promise<void> {
@@ -178,16 +179,11 @@ export class ConfigTrial implements Component {
 
   private watch(r: Running): void {
     if (this.stopped) return;
-    const missing = this.deps.target.unproven();
-    if (missing === null) {
-      void this.commit(r);
-      return;
-    }
-    if (this.deps.clock.now() >= r.until) {
-      void this.rollBack(r, `not proven within fleet.rollbackAfter: ${missing}`);
-      return;
-    }
-    this.timer = setTimeout(() => this.watch(r), this.deps.checkEveryMs ?? 1_000);
+    this.cancelWatch = proveWithin({
+      clock: this.deps.clock, unproven: () => this.deps.target.unproven(), deadlineMs: r.until, everyMs: this.deps.checkEveryMs ?? 1_000,
+      onProven: () => void this.commit(r),
+      onMissed: (missing) => void this.rollBack(r, `not proven within fleet.rollbackAfter: ${missing}`),
+    });
   }
 
   private async commit(r: Running): Promise<void> {

@@ -14,9 +14,14 @@ export class ReleaseError extends Error {
   }
 }
 
+/** A release's version: X.Y.Z with an optional pre-release (the helper and launcher match the same). */
+const VERSION = String.raw`\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?`;
+export const VERSION_RE = new RegExp(`^${VERSION}$`);
+const RELEASE_NAME = new RegExp(`^camnode-(${VERSION})-(arm64|armhf|amd64)\\.tgz$`);
+
 /** `camnode-1.2.0-arm64.tgz` → its version and Debian arch; null for any other name. Pure. */
 export function parseReleaseName(file: string): ReleaseName | null {
-  const m = /^camnode-(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)-(arm64|armhf|amd64)\.tgz$/.exec(file);
+  const m = RELEASE_NAME.exec(file);
   return m ? { version: m[1]!, arch: m[2] as ReleaseArch, file } : null;
 }
 

@@ -20,18 +20,17 @@ import type { Config } from '../config/schema.js';
 import type { AuditLog, AuditPayloads } from '../audit/log.js';
 import type { EventBus } from '../events.js';
 import type { Component } from '../lifecycle/component.js';
-import type { Clock } from '../platform/clock.js';
+import { iso, type Clock } from '../platform/clock.js';
 import { mkdirsDurable, writeFileDurable } from '../platform/durable.js';
 import type { Logger } from '../platform/logger.js';
 import type { ObjectStore } from '../sync/store.js';
-import { releaseKeys, releaseSignatureValid, type ReleaseArch } from './release-keys.js';
+import { releaseKeys, releaseSignatureValid, VERSION_RE, type ReleaseArch } from './release-keys.js';
+import { proveWithin } from './prove.js';
 
 export const UPDATES_DIR = 'updates';
 /** The request to the root helper: KEY=VALUE lines it matches one by one. */
 export const UPDATE_REQUEST = 'request.env';
 export const UPDATE_RECORD = 'update.json';
-
-export const VERSION_RE = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?$/;
 
 export type UpdateState = 'trial' | 'committed' | 'rolledBack';
 export interface UpdateRecord {
@@ -102,7 +101,8 @@ export interface UpdateStaged { version: string; from: string; bytes: number; sh
 
 export class Updates implements Component {
   readonly name = 'updates';
-  private timer: NodeJS.Timeout | undefined;
+  private cancelWatch: (() => void) | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
   private helperTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private trial: UpdateRecord | undefined;
@@ -134,13 +134,14 @@ export class Updates implements Component {
     }
     this.trial = record;
     const deadlineMs = record.deadline > 0 ? record.deadline * 1000 : this.deps.clock.now() + (this.deps.config().fleet?.rollbackAfter ?? 120_000);
-    log.info({ version, previous: record.previous, deadline: new Date(deadlineMs).toISOString(), attempt: record.attempts }, 'update on trial');
+    log.info({ version, previous: record.previous, deadline: iso(deadlineMs), attempt: record.attempts }, 'update on trial');
     this.watch(record, deadlineMs);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
+    this.cancelWatch?.();
+    clearTimeout(this.retryTimer);
     clearTimeout(this.helperTimer);
   }
 
@@ -184,17 +185,14 @@ export class Updates implements Component {
   }
 
   private watch(record: UpdateRecord, deadlineMs: number): void {
-    const missing = this.deps.unproven();
-    if (missing === null) {
-      void this.commit(record);
-      return;
-    }
-    if (this.deps.clock.now() >= deadlineMs) {
-      this.deps.log.error({ version: record.version, missing }, 'the update did not prove itself within fleet.rollbackAfter: exiting, the launcher rolls back');
-      this.deps.onMissed(`not proven within fleet.rollbackAfter: ${missing}`);
-      return;
-    }
-    this.timer = setTimeout(() => this.watch(record, deadlineMs), this.deps.checkEveryMs ?? 1_000);
+    this.cancelWatch = proveWithin({
+      clock: this.deps.clock, unproven: this.deps.unproven, deadlineMs, everyMs: this.deps.checkEveryMs ?? 1_000,
+      onProven: () => void this.commit(record),
+      onMissed: (missing) => {
+        this.deps.log.error({ version: record.version, missing }, 'the update did not prove itself within fleet.rollbackAfter: exiting, the launcher rolls back');
+        this.deps.onMissed(`not proven within fleet.rollbackAfter: ${missing}`);
+      },
+    });
   }
 
   private async commit(record: UpdateRecord): Promise<void> {
@@ -204,7 +202,7 @@ export class Updates implements Component {
     } catch (err) {
       // Not committed: the launcher will count this start as failed; say why.
       this.deps.log.error({ err }, 'the update proved itself but update.json cannot be written');
-      this.timer = setTimeout(() => void this.commit(record), 5_000);
+      this.retryTimer = setTimeout(() => void this.commit(record), 5_000);
       return;
     }
     this.trial = undefined;

@@ -6,6 +6,7 @@ import { urlSecrets } from '../config/redact.js';
 import type { AuditLog } from '../audit/log.js';
 import { CommandError, type CommandArgs } from '../commands/protocol.js';
 import type { StepSource } from '../platform/clock-steps.js';
+import { iso } from '../platform/clock.js';
 import { deviceModel } from '../platform/device.js';
 import { diskUsage, type DiskUsageReader } from '../platform/disk.js';
 import { probeDurationMs } from '../platform/ffmpeg.js';
@@ -224,7 +225,7 @@ export async function recordingModule(deps: RecordingDeps): Promise<RecordingMod
     async applyCameras(plan, next) {
       const byId = new Map(next.map((c) => [c.id, c]));
       // Stopped first, each to the end: never two recorders for one camera.
-      const at = new Date(clock.now()).toISOString();
+      const at = iso(clock.now());
       await Promise.allSettled([...plan.stop, ...plan.restart].map(async (id) => {
         const r = recorders.get(id);
         recorders.delete(id);
