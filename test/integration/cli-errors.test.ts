@@ -257,6 +257,13 @@ describe('bad usage exits 2', () => {
     { args: ['check', '--config'], says: "option '--config <path>' argument missing" },
     { args: ['demo', '--seconds', 'soon'], says: 'must be a whole number above 0' },
     { args: [], says: 'Usage: camnode' },
+    // ctl update's own arguments are checked before any broker is asked.
+    { args: ['ctl', 'update', 'n1', '--version', '1.0.0', '--canary', '-2'], says: '--canary: not a number of nodes: -2' },
+    { args: ['ctl', 'update', 'n1', '--version', '1.0.0', '--canary', '2'], says: '--canary goes with --all' },
+    { args: ['ctl', 'update', 'n1', '--version', '1.0.0', '--wait', 'forever'], says: '--wait: not a duration: forever' },
+    { args: ['ctl', 'update', '--all', 'n1', '--version', '1.0.0'], says: '--all takes no NODE' },
+    { args: ['ctl', 'update', 'n1'], says: "required option '--version <version>' not specified" },
+    { args: ['config', 'frob'], says: 'the only form is `camnode config reset [--config PATH]`' },
   ])('camnode $args', async ({ args, says }) => {
     const r = await runCli(args);
     expect(r.code, r.stderr).toBe(2);

@@ -82,3 +82,22 @@ describe('report takes since as a duration back or an ISO time (CONTRACT §7)', 
     expect(() => parseArgs('report', { since: '1d', format: 'html' })).toThrow('report: unknown argument "format"');
   });
 });
+
+describe('update and config take only their own shapes (CONTRACT §9)', () => {
+  it('update: a version string, bounded; anything else is refused naming the field', () => {
+    expect(parseArgs('update', { version: '1.2.0-rc.1' })).toEqual({ version: '1.2.0-rc.1' });
+    for (const version of [120, { a: 1 }, ['1.2.0'], null, '1.2', '../../etc/passwd', '1.2.0\nfile=x', `1.2.${'9'.repeat(100)}`]) {
+      expect(() => parseArgs('update', { version }), JSON.stringify(version)).toThrow(/^update: version: /);
+    }
+    expect(() => parseArgs('update', {})).toThrow(/^update: version: /);
+    expect(() => parseArgs('update', { version: '1.2.0', file: 'x' })).toThrow(/unknown|unrecognized/i);
+  });
+
+  it('config: exactly one form; a config text is a string of at most 128 KiB', () => {
+    expect(() => parseArgs('config', { yaml: { node: { id: 'x' } } })).toThrow(/^config: yaml: /);
+    expect(() => parseArgs('config', { yaml: 'a'.repeat(200 * 1024) })).toThrow(/^config: yaml: at most 128 KiB/);
+    expect(() => parseArgs('config', { reset: 'yes' })).toThrow(/^config: reset: /);
+    expect(() => parseArgs('config', { get: true, reset: true })).toThrow(/exactly one of/);
+    expect(parseArgs('config', { reset: true })).toEqual({ reset: true });
+  });
+});
