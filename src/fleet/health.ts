@@ -1,13 +1,11 @@
 // The `health` member of the node's state (CONTRACT §3), read every state interval. Chosen for
-// cost on a Pi that is busy recording: per interval only syscalls and small sysfs/proc reads, no
-// child processes; the machine facts that cost processes (si.osInfo/system/cpu) once at start.
-// Measured on the dev machine (warm call, processes spawned): os.loadavg 0.01 ms/0, si.mem
-// 0.3 ms/0, si.cpuTemperature 8 ms/7 (a shell `cat`, a hwmon shell loop, `sensors`, vcgencmd —
-// hence read from sysfs here), si.osInfo 17 ms/8, si.system 17 ms/5, si.cpu 15 ms/6.
+// cost on a Pi that is busy recording: only syscalls and small sysfs/proc reads, never a child
+// process. (systeminformation, used before, spawned ~19 processes for the machine facts at
+// start and cost ~10 MB of the agent's memory just loaded; its cpuTemperature spawns shells.)
 import { access, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import os from 'node:os';
-import si from 'systeminformation';
+import { readMachineFacts, readMemory, type MachineFacts } from '../platform/device.js';
 import type { Component } from '../lifecycle/component.js';
 import type { Logger } from '../platform/logger.js';
 
@@ -36,23 +34,16 @@ export interface ThrottleDetail {
   occurred: ThrottleFlag[];
 }
 
-export interface MachineFacts {
-  model: string | null;
-  os: string | null;
-  kernel: string | null;
-  arch: string | null;
-  cpu: string | null;
-  cores: number | null;
-}
+export type { MachineFacts };
 
 export interface HealthDeps {
   /** Root of sysfs; a fake tree in tests. */
   sysfsRoot?: string;
   /** Whether the clock is NTP-synchronised (ClockStatus.synced); null when unknown. */
   clockSynced?: () => boolean | null;
-  /** Total and available memory in bytes; systeminformation's reading of /proc/meminfo by default. */
+  /** Total and available memory in bytes; /proc/meminfo by default. */
   memory?: () => Promise<{ total: number; available: number }>;
-  /** Machine facts gathered once at start; systeminformation by default. */
+  /** Machine facts gathered once at start; from /proc, /sys and /etc by default. */
   machineFacts?: () => Promise<MachineFacts | null>;
   log?: Logger;
 }
@@ -164,22 +155,6 @@ export function memUsedPercent(total: number, available: number): number | null 
   return round(((total - available) / total) * 100, 1);
 }
 
-async function defaultMachineFacts(): Promise<MachineFacts | null> {
-  try {
-    const [osInfo, system, cpu] = await Promise.all([si.osInfo(), si.system(), si.cpu()]);
-    return {
-      model: [system.manufacturer, system.model].filter((s) => s && s !== 'Default string').join(' ') || null,
-      os: [osInfo.distro, osInfo.release].filter(Boolean).join(' ') || null,
-      kernel: osInfo.kernel || null,
-      arch: osInfo.arch || null,
-      cpu: [cpu.manufacturer, cpu.brand].filter(Boolean).join(' ') || null,
-      cores: cpu.cores || null,
-    };
-  } catch {
-    return null;
-  }
-}
-
 export class Health implements Component {
   readonly name = 'health';
   /** Gathered once at start. */
@@ -192,7 +167,7 @@ export class Health implements Component {
 
   async start(): Promise<void> {
     this.sensors = await findSensors(this.deps.sysfsRoot ?? '/sys');
-    this.machine = await (this.deps.machineFacts ?? defaultMachineFacts)().catch(() => null);
+    this.machine = await (this.deps.machineFacts ?? (() => readMachineFacts()))().catch(() => null);
     this.deps.log?.info({ machine: this.machine, sensors: this.sensors }, 'health sensors found');
   }
 
@@ -217,7 +192,7 @@ export class Health implements Component {
 
   private async readMemory(): Promise<number | null> {
     try {
-      const m = await (this.deps.memory ?? (() => si.mem()))();
+      const m = await (this.deps.memory ?? (() => readMemory()))();
       return memUsedPercent(m.total, m.available);
     } catch {
       return null;
