@@ -5,7 +5,7 @@ import { closeSync, fdatasyncSync, fsyncSync, openSync, rmSync, writeSync } from
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { CLI, median, sleep, stopChild } from './lib.js';
+import { CLI, median, sleep, stopChild, unitNodeOptions } from './lib.js';
 
 /** fsync's cost depends on the filesystem and its device: name both. */
 export function filesystemOf(dir: string): string {
@@ -103,7 +103,8 @@ export class ControlClient {
 }
 
 /**
- * `camnode run` in its own process group (as systemd runs it; info logs, the production default),
+ * `camnode run` in its own process group with the unit's NODE_OPTIONS (as systemd runs it; info
+ * logs, the production default),
  * ready once every camera records and the control socket listens. Ctrl-C kills it and removes `dir`.
  */
 export class RunningBenchAgent {
@@ -152,7 +153,7 @@ export class RunningBenchAgent {
 
   static async start(configPath: string, dir: string, cameras: number, timeoutMs: number): Promise<RunningBenchAgent> {
     const proc = spawn(process.execPath, [CLI, 'run', '--config', configPath], {
-      env: { ...process.env, CAMNODE_LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'], detached: true,
+      env: { ...process.env, CAMNODE_LOG_LEVEL: 'info', NODE_OPTIONS: unitNodeOptions() }, stdio: ['ignore', 'ignore', 'pipe'], detached: true,
     });
     const agent = new RunningBenchAgent(proc, dir);
     const recording = agent.recording;

@@ -108,6 +108,33 @@ function readStat(pid: number): ProcStat | null {
 }
 
 /** CPU ticks (user + system) a single process has used so far; 0 once it is gone. */
+/** NODE_OPTIONS as device/camnode.service sets it: a bench runs the agent as the unit does. */
+export function unitNodeOptions(): string {
+  const unit = readFileSync(join(ROOT, 'device', 'camnode.service'), 'utf8');
+  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1]?.trim() ?? '';
+}
+
+/**
+ * CPU time of a process in nanoseconds, all its threads (V8's and libuv's included), from
+ * /proc/PID/task/*\/schedstat: exact where utime/stime count 10-ms ticks. Threads that have
+ * ended are not counted (the agent's threads live as long as it does).
+ */
+export function processCpuNs(pid: number): number {
+  let ns = 0;
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const task of tasks) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+    } catch { /* the thread ended */ }
+  }
+  return ns;
+}
+
 export function processTicks(pid: number): number {
   const s = readStat(pid);
   return s ? s.utime + s.stime : 0;
