@@ -4,6 +4,7 @@
 #
 #   /usr/bin/python3 rtsp-server.py --port N [--path /cam] [--pattern ball|snow|smpte]
 #       [--width 320 --height 240 --fps 10] [--bitrate-kbps 500] [--exit-on-stdin-eof]
+#       [--file PATH]   (serve a pre-encoded Matroska H.264 file instead: no encoder running)
 #
 # Prints `READY rtsp://127.0.0.1:N/cam` once the listening socket is bound. --port 0 picks a
 # free port (no race between choosing and binding); READY carries the real one.
@@ -34,6 +35,9 @@ def parse_args():
     p.add_argument('--height', type=int, default=240)
     p.add_argument('--fps', type=int, default=10)
     p.add_argument('--bitrate-kbps', type=int, default=500)
+    # A pre-encoded file, played at its own pace: many cameras without an encoder each. At its
+    # end the stream ends, as a camera that restarts: clients reconnect and it plays again.
+    p.add_argument('--file')
     # The test harness keeps our stdin open; EOF means it died, so don't linger holding a port.
     p.add_argument('--exit-on-stdin-eof', action='store_true')
     a = p.parse_args()
@@ -43,6 +47,8 @@ def parse_args():
 
 
 def launch_line(a):
+    if a.file:
+        return f'( filesrc location="{a.file}" ! matroskademux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )'
     # format=I420: otherwise x264enc may negotiate Y444 and emit High 4:4:4, which real cameras
     # never send. key-int-max=fps: a keyframe every second so 1 s segments cut cleanly.
     # zerolatency: no B-frames and no lookahead, like a camera.

@@ -22,6 +22,8 @@ export interface RtspServerOptions {
   height?: number;
   fps?: number;
   bitrateKbps?: number;
+  /** A pre-encoded Matroska file with one H.264 track to play instead of a live encoder (makeCameraFile). */
+  file?: string;
 }
 
 export interface RtspServer {
@@ -68,6 +70,7 @@ export async function startRtspServer(opts: RtspServerOptions = {}): Promise<Rts
     '--fps', String(opts.fps ?? 10),
     '--bitrate-kbps', String(opts.bitrateKbps ?? 500),
     '--exit-on-stdin-eof',
+    ...(opts.file ? ['--file', opts.file] : []),
   ];
 
   const first = await launch(args);

@@ -23,6 +23,7 @@ import { commandArgs, isCommandName } from '../../src/commands/protocol.js';
 import { baseConfig, RunningAgent, tempDir, waitFor, writeConfig, type LogLine } from '../helpers/agent.js';
 import { startMosquitto, stopAllMosquittos, type Mosquitto } from '../helpers/mosquitto.js';
 import { listSegments, recorderPids } from '../helpers/segments.js';
+import { seededRandom } from '../helpers/random.js';
 
 const NODE = 'node-1';
 const PREFIX = 'camnode';
@@ -311,7 +312,7 @@ describe.each([
   if (fuzz > 0) {
     it(`${fuzz} random requests: each answered as its address and arguments say, the agent unharmed`, async () => {
       const seed = Number(process.env['FUZZ_SEED'] ?? Date.now() % 1_000_000);
-      const rnd = mulberry32(seed);
+      const rnd = seededRandom(seed);
       const note = `seed ${seed} (FUZZ_SEED=${seed} replays it)`;
       const before = await incidentCount();
       const repliesBefore = ops.got.length;
@@ -404,16 +405,6 @@ interface FuzzRequest {
   ownTopics: Set<string>;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pick = <T>(rnd: () => number, xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
 

@@ -13,6 +13,7 @@ import { basename, join } from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
 import { baseConfig, runCli, RunningAgent, tempDir, waitFor, writeConfig, type CliResult } from '../helpers/agent.js';
 import { listSegments, probeDuration, type SegmentFile } from '../helpers/segments.js';
+import { seededRandom } from '../helpers/random.js';
 
 const CAMERAS = ['front', 'back'];
 // ~10 s of footage per camera (testsrc is encoded at ~2 Mbit/s): the ring reaches its quota a
@@ -493,23 +494,12 @@ describe('a SIGKILL of the process group at a fault point', () => {
 const ITERATIONS = 8;
 const MAX_KILL_DELAY_MS = 4_000;
 
-/** A small seeded PRNG (mulberry32): a failing run can be repeated with CAMNODE_FAULT_SEED. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('SIGKILLs of the process group at random moments', () => {
   it(`${ITERATIONS} kills: no acknowledged lock lost, every passed window sealed and verified, the audit log whole`, async (ctx) => {
     const given = process.env['CAMNODE_FAULT_SEED'];
     const seed = given ? Number(given) : Math.floor(Math.random() * 2 ** 31);
-    const random = seeded(seed);
+    const random = seededRandom(seed);
     const why = (what: string) => `${what} (CAMNODE_FAULT_SEED=${seed})`;
     // No quota here: the sealed clips of a varying number of incidents pile up, and a ring
     // squeezed by them would rightly drop unlocked pre-roll. The pressure is the tests' above.
