@@ -122,6 +122,7 @@ async function runCamnode(url: string, work: string): Promise<Run> {
     const t1 = performance.now();
     const s0 = finished();
     await sleep(SECONDS * 1000);
+    if (agent.exitCode !== null) throw new Error(`camnode exited during the window (${agent.exitCode}): ${stderrTail}`);
     const c1 = treeTicks(pid);
     const a1 = processCpuNs(pid);
     const wallS = (performance.now() - t1) / 1000;

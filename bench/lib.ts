@@ -107,7 +107,6 @@ function readStat(pid: number): ProcStat | null {
   }
 }
 
-/** CPU ticks (user + system) a single process has used so far; 0 once it is gone. */
 /** NODE_OPTIONS as device/camnode.service sets it: a bench runs the agent as the unit does. */
 export function unitNodeOptions(): string {
   const unit = readFileSync(join(ROOT, 'device', 'camnode.service'), 'utf8');
@@ -120,21 +119,21 @@ export function unitNodeOptions(): string {
  * ended are not counted (the agent's threads live as long as it does).
  */
 export function processCpuNs(pid: number): number {
+  // Throws when the process is gone or the kernel keeps no schedstat: never a silent 0.
+  const tasks = readdirSync(`/proc/${pid}/task`);
   let ns = 0;
-  let tasks: string[];
-  try {
-    tasks = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return 0;
-  }
+  let read = 0;
   for (const task of tasks) {
     try {
       ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+      read++;
     } catch { /* the thread ended */ }
   }
+  if (read === 0 || !Number.isFinite(ns)) throw new Error(`no schedstat readable for process ${pid}`);
   return ns;
 }
 
+/** CPU ticks (user + system) a single process has used so far; 0 once it is gone. */
 export function processTicks(pid: number): number {
   const s = readStat(pid);
   return s ? s.utime + s.stime : 0;

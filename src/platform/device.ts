@@ -42,10 +42,22 @@ export function parseOsRelease(text: string): string | null {
   return fields.get('PRETTY_NAME') || [fields.get('NAME'), fields.get('VERSION_ID')].filter(Boolean).join(' ') || null;
 }
 
-/** The CPU's name from /proc/cpuinfo: x86's "model name", else an ARM board's "Model" or "Hardware". Pure. */
+/** ARM's "CPU part" numbers of the cores Raspberry Pis have used. */
+const ARM_PARTS: Record<string, string> = {
+  '0xb76': 'ARM1176', '0xc07': 'Cortex-A7', '0xd03': 'Cortex-A53', '0xd08': 'Cortex-A72', '0xd0b': 'Cortex-A76',
+};
+
+/**
+ * The CPU's name from /proc/cpuinfo: x86's "model name"; on ARM the core ("ARM Cortex-A72", from
+ * its CPU part) with the SoC's "Hardware" line, which on every Pi says only BCM2835. Pure.
+ */
 export function parseCpuModel(text: string): string | null {
   const value = (key: string) => new RegExp(`^${key}\\s*:\\s*(.+)$`, 'm').exec(text)?.[1]?.trim() || null;
-  return value('model name') ?? value('Hardware') ?? value('Model');
+  const model = value('model name');
+  if (model) return model;
+  const part = value('CPU part')?.toLowerCase();
+  const core = part && ARM_PARTS[part] ? `ARM ${ARM_PARTS[part]}` : null;
+  return [core, value('Hardware')].filter(Boolean).join(' ') || value('Model');
 }
 
 /** Total and available memory in bytes from /proc/meminfo (kB figures); null when either is missing. Pure. */
@@ -85,7 +97,7 @@ export async function readMachineFacts(root = '/'): Promise<MachineFacts> {
     os: osRelease === null ? null : parseOsRelease(osRelease),
     kernel: os.release() || null,
     arch: os.arch() || null,
-    cpu: (cpuinfo === null ? null : parseCpuModel(cpuinfo)) ?? cpus[0]?.model?.trim() ?? null,
+    cpu: (cpuinfo === null ? null : parseCpuModel(cpuinfo)) ?? (cpus[0]?.model?.trim() || null),
     cores: cpus.length || null,
   };
 }

@@ -64,12 +64,15 @@ describe('ClockStatus', () => {
   });
 
   it('no timedatectl installed: unknown, and not tried again', async () => {
-    const status = new ClockStatus({ root: dir, timedatectl: join(dir, 'not-installed'), intervalMs: 3_600_000 });
+    const missing = join(dir, 'timedatectl');
+    const status = new ClockStatus({ root: dir, timedatectl: missing, intervalMs: 3_600_000 });
     await status.start();
     expect(status.synced()).toBeNull();
-    await fakeTimedatectl('yes'); // appears at another path only; the missing one stays missing
+    // Installed now at the very path: a status that asked again would run it and see "yes".
+    await fakeTimedatectl('yes');
     await poll(status, 3);
     expect(status.synced()).toBeNull();
+    expect(await runs()).toBe(0);
     // The flag file still counts.
     await mkdir(join(dir, 'run/systemd/timesync'), { recursive: true });
     await writeFile(join(dir, 'run/systemd/timesync/synchronized'), '');

@@ -17,7 +17,7 @@ async function tree(files: Record<string, string>): Promise<void> {
   }
 }
 
-const PI_CPUINFO = `processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n\nHardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 10000000abcdef01\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n`;
+const PI_CPUINFO = `processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n\nHardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 10000000abcdef01\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n`;
 const PI_OS_RELEASE = `PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nVERSION="12 (bookworm)"\nID=debian\n`;
 const MEMINFO = `MemTotal:        3884084 kB\nMemFree:          200000 kB\nMemAvailable:    2900000 kB\nBuffers:           50000 kB\n`;
 
@@ -29,9 +29,11 @@ describe('parsers (pure)', () => {
     expect(parseOsRelease('garbage\n\n')).toBeNull();
   });
 
-  it('names the CPU by model name on x86, by the SoC on a Pi', () => {
+  it('names the CPU by model name on x86, by its core and SoC on a Pi', () => {
     expect(parseCpuModel('processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t: fpu\n')).toBe('Intel(R) Xeon(R) Processor');
-    expect(parseCpuModel(PI_CPUINFO)).toBe('BCM2835');
+    expect(parseCpuModel(PI_CPUINFO)).toBe('ARM Cortex-A72 BCM2835');
+    expect(parseCpuModel(PI_CPUINFO.replace('0xd08', '0xd0b'))).toBe('ARM Cortex-A76 BCM2835');
+    expect(parseCpuModel(PI_CPUINFO.replace('0xd08', '0xfff'))).toBe('BCM2835');
     expect(parseCpuModel('processor : 0\n')).toBeNull();
   });
 
@@ -45,7 +47,7 @@ describe('readers over a fake root', () => {
   it('a Raspberry Pi: the device tree names the board', async () => {
     await tree({ 'proc/device-tree/model': 'Raspberry Pi 4 Model B Rev 1.4\0', 'proc/cpuinfo': PI_CPUINFO, 'etc/os-release': PI_OS_RELEASE });
     const facts = await readMachineFacts(root);
-    expect(facts).toMatchObject({ model: 'Raspberry Pi 4 Model B Rev 1.4', os: 'Debian GNU/Linux 12 (bookworm)', cpu: 'BCM2835' });
+    expect(facts).toMatchObject({ model: 'Raspberry Pi 4 Model B Rev 1.4', os: 'Debian GNU/Linux 12 (bookworm)', cpu: 'ARM Cortex-A72 BCM2835' });
     expect(facts.kernel).toBe(os.release());
     expect(facts.cores).toBe(os.cpus().length);
   });
@@ -60,7 +62,7 @@ describe('readers over a fake root', () => {
   it('an empty root: nulls where nothing tells, the CPU from the kernel\'s list', async () => {
     const facts = await readMachineFacts(root);
     expect(facts).toMatchObject({ model: null, os: null });
-    expect(facts.cpu).toBe(os.cpus()[0]?.model.trim() ?? null);
+    expect(facts.cpu).toBe(os.cpus()[0]?.model.trim() || null);
     await expect(readMemory(root)).rejects.toThrow(/MemAvailable/);
   });
 
