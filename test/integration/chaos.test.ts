@@ -42,8 +42,12 @@ const RESULTS = process.env['CHAOS_RESULTS'];
 /** Mean seconds between SIGKILLs of the agent (each followed by a restart). */
 const KILL_MEAN_S = Number(process.env['CHAOS_KILL_MEAN_S'] ?? '8');
 if (!(KILL_MEAN_S >= 1)) throw new Error(`CHAOS_KILL_MEAN_S: seconds between kills, 1 or more (got ${process.env['CHAOS_KILL_MEAN_S']})`);
-/** The ring's quota grows with the run so that it wraps early and keeps wrapping (about 130 KB/s of footage). */
-const QUOTA_MB = Math.max(24, 8 * MINUTES);
+/**
+ * The ring's quota grows with the run so that it wraps early and keeps wrapping: footage comes at
+ * about 130 KB/s while every camera records, about half that under frequent kills, and the kept
+ * clips (some 1.6 MB an incident) count against it too.
+ */
+const QUOTA_MB = Math.max(16, 4 * MINUTES);
 const DISK_MB = 2 * QUOTA_MB + 64;
 const NODE = 'chaos-1';
 const PREFIX = 'camnode';
