@@ -396,6 +396,13 @@ describeRoot('chaos', () => {
       proxy.down = false;
     };
 
+    // First, while everything is up, one press and one signed lock that must be acknowledged:
+    // the button and the ops path work, whatever the random schedule then leaves unanswered.
+    await agent.waitForLog((l) => l.msg === 'connected to the broker', 'connected to the broker', 60_000);
+    await press();
+    await lock();
+    expect(acked.map((x) => x.via), 'a press and a lock before any fault').toEqual(['button', 'lock']);
+
     // The schedule: each kind of fault fires at random, at most one of a kind at a time.
     const kinds: { name: string; meanS: number; run: () => Promise<void> }[] = [
       { name: 'press', meanS: 15, run: press },
