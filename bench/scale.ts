@@ -18,37 +18,15 @@ import { iso, systemClock } from '../src/platform/clock.js';
 import { silentLogger } from '../src/platform/logger.js';
 import { planEviction, type LockedRange } from '../src/store/eviction.js';
 import { footageOf } from '../src/store/footage.js';
-import { Ring } from '../src/store/ring.js';
-import { segmentFileName } from '../src/store/segment.js';
-import { gc, machine, machineMarkdown, mb, median, numberArg, percentile, sleep, verdict, writeResults } from './lib.js';
+import { machine, machineMarkdown, mb, median, numberArg, percentile, verdict, writeResults } from './lib.js';
+import { createRingFiles, scanRing } from './ring-lib.js';
 
 const SEGMENTS = numberArg('--segments', 1_000_000);
 const CAMERAS = numberArg('--cameras', 16);
 const INCIDENTS = numberArg('--incidents', 10_000);
 const SEGMENT_MS = 2_000;
-const CONTENT = Buffer.alloc(188, 0x47);
 /** Targets: the unit's TimeoutStartSec is 120 s, and a prune pass runs every 30 s. */
 const TARGETS = { scanS: 30, planMs: 1_000, footageMs: 500, bookLoadMs: 2_000, lockP99Ms: 250 };
-
-async function createRing(root: string, cameras: string[]): Promise<number> {
-  for (const c of cameras) await mkdir(join(root, 'segments', c), { recursive: true });
-  const start = Date.now() - 60_000 - Math.ceil(SEGMENTS / cameras.length) * SEGMENT_MS;
-  let next = 0;
-  let lastPrint = Date.now();
-  const worker = async (): Promise<void> => {
-    while (next < SEGMENTS) {
-      const i = next++;
-      const name = segmentFileName({ seq: i + 1, startMs: start + Math.floor(i / cameras.length) * SEGMENT_MS, durationMs: SEGMENT_MS });
-      await writeFile(join(root, 'segments', cameras[i % cameras.length]!, name), CONTENT);
-      if (Date.now() - lastPrint > 15_000) {
-        lastPrint = Date.now();
-        console.log(`  creating segments: ${i.toLocaleString('en')} of ${SEGMENTS.toLocaleString('en')}`);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: 64 }, worker));
-  return start;
-}
 
 function timeMs(fn: () => unknown, runs: number): number[] {
   const out: number[] = [];
@@ -65,31 +43,12 @@ async function ringPart(work: string): Promise<{ rows: string[]; ok: boolean[] }
   const cameras = Array.from({ length: CAMERAS }, (_, i) => `cam-${String(i + 1).padStart(2, '0')}`);
   console.log(`  ${SEGMENTS.toLocaleString('en')} segments over ${CAMERAS} cameras: creating the files`);
   const t0c = performance.now();
-  const start = await createRing(root, cameras);
+  const start = await createRingFiles(root, cameras, SEGMENTS, SEGMENT_MS, (done) => console.log(`  creating segments: ${done.toLocaleString('en')} of ${SEGMENTS.toLocaleString('en')}`));
   console.log(`  created in ${((performance.now() - t0c) / 1000).toFixed(0)} s; scanning`);
-  const log = silentLogger();
-  await sleep(50);
-  gc();
-  const heapBefore = process.memoryUsage().heapUsed;
-  let heapPeak = heapBefore;
-  const sampler = setInterval(() => { heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed); }, 5);
-  const t0 = performance.now();
-  const ring = new Ring({
-    auditDeletion: async () => {},
-    options: { storagePath: root, maxUsePercent: 90, reserveBytes: 0, segmentSeconds: SEGMENT_MS / 1000 },
-    clock: systemClock, log, events: new EventBus(log),
-    disk: async () => ({ sizeBytes: 4e12, usedBytes: 1e12, freeBytes: 3e12, type: 'ext4' }),
-    locks: { lockedRanges: () => [] },
-    inProgressFiles: () => [],
-    probeDurationMs: async () => 1000,
-  });
-  await ring.start();
-  const scanS = (performance.now() - t0) / 1000;
-  clearInterval(sampler);
-  gc();
-  const heapRetained = process.memoryUsage().heapUsed - heapBefore;
+  const { ring, ms, heapPeak, heapRetained } = await scanRing(root, SEGMENT_MS);
+  const scanS = ms / 1000;
   const segments = ring.allSegments();
-  console.log(`  scan: ${scanS.toFixed(1)} s, ${segments.length.toLocaleString('en')} segments, heap peak +${mb(heapPeak - heapBefore)}, retained ${mb(heapRetained)}`);
+  console.log(`  scan: ${scanS.toFixed(1)} s, ${segments.length.toLocaleString('en')} segments, heap peak +${mb(heapPeak)}, retained ${mb(heapRetained)}`);
 
   // An eviction plan over the whole index: 50 locked spans across the cameras, a quota 1 % short.
   const segmentBytes = segments.reduce((n, s) => n + s.bytes, 0);
@@ -114,7 +73,7 @@ async function ringPart(work: string): Promise<{ rows: string[]; ok: boolean[] }
   return {
     ok,
     rows: [
-      `| start-up scan of ${SEGMENTS.toLocaleString('en')} segments, ${CAMERAS} cameras | ${scanS.toFixed(1)} s (heap peak +${mb(heapPeak - heapBefore)}, retained ${mb(heapRetained)}) | ≤ ${TARGETS.scanS} s | **${verdict(ok[0]!)}** |`,
+      `| start-up scan of ${SEGMENTS.toLocaleString('en')} segments, ${CAMERAS} cameras | ${scanS.toFixed(1)} s (heap peak +${mb(heapPeak)}, retained ${mb(heapRetained)}) | ≤ ${TARGETS.scanS} s | **${verdict(ok[0]!)}** |`,
       `| eviction plan over the whole index (50 locks, quota 1 % short: ${evicted.toLocaleString('en')} to evict) | median ${median(planMs).toFixed(0)} ms | ≤ ${TARGETS.planMs} ms | **${verdict(ok[1]!)}** |`,
       `| \`footage\`, all cameras, no bounds | median ${median(allMs).toFixed(0)} ms | ≤ ${TARGETS.footageMs} ms | **${verdict(ok[2]!)}** |`,
       `| \`footage\`, one camera, one hour | p99 ${percentile(hourMs, 99).toFixed(2)} ms | – | |`,

@@ -4,41 +4,19 @@
 //
 //   node dist/bench/scan.js [--files 100000]
 import { writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EventBus } from '../src/events.js';
-import { systemClock } from '../src/platform/clock.js';
-import { silentLogger } from '../src/platform/logger.js';
-import { Ring } from '../src/store/ring.js';
-import { segmentFileName } from '../src/store/segment.js';
-import { gc, machine, machineMarkdown, mb, median, numberArg, sleep, verdict, writeResults } from './lib.js';
+import { machine, machineMarkdown, mb, median, numberArg, verdict, writeResults } from './lib.js';
+import { createRingFiles, scanRing } from './ring-lib.js';
 
 const FILES = numberArg('--files', 100_000);
 const CAMERAS = 4;
 const RUNS = 3;
 const SEGMENT_MS = 2_000;
 const TARGET_MS = 2_000;
-/** One MPEG-TS packet: the scan only stats files, so their content does not matter. */
-const CONTENT = Buffer.alloc(188, 0x47);
 
 interface Run { ms: number; heapPeak: number; heapRetained: number; segments: number }
-
-async function createRing(root: string): Promise<void> {
-  const cameras = Array.from({ length: CAMERAS }, (_, i) => `cam-${i + 1}`);
-  for (const c of cameras) await mkdir(join(root, 'segments', c), { recursive: true });
-  // Cameras interleaved in ring order, ending a minute ago (so no stamp looks implausible).
-  const start = Date.now() - 60_000 - Math.ceil(FILES / CAMERAS) * SEGMENT_MS;
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < FILES) {
-      const i = next++;
-      const name = segmentFileName({ seq: i + 1, startMs: start + Math.floor(i / CAMERAS) * SEGMENT_MS, durationMs: SEGMENT_MS });
-      await writeFile(join(root, 'segments', cameras[i % CAMERAS]!, name), CONTENT);
-    }
-  };
-  await Promise.all(Array.from({ length: 64 }, worker));
-}
 
 /** Cold runs need the page cache emptied, which only root on a real host may do. */
 function dropCaches(): boolean {
@@ -51,35 +29,10 @@ function dropCaches(): boolean {
 }
 
 async function scanOnce(root: string): Promise<Run> {
-  const log = silentLogger();
-  // A turn of the event loop first: until then the previous run's ring is still reachable.
-  await sleep(50);
-  gc();
-  const heapBefore = process.memoryUsage().heapUsed;
-  let heapPeak = heapBefore;
-  // The scan is async, so this sampler gets turns while it runs.
-  const sampler = setInterval(() => { heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed); }, 5);
-  const t0 = performance.now();
-  const ring = new Ring({
-    auditDeletion: async () => {},
-    options: { storagePath: root, maxUsePercent: 90, reserveBytes: 0, segmentSeconds: SEGMENT_MS / 1000 },
-    clock: systemClock,
-    log,
-    events: new EventBus(log),
-    disk: async () => ({ sizeBytes: 4e12, usedBytes: 1e12, freeBytes: 3e12, type: 'ext4' }),
-    locks: { lockedRanges: () => [] },
-    inProgressFiles: () => [],
-    probeDurationMs: async () => 1000,
-  });
-  await ring.start();
-  const ms = performance.now() - t0;
-  clearInterval(sampler);
-  heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed);
+  const { ring, ms, heapPeak, heapRetained } = await scanRing(root, SEGMENT_MS);
   const segments = ring.allSegments().length;
-  gc();
-  const heapRetained = process.memoryUsage().heapUsed - heapBefore;
   await ring.stop();
-  return { ms, heapPeak: heapPeak - heapBefore, heapRetained, segments };
+  return { ms, heapPeak, heapRetained, segments };
 }
 
 async function main(): Promise<number> {
@@ -89,7 +42,7 @@ async function main(): Promise<number> {
   let cold = true;
   try {
     const t0 = performance.now();
-    await createRing(root);
+    await createRingFiles(root, Array.from({ length: CAMERAS }, (_, i) => `cam-${i + 1}`), FILES, SEGMENT_MS);
     console.log(`scan: ${FILES} segment files in ${CAMERAS} camera folders created in ${((performance.now() - t0) / 1000).toFixed(1)} s (${root})`);
     for (let i = 0; i < RUNS; i++) {
       cold = dropCaches() && cold;
@@ -109,7 +62,7 @@ async function main(): Promise<number> {
     '# Start-up scan of 100k segments',
     '',
     `Measured: wall time of \`new Ring(...).start()\` (mkdir, scan with a stat of every file, clock state, first prune) over ` +
-    `${FILES} finished segment files of ${CONTENT.length} bytes named by segmentFileName, across ${CAMERAS} camera folders on ` +
+    `${FILES} finished segment files of 188 bytes (one MPEG-TS packet) named by segmentFileName, across ${CAMERAS} camera folders on ` +
     `the temp filesystem; fake disk reader, \`probeDurationMs: async () => 1000\`, silent logger; ${cache}. ` +
     'Heap: growth of heapUsed over a collected baseline, peak while scanning (sampled every 5 ms) and retained after a full collection.',
     '',

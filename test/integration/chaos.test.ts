@@ -284,7 +284,6 @@ describeRoot('chaos', () => {
 
     // The agent, restarted after every kill as systemd would (RestartSec is 2 s; sooner here).
     let agent = RunningAgent.start(configPath, { stdin: 'pipe', env: { CAMNODE_LOG_LEVEL: 'info' } });
-    const allLogs: LogLine[][] = [agent.logs];
     cleanups.push(() => killAgentAndRecorders(agent, storage));
     const started = await agent.waitForLog((l) => l.msg === 'agent started', 'agent started', 60_000);
     const publicKey = String(started['publicKey']);
@@ -365,7 +364,6 @@ describeRoot('chaos', () => {
       await agent.exited;
       await sleep(200 + random() * 1_500);
       agent = RunningAgent.start(configPath, { stdin: 'pipe', env: { CAMNODE_LOG_LEVEL: 'info' } });
-      allLogs.push(agent.logs);
       await agent.waitForLog((l) => l.msg === 'agent started', 'agent started after a kill', 60_000);
       alive = true;
     };
