@@ -48,16 +48,19 @@ const ARM_PARTS: Record<string, string> = {
 };
 
 /**
- * The CPU's name from /proc/cpuinfo: x86's "model name"; on ARM the core ("ARM Cortex-A72", from
- * its CPU part) with the SoC's "Hardware" line, which on every Pi says only BCM2835. Pure.
+ * The CPU's name from /proc/cpuinfo. On ARM, a known core ("ARM Cortex-A72", from its CPU part)
+ * with the SoC's "Hardware" line, which on every Pi says only BCM2835 — ahead of "model name",
+ * which 32-bit ARM kernels fill with the bare "ARMv7 Processor rev 4 (v7l)". Else "model name"
+ * (x86), else whatever ARM gave. Pure.
  */
 export function parseCpuModel(text: string): string | null {
-  const value = (key: string) => new RegExp(`^${key}\\s*:\\s*(.+)$`, 'm').exec(text)?.[1]?.trim() || null;
-  const model = value('model name');
-  if (model) return model;
+  // [ \t]: an empty value must not reach across the line's end into the next one.
+  const value = (key: string) => new RegExp(`^${key}[ \\t]*:[ \\t]*(.*)$`, 'm').exec(text)?.[1]?.trim() || null;
   const part = value('CPU part')?.toLowerCase();
   const core = part && ARM_PARTS[part] ? `ARM ${ARM_PARTS[part]}` : null;
-  return [core, value('Hardware')].filter(Boolean).join(' ') || value('Model');
+  const hardware = value('Hardware');
+  if (core) return [core, hardware].filter(Boolean).join(' ');
+  return value('model name') || hardware || value('Model');
 }
 
 /** Total and available memory in bytes from /proc/meminfo (kB figures); null when either is missing. Pure. */

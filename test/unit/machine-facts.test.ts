@@ -37,6 +37,17 @@ describe('parsers (pure)', () => {
     expect(parseCpuModel('processor : 0\n')).toBeNull();
   });
 
+  it('names a 32-bit Pi OS kernel\'s CPU by its core too, not by the bare "ARMv7 Processor"', () => {
+    const armv7 = PI_CPUINFO.replace('processor\t: 0\n', 'processor\t: 0\nmodel name\t: ARMv7 Processor rev 3 (v7l)\n');
+    expect(parseCpuModel(armv7)).toBe('ARM Cortex-A72 BCM2835');
+    expect(parseCpuModel(armv7.replace('0xd08', '0xfff'))).toBe('ARMv7 Processor rev 3 (v7l)');
+  });
+
+  it('reads an empty value as missing, never the line after it', () => {
+    expect(parseCpuModel('model name\t:\nflags\t: fpu vme\n')).toBeNull();
+    expect(parseCpuModel('model name\t:\nModel\t: Raspberry Pi 4 Model B Rev 1.4\n')).toBe('Raspberry Pi 4 Model B Rev 1.4');
+  });
+
   it('reads total and available memory in bytes, and refuses a meminfo without them', () => {
     expect(parseMeminfo(MEMINFO)).toEqual({ total: 3884084 * 1024, available: 2900000 * 1024 });
     expect(parseMeminfo('MemTotal: 100 kB\nMemFree: 50 kB\n')).toBeNull();
@@ -80,7 +91,8 @@ describe('on this machine', () => {
     expect(facts.arch).toBe(os.arch());
     expect(facts.cpu).toBeTruthy();
     const mem = await readMemory();
-    expect(mem.total).toBe(os.totalmem());
+    // Against the file itself, not os.totalmem() (sysinfo), which lxcfs-style containers make differ.
+    expect(mem.total).toBe(parseMeminfo(await readFile('/proc/meminfo', 'utf8'))!.total);
     expect(mem.available).toBeGreaterThan(0);
     expect(mem.available).toBeLessThanOrEqual(mem.total);
   });
