@@ -40,6 +40,17 @@ const RTSP_SCRIPT = join(CLI, '..', '..', '..', 'test', 'helpers', 'rtsp-server.
 
 interface Sample { tMin: number; rssMb: number; syncing: boolean; heapMb: number | null; fullGcs: number; fds: number; cpuPct: number; lagP50: number; lagP99: number }
 
+/** Whether the local audit log was rotated (its first entry is no longer seq 1), read from the file. */
+function auditRotation(path: string): string {
+  try {
+    const first = readFileSync(path, 'utf8').split('\n', 1)[0]!;
+    const seq = (JSON.parse(first) as { seq?: unknown }).seq;
+    return typeof seq === 'number' && seq > 1 ? `rotated (the local log now begins at seq ${seq})` : 'not rotated (under its 2 MiB rotation point)';
+  } catch {
+    return 'not read';
+  }
+}
+
 /** Least-squares slope of y over x. */
 function slope(xs: number[], ys: number[]): number {
   const n = xs.length;
@@ -272,7 +283,7 @@ async function main(): Promise<number> {
     for (const i of book.incidents) states.set(i.state, (states.get(i.state) ?? 0) + 1);
     const stateLines = [
       `| book (incidents.json) | ${kb(before.book)} | ${kb(after.book)} | ${book.incidents.length} incidents (${[...states].map(([k, v]) => `${v} ${k}`).join(', ')}) for ${locks} locks (${lockRefusals.length} refused), ${disposed} disposed of once synced |`,
-      `| audit log | ${kb(before.audit)} | ${kb(after.audit)} | an entry per lock, seal, sync and pruning pass; shipped and rotated past 2 MiB |`,
+      `| audit log | ${kb(before.audit)} | ${kb(after.audit)} | an entry per lock, seal, sync and pruning pass; shipped upstream, ${auditRotation(join(stateDir, 'audit.log'))} |`,
       `| events outbox (events-outbox.jsonl) | ${kb(before.outbox)} | ${kb(after.outbox)} | no broker configured here |`,
       `| upload queue (sync-queue.json) | ${kb(before.queue)} | ${kb(after.queue)} | ${synced} of ${locks} synced |`,
       `| records outbox (upstream/: audit chunks, heads) | ${before.records.files} files | ${after.records.files} files, ${kb(after.records.bytes)} | sent as they come |`,

@@ -1,7 +1,7 @@
 // The `health` member of the node's state (CONTRACT §3), read every state interval. Chosen for
 // cost on a Pi that is busy recording: only syscalls and small sysfs/proc reads, never a child
 // process. (systeminformation, used before, spawned ~19 processes for the machine facts at
-// start and cost ~10 MB of the agent's memory just loaded; its cpuTemperature spawns shells.)
+// start and cost ~5 MB of the agent's peak memory just loaded; its cpuTemperature spawns shells.)
 import { access, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import os from 'node:os';
