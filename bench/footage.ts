@@ -20,7 +20,7 @@ import { footageModule } from '../src/modules/footage.js';
 import { iso, systemClock } from '../src/platform/clock.js';
 import { silentLogger } from '../src/platform/logger.js';
 import { footageOf, type IncidentSpan } from '../src/store/footage.js';
-import { Ring } from '../src/store/ring.js';
+import { benchRing } from './ring-lib.js';
 import { segmentEndMs, segmentFileName, type Segment } from '../src/store/segment.js';
 import { machine, machineMarkdown, median, numberArg, percentile, ROOT, verdict, writeResults } from './lib.js';
 
@@ -155,17 +155,7 @@ async function main(): Promise<number> {
     await createFiles(root, plan.segments);
     createS = (performance.now() - t0) / 1000;
     console.log(`footage: ${plan.segments.length} segment files (${CAMERAS.length} cameras, ${plan.holes} holes) created in ${createS.toFixed(1)} s (${root})`);
-    const ring = new Ring({
-      auditDeletion: async () => {},
-      options: { storagePath: root, maxUsePercent: 90, reserveBytes: 0, segmentSeconds: SEGMENT_SECONDS },
-      clock: systemClock,
-      log,
-      events: new EventBus(log),
-      disk: async () => ({ sizeBytes: 4e12, usedBytes: 1e12, freeBytes: 3e12, type: 'ext4' }),
-      locks: { lockedRanges: () => [] },
-      inProgressFiles: () => [],
-      probeDurationMs: async () => 1000,
-    });
+    const ring = benchRing(root, SEGMENT_SECONDS, log);
     t0 = performance.now();
     await ring.start();
     scanMs = performance.now() - t0;

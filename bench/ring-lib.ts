@@ -37,6 +37,21 @@ export async function createRingFiles(root: string, cameras: readonly string[], 
 
 export interface Scan { ring: Ring; ms: number; heapPeak: number; heapRetained: number }
 
+/** A Ring over `root` as the benchmarks use it: no locks, no audit, a disk far from full. Not started. */
+export function benchRing(root: string, segmentSeconds: number, log = silentLogger()): Ring {
+  return new Ring({
+    auditDeletion: async () => {},
+    options: { storagePath: root, maxUsePercent: 90, reserveBytes: 0, segmentSeconds },
+    clock: systemClock,
+    log,
+    events: new EventBus(log),
+    disk: async () => ({ sizeBytes: 4e12, usedBytes: 1e12, freeBytes: 3e12, type: 'ext4' }),
+    locks: { lockedRanges: () => [] },
+    inProgressFiles: () => [],
+    probeDurationMs: async () => 1000,
+  });
+}
+
 /** `new Ring(...).start()` over `root`, timed, with the heap's peak and what it retains; the ring is left started. */
 export async function scanRing(root: string, segmentMs: number): Promise<Scan> {
   const log = silentLogger();
@@ -48,17 +63,7 @@ export async function scanRing(root: string, segmentMs: number): Promise<Scan> {
   // The scan is async, so this sampler gets turns while it runs.
   const sampler = setInterval(() => { heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed); }, 5);
   const t0 = performance.now();
-  const ring = new Ring({
-    auditDeletion: async () => {},
-    options: { storagePath: root, maxUsePercent: 90, reserveBytes: 0, segmentSeconds: segmentMs / 1000 },
-    clock: systemClock,
-    log,
-    events: new EventBus(log),
-    disk: async () => ({ sizeBytes: 4e12, usedBytes: 1e12, freeBytes: 3e12, type: 'ext4' }),
-    locks: { lockedRanges: () => [] },
-    inProgressFiles: () => [],
-    probeDurationMs: async () => 1000,
-  });
+  const ring = benchRing(root, segmentMs / 1000, log);
   await ring.start();
   const ms = performance.now() - t0;
   clearInterval(sampler);
